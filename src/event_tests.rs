@@ -1,0 +1,130 @@
+use super::*;
+
+macro_rules! fixture {
+    ($name:literal) => {
+        include_str!(concat!("../tests/fixtures/events/", $name))
+    };
+}
+
+fn change(body: &str) -> SecretChange {
+    match parse(body).expect("fixture parses") {
+        Parsed::Change(change) => change,
+        other => panic!("expected a change, got {other:?}"),
+    }
+}
+
+fn irrelevant(body: &str) -> String {
+    match parse(body).expect("fixture parses") {
+        Parsed::Irrelevant { reason } => reason,
+        other => panic!("expected an irrelevant event, got {other:?}"),
+    }
+}
+
+#[test]
+fn native_label_updated_to_awscurrent() {
+    let change = change(fixture!("label-updated-current.json"));
+    assert_eq!(change.kind, ChangeKind::LabelUpdated);
+    assert_eq!(
+        change.secret_ids,
+        ["mySecret", "arn:aws:secretsmanager:us-west-2:012345678901:secret:mySecret-a1b2c3"]
+    );
+    assert_eq!(change.region.as_deref(), Some("us-west-2"));
+    assert_eq!(change.account.as_deref(), Some("012345678901"));
+    assert_eq!(change.version_id.as_deref(), Some("a1b2c3d4-5678-90ab-cdef-EXAMPLE11111"));
+    assert_eq!(change.time.unwrap().to_rfc3339(), "2024-02-06T16:43:48+00:00");
+}
+
+#[test]
+fn other_labels_are_irrelevant() {
+    assert!(irrelevant(fixture!("label-updated-custom.json")).contains("label blue"));
+}
+
+#[test]
+fn cloudtrail_put_secret_value() {
+    let change = change(fixture!("cloudtrail-put-secret-value.json"));
+    assert_eq!(change.kind, ChangeKind::ApiCall("PutSecretValue".into()));
+    assert_eq!(change.kind.name(), "PutSecretValue");
+    assert_eq!(
+        change.secret_ids,
+        ["mySecret", "arn:aws:secretsmanager:us-west-2:012345678901:secret:mySecret-a1b2c3"]
+    );
+    assert_eq!(change.version_id.as_deref(), Some("a1b2c3d4-5678-90ab-cdef-EXAMPLE22222"));
+}
+
+#[test]
+fn cloudtrail_update_secret_version_stage_names_the_moved_version() {
+    let change = change(fixture!("cloudtrail-update-secret-version-stage.json"));
+    assert_eq!(change.kind, ChangeKind::ApiCall("UpdateSecretVersionStage".into()));
+    assert!(change.secret_ids.contains(&"mySecret".to_owned()));
+    assert_eq!(change.version_id.as_deref(), Some("a1b2c3d4-5678-90ab-cdef-EXAMPLE22222"));
+}
+
+#[test]
+fn cloudtrail_older_arn_spelling() {
+    let change = change(fixture!("cloudtrail-update-secret-old-arn-spelling.json"));
+    assert_eq!(change.kind, ChangeKind::ApiCall("UpdateSecret".into()));
+    assert!(
+        change
+            .secret_ids
+            .contains(&"arn:aws:secretsmanager:eu-central-1:012345678901:secret:prod/db-Xy12Ab".to_owned())
+    );
+    assert_eq!(change.region.as_deref(), Some("eu-central-1"));
+}
+
+#[test]
+fn cloudtrail_create_secret_uses_the_name_parameter() {
+    let change = change(fixture!("cloudtrail-create-secret.json"));
+    assert_eq!(change.secret_ids[0], "new/secret");
+}
+
+#[test]
+fn read_only_and_failed_calls_are_irrelevant() {
+    assert!(irrelevant(fixture!("cloudtrail-get-secret-value.json")).contains("GetSecretValue"));
+    assert!(irrelevant(fixture!("cloudtrail-failed-put.json")).contains("AccessDenied"));
+}
+
+#[test]
+fn service_event_rotation_succeeded() {
+    let change = change(fixture!("service-event-rotation-succeeded.json"));
+    assert_eq!(change.kind, ChangeKind::ServiceEvent("RotationSucceeded".into()));
+    assert_eq!(
+        change.secret_ids,
+        ["arn:aws:secretsmanager:us-west-2:012345678901:secret:mySecret-a1b2c3"]
+    );
+    assert!(irrelevant(fixture!("service-event-rotation-failed.json")).contains("RotationFailed"));
+}
+
+#[test]
+fn sns_wrapped_event() {
+    let wrapped = change(fixture!("sns-wrapped-label-updated.json"));
+    assert_eq!(wrapped, change(fixture!("label-updated-current.json")));
+}
+
+#[test]
+fn malformed_messages_are_errors_that_say_what_is_wrong() {
+    let cases: &[(&str, &str)] = &[
+        (fixture!("malformed-not-json.txt"), "not JSON"),
+        (fixture!("malformed-array.json"), "not an object"),
+        (fixture!("malformed-detail-not-object.json"), "`detail`"),
+        (fixture!("malformed-name-wrong-type.json"), "`detail.name`"),
+        (fixture!("malformed-missing-secret-id.json"), "secretId"),
+        (fixture!("malformed-bad-time.json"), "`time`"),
+        (fixture!("unknown-detail-type.json"), "Secret Something New"),
+        (fixture!("unknown-source.json"), "aws.ssm"),
+        (fixture!("unknown-no-detail-type.json"), "not an EventBridge event"),
+        ("", "not JSON"),
+        (r#"{"Type":"Notification","Message":"oops"}"#, "not JSON"),
+        (r#"{"Type":"Notification","Message":7}"#, "`Message`"),
+    ];
+    for (body, expected) in cases {
+        let error = parse(body).expect_err(body).to_string();
+        assert!(error.contains(expected), "{error:?} should mention {expected:?}");
+    }
+}
+
+#[test]
+fn a_huge_message_is_refused_without_echoing_it() {
+    let body = format!("{{\"detail-type\":\"{}\"", "x".repeat(256 * 1024));
+    let error = parse(&body).unwrap_err().to_string();
+    assert!(error.len() < 200, "the error must not echo the body");
+}

@@ -1,0 +1,11 @@
+//! Core of secret-bridge: the domain, free of any Kubernetes or Lambda runtime and of network access.
+//!
+//! - [`event`]: what an SQS message body says about a Secrets Manager change.
+//! - [`secret_id`]: secret names, full and partial ARNs, and how they compare.
+//! - [`mapping`]: turning a Secrets Manager value into Kubernetes Secret data (ESO semantics).
+//! - [`duration`]: Go-style durations, as ESO's `refreshInterval` uses them.
+
+pub mod duration;
+pub mod event;
+pub mod mapping;
+pub mod secret_id;
