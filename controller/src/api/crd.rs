@@ -1,0 +1,66 @@
+//! The CRDs, generated from the types and committed under `infra/crds/`.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+use super::{ClusterSecretStore, ExternalSecret, SecretStore};
+
+/// Every served version besides the stored `v1`; their schema is the same.
+const ALSO_SERVED: &[&str] = &["v1beta1"];
+
+/// The CRDs with their file names under `infra/crds/`.
+pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
+    vec![
+        ("externalsecrets.yaml", with_served_versions(ExternalSecret::crd())),
+        ("secretstores.yaml", with_served_versions(SecretStore::crd())),
+        ("clustersecretstores.yaml", with_served_versions(ClusterSecretStore::crd())),
+    ]
+}
+
+fn with_served_versions(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    let stored = crd.spec.versions[0].clone();
+    for name in ALSO_SERVED {
+        let mut version = stored.clone();
+        version.name = (*name).to_owned();
+        version.storage = false;
+        crd.spec.versions.push(version);
+    }
+    crd
+}
+
+/// The YAML committed for one CRD.
+pub fn to_yaml(crd: &CustomResourceDefinition) -> String {
+    let header = "# Generated from the Rust types by `cargo run -p secret-bridge-controller --bin secret-bridge-crdgen`. Do not edit.\n";
+    format!("{header}{}", serde_yaml::to_string(crd).expect("a CRD serializes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_crds_match_the_types() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/crds");
+        for (file, crd) in all() {
+            let committed = std::fs::read_to_string(format!("{dir}/{file}"))
+                .unwrap_or_else(|e| panic!("infra/crds/{file}: {e}"));
+            assert!(
+                committed == to_yaml(&crd),
+                "infra/crds/{file} drifted from the Rust types: run `cargo run -p secret-bridge-controller --bin secret-bridge-crdgen`"
+            );
+        }
+    }
+
+    #[test]
+    fn v1_is_stored_and_v1beta1_served() {
+        for (_, crd) in all() {
+            let versions: Vec<_> = crd
+                .spec
+                .versions
+                .iter()
+                .map(|v| (v.name.as_str(), v.served, v.storage))
+                .collect();
+            assert_eq!(versions, [("v1", true, true), ("v1beta1", true, false)]);
+        }
+    }
+}

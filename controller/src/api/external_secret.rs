@@ -1,0 +1,163 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Condition, any_json, any_object};
+
+/// ExternalSecret: which secrets to read from a store, and the Kubernetes Secret to write.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "external-secrets.io",
+    version = "v1",
+    kind = "ExternalSecret",
+    plural = "externalsecrets",
+    shortname = "es",
+    category = "external-secrets",
+    namespaced,
+    status = "ExternalSecretStatus",
+    printcolumn(name = "StoreType", type_ = "string", json_path = ".spec.secretStoreRef.kind", priority = "1"),
+    printcolumn(name = "Store", type_ = "string", json_path = ".spec.secretStoreRef.name"),
+    printcolumn(name = "Refresh Interval", type_ = "string", json_path = ".spec.refreshInterval"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalSecretSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_store_ref: Option<SecretStoreRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<ExternalSecretTarget>,
+    /// Go duration (`1h`, `15m`, `0` = never refresh periodically). Defaults to `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_interval: Option<String>,
+    /// `Periodic`, `OnChange` or `CreatedOnce`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<ExternalSecretData>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_from: Vec<ExternalSecretDataFrom>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretStoreRef {
+    pub name: String,
+    /// `SecretStore` (default) or `ClusterSecretStore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalSecretTarget {
+    /// Name of the Secret to write; defaults to the ExternalSecret's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `Owner` (default), `Orphan`, `Merge` or `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_policy: Option<String>,
+    /// `Retain` (default), `Delete` or `Merge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub template: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immutable: Option<bool>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalSecretData {
+    /// The key in the Kubernetes Secret.
+    pub secret_key: String,
+    pub remote_ref: RemoteRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_json")]
+    pub source_ref: Option<Value>,
+}
+
+/// Which secret (and which part of it) to read.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteRef {
+    /// Secret name, full ARN or partial ARN.
+    pub key: String,
+    /// gjson path into a JSON secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub property: Option<String>,
+    /// A staging label (`AWSCURRENT`, `AWSPREVIOUS`, custom) or `uuid/<VersionId>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `None` (default), `Base64`, `Base64URL` or `Auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoding_strategy: Option<String>,
+    /// `Default` or `Unicode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion_strategy: Option<String>,
+    /// `None` (default) or `Fetch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_policy: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalSecretDataFrom {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extract: Option<RemoteRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub find: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_json")]
+    pub rewrite: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_json")]
+    pub source_ref: Option<Value>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalSecretStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_time: Option<Time>,
+    /// `<generation>-<hash of labels and annotations>`, as ESO records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced_resource_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<LocalObjectReference>,
+    /// The AWS VersionId last written for each secret read, keyed by `key[@version]`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub synced_versions: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct LocalObjectReference {
+    pub name: String,
+}
+
+impl ExternalSecret {
+    /// Every `remoteRef.key` this ExternalSecret reads (names or ARNs).
+    pub fn remote_keys(&self) -> impl Iterator<Item = &str> {
+        let data = self.spec.data.iter().map(|d| d.remote_ref.key.as_str());
+        let extract = self
+            .spec
+            .data_from
+            .iter()
+            .filter_map(|d| d.extract.as_ref().map(|r| r.key.as_str()));
+        data.chain(extract)
+    }
+
+    pub fn ready_condition(&self) -> Option<&Condition> {
+        self.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+    }
+}

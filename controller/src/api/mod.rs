@@ -1,0 +1,24 @@
+//! The `external-secrets.io` API, as External Secrets Operator defines it for the AWS Secrets
+//! Manager provider. `v1` is stored; `v1beta1` is served with the same schema (the AWS fields did
+//! not change between the two), so manifests written for either apply unchanged.
+
+pub mod condition;
+pub mod crd;
+pub mod external_secret;
+pub mod secret_store;
+
+pub use condition::Condition;
+pub use external_secret::{ExternalSecret, ExternalSecretSpec, ExternalSecretStatus};
+pub use secret_store::{ClusterSecretStore, SecretStore, StoreSpec};
+
+pub const GROUP: &str = "external-secrets.io";
+
+/// Schema for fields whose content is free-form JSON (kept, then validated by the controller).
+pub(crate) fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
+}
+
+/// Schema for an object with any keys (like `template`), kept as is.
+pub(crate) fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
+}

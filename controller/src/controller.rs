@@ -1,0 +1,106 @@
+//! Wiring: the ExternalSecret controller, its triggers, and the shared context of reconciles.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::core::PartialObjectMeta;
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Client};
+use tracing::{debug, info};
+
+use crate::MANAGED_LABEL;
+use crate::api::ExternalSecret;
+use crate::aws::ClientFactory;
+use crate::reconcile::{error_policy, reconcile};
+use crate::trigger::Triggers;
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub aws: ClientFactory,
+    pub recorder: Recorder,
+    pub triggers: Arc<Triggers>,
+    pub controller_class: Option<String>,
+    failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, aws: ClientFactory, triggers: Arc<Triggers>, controller_class: Option<String>) -> Self {
+        let reporter = Reporter {
+            controller: "secret-bridge".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            aws,
+            triggers,
+            controller_class,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Counts a failure of `object`; returns how many came before it in a row.
+    pub fn record_failure(&self, object: &ObjectRef<ExternalSecret>) -> u32 {
+        let mut failures = self.failures.lock().expect("failures lock");
+        let count = failures.entry(object.clone()).or_default();
+        *count += 1;
+        *count - 1
+    }
+
+    pub fn record_success(&self, object: &ObjectRef<ExternalSecret>) {
+        self.failures.lock().expect("failures lock").remove(object);
+    }
+}
+
+/// The controller, built but not yet running, and the store of ExternalSecrets it keeps.
+pub struct ExternalSecretController {
+    controller: Controller<ExternalSecret>,
+    triggers: Arc<Triggers>,
+}
+
+impl ExternalSecretController {
+    pub fn new(client: &Client, concurrency: u16) -> Self {
+        let (triggers, trigger_stream) = Triggers::new();
+        // Only the metadata of the Secrets we manage is watched: enough to notice a Secret
+        // deleted or edited behind our back, without caching Secret values in memory.
+        let owned = watcher(
+            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+            watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true")),
+        )
+        .touched_objects();
+        let controller = Controller::new(Api::<ExternalSecret>::all(client.clone()), watcher::Config::default())
+            .owns_stream(owned)
+            .reconcile_on(trigger_stream)
+            .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+        ExternalSecretController { controller, triggers: Arc::new(triggers) }
+    }
+
+    pub fn store(&self) -> Store<ExternalSecret> {
+        self.controller.store()
+    }
+
+    pub fn triggers(&self) -> Arc<Triggers> {
+        self.triggers.clone()
+    }
+
+    /// Runs until `shutdown` resolves, then lets running reconciles finish.
+    pub async fn run(self, context: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+        info!("controller started");
+        self.controller
+            .graceful_shutdown_on(shutdown)
+            .run(reconcile, error_policy, context)
+            .for_each(|result| async move {
+                match result {
+                    Ok((object, action)) => debug!(externalsecret = %object, ?action, "reconciled"),
+                    Err(error) => debug!(%error, "reconcile not completed"),
+                }
+            })
+            .await;
+        info!("controller stopped");
+    }
+}

@@ -1,0 +1,123 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use secret_bridge_controller::aws::{self, ClientFactory};
+use secret_bridge_controller::controller::{Context, ExternalSecretController};
+use secret_bridge_controller::queue::Consumer;
+use tokio::sync::watch;
+use tracing::info;
+
+/// Syncs external-secrets.io ExternalSecrets from AWS Secrets Manager into Kubernetes Secrets,
+/// refreshed by Secrets Manager events from SQS and by periodic resyncs.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// SQS queue with Secrets Manager events (EventBridge); without it, only periodic resyncs.
+    #[arg(long, env = "SQS_QUEUE_URL")]
+    queue_url: Option<String>,
+
+    /// Serve only stores whose `spec.controller` is this class (default: stores without one).
+    #[arg(long, env = "CONTROLLER_CLASS")]
+    controller_class: Option<String>,
+
+    /// Reconciles running at once.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 32)]
+    concurrency: u16,
+
+    /// How long an event waits for its reconciles before the message is left for a retry.
+    #[arg(long, env = "EVENT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    event_timeout: Duration,
+
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    secret_bridge::duration::parse(text).map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_tracing(args.log_format);
+    rustls_ring_default();
+
+    let client = kube::Client::try_default().await?;
+    let base = aws::base_config().await;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let controller = ExternalSecretController::new(&client, args.concurrency);
+    let context = Arc::new(Context::new(
+        client.clone(),
+        ClientFactory::new(base.clone()),
+        controller.triggers(),
+        args.controller_class.clone(),
+    ));
+    let consumer = args.queue_url.clone().map(|queue_url| Consumer {
+        sqs: aws_sdk_sqs::Client::new(&base),
+        queue_url,
+        store: controller.store(),
+        triggers: controller.triggers(),
+        reconcile_timeout: args.event_timeout,
+    });
+    info!(
+        queue = args.queue_url.as_deref().unwrap_or("none (periodic resync only)"),
+        controller_class = args.controller_class.as_deref().unwrap_or(""),
+        "starting secret-bridge controller"
+    );
+    let consumer_task = consumer.map(|c| tokio::spawn(c.run(stopped(stop_rx.clone()))));
+    controller.run(context, stopped(stop_rx)).await;
+    if let Some(task) = consumer_task {
+        task.await?;
+    }
+    Ok(())
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,kube_runtime=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// kube and the AWS client both use rustls with ring; make it the process default explicitly.
+fn rustls_ring_default() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn args_are_consistent() {
+        super::Args::command().debug_assert();
+    }
+}

@@ -1,0 +1,181 @@
+//! The SQS consumer: long-polls the queue, turns each message into refreshes of the
+//! ExternalSecrets that read the secret it names, and deletes a message only once all of
+//! those refreshes succeeded. A message it cannot read, or whose refresh failed, stays in the
+//! queue: SQS delivers it again after its visibility timeout, and to the DLQ after the queue's
+//! `maxReceiveCount`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::future;
+use kube::runtime::reflector::{ObjectRef, Store};
+use secret_bridge::event::{self, Parsed, SecretChange};
+use secret_bridge::secret_id;
+use tracing::{debug, info, warn};
+
+use crate::api::ExternalSecret;
+use crate::trigger::Triggers;
+
+const WAIT_TIME_SECONDS: i32 = 20;
+const MAX_MESSAGES: i32 = 10;
+
+pub struct Consumer {
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+    pub store: Store<ExternalSecret>,
+    pub triggers: Arc<Triggers>,
+    /// How long to wait for the reconciles of one message before leaving it for a retry.
+    pub reconcile_timeout: Duration,
+}
+
+/// What to do with a message.
+#[derive(Debug, PartialEq, Eq)]
+enum Disposition {
+    Delete,
+    Keep,
+}
+
+impl Consumer {
+    /// Runs until `shutdown` resolves. Survives any SQS error or bad message.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        // Until the controller has listed every ExternalSecret, an event could match nothing
+        // and be deleted by mistake.
+        if self.store.wait_until_ready().await.is_err() {
+            warn!("ExternalSecret store was dropped before it was ready; consumer not started");
+            return;
+        }
+        info!(queue = %self.queue_url, "consuming events");
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut backoff = self.error_backoff();
+        loop {
+            let received = tokio::select! {
+                _ = &mut shutdown => break,
+                received = self.receive() => received,
+            };
+            match received {
+                Ok(messages) => {
+                    backoff = self.error_backoff();
+                    self.handle_batch(messages).await;
+                }
+                Err(error) => {
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+                    warn!(queue = %self.queue_url, %error, retry_in_ms = delay.as_millis() as u64, "receiving from SQS failed");
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        info!("consumer stopped");
+    }
+
+    fn error_backoff(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(500))
+            .with_max_delay(Duration::from_secs(30))
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    async fn receive(&self) -> Result<Vec<Message>, String> {
+        self.sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .wait_time_seconds(WAIT_TIME_SECONDS)
+            .max_number_of_messages(MAX_MESSAGES)
+            .send()
+            .await
+            .map(|output| output.messages.unwrap_or_default())
+            .map_err(|e| DisplayErrorContext(e).to_string())
+    }
+
+    async fn handle_batch(&self, messages: Vec<Message>) {
+        let dispositions = future::join_all(messages.iter().map(|m| self.handle(m))).await;
+        let entries: Vec<_> = messages
+            .iter()
+            .zip(dispositions)
+            .filter(|(_, d)| *d == Disposition::Delete)
+            .enumerate()
+            .filter_map(|(i, (message, _))| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(message.receipt_handle.clone()?)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        match self
+            .sqs
+            .delete_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(output) => {
+                for failed in output.failed {
+                    warn!(code = %failed.code, message = ?failed.message, "deleting a processed message failed; it will be processed again");
+                }
+            }
+            Err(error) => warn!(error = %DisplayErrorContext(error), "deleting processed messages failed; they will be processed again"),
+        }
+    }
+
+    async fn handle(&self, message: &Message) -> Disposition {
+        let id = message.message_id.as_deref().unwrap_or("?");
+        let body = message.body.as_deref().unwrap_or_default();
+        match event::parse(body) {
+            Err(error) => {
+                warn!(message_id = id, %error, "cannot read message; leaving it for a retry or the DLQ");
+                Disposition::Keep
+            }
+            Ok(Parsed::Irrelevant { reason }) => {
+                debug!(message_id = id, %reason, "event changes nothing we serve");
+                Disposition::Delete
+            }
+            Ok(Parsed::Change(change)) => self.refresh(id, &change).await,
+        }
+    }
+
+    async fn refresh(&self, id: &str, change: &SecretChange) -> Disposition {
+        let matches: Vec<_> = self
+            .store
+            .state_filter(|es| references(es, change))
+            .iter()
+            .map(|es| ObjectRef::from_obj(&**es))
+            .collect();
+        if matches.is_empty() {
+            debug!(message_id = id, event = change.kind.name(), secret = ?change.secret_ids.first(), "no ExternalSecret reads this secret");
+            return Disposition::Delete;
+        }
+        let outcome = self.triggers.refresh(matches.clone(), self.reconcile_timeout).await;
+        if outcome.all_succeeded() {
+            info!(message_id = id, event = change.kind.name(), refreshed = outcome.succeeded, "event applied");
+            Disposition::Delete
+        } else {
+            warn!(
+                message_id = id,
+                event = change.kind.name(),
+                succeeded = outcome.succeeded,
+                failed = outcome.failed,
+                timed_out = outcome.timed_out,
+                "not every refresh succeeded; leaving the message for a retry"
+            );
+            Disposition::Keep
+        }
+    }
+}
+
+/// Whether `es` reads the secret the event names (by name, full or partial ARN).
+fn references(es: &ExternalSecret, change: &SecretChange) -> bool {
+    es.remote_keys()
+        .any(|key| change.secret_ids.iter().any(|id| secret_id::may_match(key, id)))
+}

@@ -1,0 +1,232 @@
+//! Resolving an ExternalSecret's store and the credentials it names.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client, ResourceExt};
+
+use crate::api::secret_store::{AwsProvider, SecretKeySelector, StoreSpec};
+use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore};
+use crate::aws::{StaticKeys, StoreAuth};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    SecretStore,
+    ClusterSecretStore,
+}
+
+impl StoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::SecretStore => "SecretStore",
+            StoreKind::ClusterSecretStore => "ClusterSecretStore",
+        }
+    }
+}
+
+/// The store an ExternalSecret uses, read from the API.
+#[derive(Debug, Clone)]
+pub struct ResolvedStore {
+    pub kind: StoreKind,
+    pub name: String,
+    pub spec: StoreSpec,
+}
+
+impl ResolvedStore {
+    /// Fetches the store named by `es.spec.secretStoreRef`.
+    pub async fn get(client: &Client, es: &ExternalSecret) -> Result<Self> {
+        let reference = es
+            .spec
+            .secret_store_ref
+            .as_ref()
+            .ok_or_else(|| Error::Spec("spec.secretStoreRef is required".into()))?;
+        let kind = match reference.kind.as_deref() {
+            None | Some("") | Some("SecretStore") => StoreKind::SecretStore,
+            Some("ClusterSecretStore") => StoreKind::ClusterSecretStore,
+            Some(other) => {
+                return Err(Error::Spec(format!(
+                    "spec.secretStoreRef.kind {other:?} is not SecretStore or ClusterSecretStore"
+                )));
+            }
+        };
+        let name = reference.name.clone();
+        let missing = || Error::Store(format!("{} {name:?} not found", kind.as_str()));
+        let spec = match kind {
+            StoreKind::SecretStore => {
+                let namespace = es.namespace().unwrap_or_default();
+                Api::<SecretStore>::namespaced(client.clone(), &namespace)
+                    .get_opt(&name)
+                    .await
+                    .map_err(Error::kube(format!("reading SecretStore {namespace}/{name}")))?
+                    .ok_or_else(missing)?
+                    .spec
+                    .store
+            }
+            StoreKind::ClusterSecretStore => Api::<ClusterSecretStore>::all(client.clone())
+                .get_opt(&name)
+                .await
+                .map_err(Error::kube(format!("reading ClusterSecretStore {name}")))?
+                .ok_or_else(missing)?
+                .spec
+                .store,
+        };
+        Ok(ResolvedStore { kind, name, spec })
+    }
+
+    /// Whether this controller serves the store: with no class, stores without
+    /// `spec.controller`; with a class, exactly the stores that name it.
+    pub fn is_served_by(&self, controller_class: Option<&str>) -> bool {
+        let store_class = self.spec.controller.as_deref().filter(|c| !c.is_empty());
+        store_class == controller_class.filter(|c| !c.is_empty())
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{} {:?}", self.kind.as_str(), self.name)
+    }
+
+    /// The AWS Secrets Manager provider, or why the store cannot be served.
+    pub fn aws(&self) -> Result<&AwsProvider> {
+        let provider = &self.spec.provider;
+        if let Some(other) = provider.other.keys().next() {
+            return Err(Error::Unsupported(format!(
+                "{}: spec.provider.{other} (only aws is served)",
+                self.describe()
+            )));
+        }
+        let aws = provider
+            .aws
+            .as_ref()
+            .ok_or_else(|| Error::Spec(format!("{} has no spec.provider.aws", self.describe())))?;
+        if aws.service != "SecretsManager" {
+            return Err(Error::Unsupported(format!(
+                "{}: spec.provider.aws.service {:?} (only SecretsManager is served)",
+                self.describe(),
+                aws.service
+            )));
+        }
+        if aws.region.is_empty() {
+            return Err(Error::Spec(format!("{}: spec.provider.aws.region is empty", self.describe())));
+        }
+        let unsupported = |field: &str| {
+            Err(Error::Unsupported(format!("{}: spec.provider.aws.{field}", self.describe())))
+        };
+        if aws.role.as_deref().is_some_and(|r| !r.is_empty()) {
+            return unsupported("role");
+        }
+        if !aws.additional_roles.is_empty() {
+            return unsupported("additionalRoles");
+        }
+        if aws.auth.as_ref().is_some_and(|a| a.jwt.is_some()) {
+            return unsupported("auth.jwt");
+        }
+        Ok(aws)
+    }
+
+    /// The credentials for `es`, read from the Secret(s) the store names.
+    pub async fn auth(&self, client: &Client, es: &ExternalSecret) -> Result<StoreAuth> {
+        let aws = self.aws()?;
+        let Some(secret_ref) = aws.auth.as_ref().and_then(|a| a.secret_ref.as_ref()) else {
+            return Ok(StoreAuth::DefaultChain);
+        };
+        let es_namespace = es.namespace().unwrap_or_default();
+        let at = "spec.provider.aws.auth.secretRef";
+        let ns = es_namespace.as_str();
+        Ok(StoreAuth::Static(StaticKeys {
+            access_key_id: self
+                .read_key(client, &secret_ref.access_key_id_secret_ref, ns, format!("{at}.accessKeyIDSecretRef"))
+                .await?,
+            secret_access_key: self
+                .read_key(client, &secret_ref.secret_access_key_secret_ref, ns, format!("{at}.secretAccessKeySecretRef"))
+                .await?,
+            session_token: match &secret_ref.session_token_secret_ref {
+                Some(selector) => Some(
+                    self.read_key(client, selector, ns, format!("{at}.sessionTokenSecretRef"))
+                        .await?,
+                ),
+                None => None,
+            },
+        }))
+    }
+
+    async fn read_key(
+        &self,
+        client: &Client,
+        selector: &SecretKeySelector,
+        es_namespace: &str,
+        at: String,
+    ) -> Result<String> {
+        let namespace = match (self.kind, selector.namespace.as_deref()) {
+            (StoreKind::ClusterSecretStore, Some(namespace)) => namespace,
+            (StoreKind::SecretStore, Some(namespace)) if namespace != es_namespace => {
+                return Err(Error::Store(format!(
+                    "{}: {at} names namespace {namespace:?}, but a SecretStore may only read Secrets of its own namespace {es_namespace:?}",
+                    self.describe()
+                )));
+            }
+            _ => es_namespace,
+        };
+        let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+            .get_opt(&selector.name)
+            .await
+            .map_err(Error::kube(format!("reading credentials Secret {namespace}/{}", selector.name)))?
+            .ok_or_else(|| {
+                Error::Store(format!(
+                    "{}: {at}: Secret {namespace}/{} not found",
+                    self.describe(),
+                    selector.name
+                ))
+            })?;
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(&selector.key))
+            .ok_or_else(|| {
+                Error::Store(format!(
+                    "{}: {at}: Secret {namespace}/{} has no key {:?}",
+                    self.describe(),
+                    selector.name,
+                    selector.key
+                ))
+            })?;
+        String::from_utf8(bytes.0.clone()).map_err(|_| {
+            Error::Store(format!(
+                "{}: {at}: key {:?} of Secret {namespace}/{} is not UTF-8",
+                self.describe(),
+                selector.key,
+                selector.name
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(controller: Option<&str>) -> ResolvedStore {
+        ResolvedStore {
+            kind: StoreKind::ClusterSecretStore,
+            name: "s".into(),
+            spec: StoreSpec { controller: controller.map(Into::into), ..Default::default() },
+        }
+    }
+
+    #[test]
+    fn controller_class_selects_stores() {
+        assert!(store(None).is_served_by(None));
+        assert!(store(Some("")).is_served_by(None));
+        assert!(!store(Some("blue")).is_served_by(None));
+        assert!(store(Some("blue")).is_served_by(Some("blue")));
+        assert!(!store(None).is_served_by(Some("blue")));
+        assert!(!store(Some("green")).is_served_by(Some("blue")));
+    }
+
+    #[test]
+    fn other_providers_are_unsupported() {
+        let mut s = store(None);
+        s.spec.provider.other.insert("vault".into(), serde_json::json!({}));
+        assert_eq!(
+            s.aws().unwrap_err().to_string(),
+            "unsupported field: ClusterSecretStore \"s\": spec.provider.vault (only aws is served)"
+        );
+    }
+}
