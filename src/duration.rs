@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {input:?}: {reason} (expected Go syntax such as \"1h\", \"15m30s\" or \"0\")")]
+#[error(
+    "invalid duration {input:?}: {reason} (expected Go syntax such as \"1h\", \"15m30s\" or \"0\")"
+)]
 pub struct DurationError {
     pub input: String,
     pub reason: &'static str,
@@ -12,10 +14,13 @@ pub struct DurationError {
 
 /// Parses a Go duration string.
 pub fn parse(input: &str) -> Result<Duration, DurationError> {
-    let fail = |reason| DurationError { input: input.to_owned(), reason };
+    let fail = |reason| DurationError {
+        input: input.to_owned(),
+        reason,
+    };
     let mut rest = input.strip_prefix('+').unwrap_or(input);
-    if rest.starts_with('-') {
-        return if rest[1..].chars().all(|c| c == '0') && rest.len() > 1 {
+    if let Some(negative) = rest.strip_prefix('-') {
+        return if !negative.is_empty() && negative.chars().all(|c| c == '0') {
             Ok(Duration::ZERO)
         } else {
             Err(fail("negative durations are not allowed"))

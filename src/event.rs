@@ -98,9 +98,12 @@ fn parse_value(value: &Value, allow_sns: bool) -> Result<Parsed, EventError> {
         return Err(EventError::UnknownShape("the JSON is not an object".into()));
     };
     if allow_sns && object.get("Type").and_then(Value::as_str) == Some("Notification") {
-        let inner = object.get("Message").and_then(Value::as_str).ok_or_else(|| {
-            EventError::UnknownShape("SNS notification without a string `Message`".into())
-        })?;
+        let inner = object
+            .get("Message")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                EventError::UnknownShape("SNS notification without a string `Message`".into())
+            })?;
         let inner: Value = serde_json::from_str(inner).map_err(EventError::NotJson)?;
         return parse_value(&inner, false);
     }
@@ -109,7 +112,10 @@ fn parse_value(value: &Value, allow_sns: bool) -> Result<Parsed, EventError> {
             "no `detail-type`: not an EventBridge event".into(),
         ));
     };
-    let source = object.get("source").and_then(Value::as_str).unwrap_or_default();
+    let source = object
+        .get("source")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if source != "aws.secretsmanager" {
         return Err(EventError::UnknownShape(format!(
             "event from source {source:?} with detail-type {detail_type:?}; expected aws.secretsmanager"
@@ -118,7 +124,9 @@ fn parse_value(value: &Value, allow_sns: bool) -> Result<Parsed, EventError> {
     let envelope = Envelope::read(object, detail_type)?;
     match detail_type {
         "Secret Label Updated" => envelope.label_updated(),
-        "AWS API Call via CloudTrail" => envelope.cloudtrail(ChangeKind::ApiCall, API_CALLS_THAT_CHANGE),
+        "AWS API Call via CloudTrail" => {
+            envelope.cloudtrail(ChangeKind::ApiCall, API_CALLS_THAT_CHANGE)
+        }
         "AWS Service Event via CloudTrail" => {
             envelope.cloudtrail(ChangeKind::ServiceEvent, SERVICE_EVENTS_THAT_CHANGE)
         }
@@ -138,7 +146,10 @@ struct Envelope<'a> {
 }
 
 impl<'a> Envelope<'a> {
-    fn read(object: &'a serde_json::Map<String, Value>, detail_type: &'a str) -> Result<Self, EventError> {
+    fn read(
+        object: &'a serde_json::Map<String, Value>,
+        detail_type: &'a str,
+    ) -> Result<Self, EventError> {
         let invalid = |field, expected| EventError::InvalidField {
             detail_type: detail_type.to_owned(),
             field,
@@ -185,7 +196,8 @@ impl<'a> Envelope<'a> {
     }
 
     fn label_updated(self) -> Result<Parsed, EventError> {
-        let name = non_empty(self.detail, "name").ok_or_else(|| self.invalid("detail.name", "a non-empty string"))?;
+        let name = non_empty(self.detail, "name")
+            .ok_or_else(|| self.invalid("detail.name", "a non-empty string"))?;
         let label = non_empty(self.detail, "labelUpdated")
             .ok_or_else(|| self.invalid("detail.labelUpdated", "a non-empty string"))?;
         if label != "AWSCURRENT" {
@@ -216,9 +228,18 @@ impl<'a> Envelope<'a> {
                 reason: format!("{event_name} does not change a secret's value"),
             });
         }
-        let request = self.detail.get("requestParameters").and_then(Value::as_object);
-        let response = self.detail.get("responseElements").and_then(Value::as_object);
-        let additional = self.detail.get("additionalEventData").and_then(Value::as_object);
+        let request = self
+            .detail
+            .get("requestParameters")
+            .and_then(Value::as_object);
+        let response = self
+            .detail
+            .get("responseElements")
+            .and_then(Value::as_object);
+        let additional = self
+            .detail
+            .get("additionalEventData")
+            .and_then(Value::as_object);
         let mut secret_ids: Vec<String> = [
             request.and_then(|r| non_empty(r, "secretId")),
             request.and_then(|r| non_empty(r, "name")),
@@ -242,7 +263,10 @@ impl<'a> Envelope<'a> {
         let version_id = response
             .and_then(|r| optional_string(r, "versionId"))
             .or_else(|| request.and_then(|r| optional_string(r, "moveToVersionId")));
-        let region = self.region.clone().or_else(|| optional_string(self.detail, "awsRegion"));
+        let region = self
+            .region
+            .clone()
+            .or_else(|| optional_string(self.detail, "awsRegion"));
         let mut parsed = self.change(kind(event_name.to_owned()), secret_ids, version_id);
         if let Parsed::Change(change) = &mut parsed {
             change.region = region;
@@ -250,7 +274,12 @@ impl<'a> Envelope<'a> {
         Ok(parsed)
     }
 
-    fn change(self, kind: ChangeKind, secret_ids: Vec<String>, version_id: Option<String>) -> Parsed {
+    fn change(
+        self,
+        kind: ChangeKind,
+        secret_ids: Vec<String>,
+        version_id: Option<String>,
+    ) -> Parsed {
         Parsed::Change(SecretChange {
             kind,
             secret_ids,
@@ -263,7 +292,10 @@ impl<'a> Envelope<'a> {
 }
 
 fn non_empty<'v>(object: &'v serde_json::Map<String, Value>, key: &str) -> Option<&'v str> {
-    object.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+    object
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 fn optional_string(object: &serde_json::Map<String, Value>, key: &str) -> Option<String> {

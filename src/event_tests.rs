@@ -26,12 +26,21 @@ fn native_label_updated_to_awscurrent() {
     assert_eq!(change.kind, ChangeKind::LabelUpdated);
     assert_eq!(
         change.secret_ids,
-        ["mySecret", "arn:aws:secretsmanager:us-west-2:012345678901:secret:mySecret-a1b2c3"]
+        [
+            "mySecret",
+            "arn:aws:secretsmanager:us-west-2:012345678901:secret:mySecret-a1b2c3"
+        ]
     );
     assert_eq!(change.region.as_deref(), Some("us-west-2"));
     assert_eq!(change.account.as_deref(), Some("012345678901"));
-    assert_eq!(change.version_id.as_deref(), Some("a1b2c3d4-5678-90ab-cdef-EXAMPLE11111"));
-    assert_eq!(change.time.unwrap().to_rfc3339(), "2024-02-06T16:43:48+00:00");
+    assert_eq!(
+        change.version_id.as_deref(),
+        Some("a1b2c3d4-5678-90ab-cdef-EXAMPLE11111")
+    );
+    assert_eq!(
+        change.time.unwrap().to_rfc3339(),
+        "2024-02-06T16:43:48+00:00"
+    );
 }
 
 #[test]
@@ -46,28 +55,38 @@ fn cloudtrail_put_secret_value() {
     assert_eq!(change.kind.name(), "PutSecretValue");
     assert_eq!(
         change.secret_ids,
-        ["mySecret", "arn:aws:secretsmanager:us-west-2:012345678901:secret:mySecret-a1b2c3"]
+        [
+            "mySecret",
+            "arn:aws:secretsmanager:us-west-2:012345678901:secret:mySecret-a1b2c3"
+        ]
     );
-    assert_eq!(change.version_id.as_deref(), Some("a1b2c3d4-5678-90ab-cdef-EXAMPLE22222"));
+    assert_eq!(
+        change.version_id.as_deref(),
+        Some("a1b2c3d4-5678-90ab-cdef-EXAMPLE22222")
+    );
 }
 
 #[test]
 fn cloudtrail_update_secret_version_stage_names_the_moved_version() {
     let change = change(fixture!("cloudtrail-update-secret-version-stage.json"));
-    assert_eq!(change.kind, ChangeKind::ApiCall("UpdateSecretVersionStage".into()));
+    assert_eq!(
+        change.kind,
+        ChangeKind::ApiCall("UpdateSecretVersionStage".into())
+    );
     assert!(change.secret_ids.contains(&"mySecret".to_owned()));
-    assert_eq!(change.version_id.as_deref(), Some("a1b2c3d4-5678-90ab-cdef-EXAMPLE22222"));
+    assert_eq!(
+        change.version_id.as_deref(),
+        Some("a1b2c3d4-5678-90ab-cdef-EXAMPLE22222")
+    );
 }
 
 #[test]
 fn cloudtrail_older_arn_spelling() {
     let change = change(fixture!("cloudtrail-update-secret-old-arn-spelling.json"));
     assert_eq!(change.kind, ChangeKind::ApiCall("UpdateSecret".into()));
-    assert!(
-        change
-            .secret_ids
-            .contains(&"arn:aws:secretsmanager:eu-central-1:012345678901:secret:prod/db-Xy12Ab".to_owned())
-    );
+    assert!(change.secret_ids.contains(
+        &"arn:aws:secretsmanager:eu-central-1:012345678901:secret:prod/db-Xy12Ab".to_owned()
+    ));
     assert_eq!(change.region.as_deref(), Some("eu-central-1"));
 }
 
@@ -86,7 +105,10 @@ fn read_only_and_failed_calls_are_irrelevant() {
 #[test]
 fn service_event_rotation_succeeded() {
     let change = change(fixture!("service-event-rotation-succeeded.json"));
-    assert_eq!(change.kind, ChangeKind::ServiceEvent("RotationSucceeded".into()));
+    assert_eq!(
+        change.kind,
+        ChangeKind::ServiceEvent("RotationSucceeded".into())
+    );
     assert_eq!(
         change.secret_ids,
         ["arn:aws:secretsmanager:us-west-2:012345678901:secret:mySecret-a1b2c3"]
@@ -111,14 +133,20 @@ fn malformed_messages_are_errors_that_say_what_is_wrong() {
         (fixture!("malformed-bad-time.json"), "`time`"),
         (fixture!("unknown-detail-type.json"), "Secret Something New"),
         (fixture!("unknown-source.json"), "aws.ssm"),
-        (fixture!("unknown-no-detail-type.json"), "not an EventBridge event"),
+        (
+            fixture!("unknown-no-detail-type.json"),
+            "not an EventBridge event",
+        ),
         ("", "not JSON"),
         (r#"{"Type":"Notification","Message":"oops"}"#, "not JSON"),
         (r#"{"Type":"Notification","Message":7}"#, "`Message`"),
     ];
     for (body, expected) in cases {
         let error = parse(body).expect_err(body).to_string();
-        assert!(error.contains(expected), "{error:?} should mention {expected:?}");
+        assert!(
+            error.contains(expected),
+            "{error:?} should mention {expected:?}"
+        );
     }
 }
 

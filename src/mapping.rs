@@ -90,7 +90,10 @@ mod tests {
         assert_eq!(text(property("s", DOC, "username").unwrap()), "bob");
         assert_eq!(text(property("s", DOC, "port").unwrap()), "5432");
         assert_eq!(text(property("s", DOC, "nested.a.b").unwrap()), "deep");
-        assert_eq!(text(property("s", DOC, "nested.a").unwrap()), r#"{"b":"deep"}"#);
+        assert_eq!(
+            text(property("s", DOC, "nested.a").unwrap()),
+            r#"{"b":"deep"}"#
+        );
         assert_eq!(text(property("s", DOC, "list.1").unwrap()), "y");
         assert_eq!(text(property("s", DOC, "flag").unwrap()), "true");
     }
@@ -103,7 +106,10 @@ mod tests {
     #[test]
     fn property_errors_name_secret_and_property_but_not_value() {
         let missing = property("app/db", DOC, "nope").unwrap_err();
-        assert_eq!(missing.to_string(), r#"property "nope" does not exist in secret "app/db""#);
+        assert_eq!(
+            missing.to_string(),
+            r#"property "nope" does not exist in secret "app/db""#
+        );
         let not_json = property("app/db", "plain-text-value", "user").unwrap_err();
         assert!(matches!(not_json, MappingError::NotJson { .. }));
         assert!(!not_json.to_string().contains("plain-text-value"));

@@ -26,7 +26,12 @@ impl<'a> SecretArn<'a> {
             parts.next()?,
         );
         (arn == "arn" && service == "secretsmanager" && resource == "secret" && !tail.is_empty())
-            .then_some(SecretArn { partition, region, account, tail })
+            .then_some(SecretArn {
+                partition,
+                region,
+                account,
+                tail,
+            })
     }
 
     /// The tail without the random suffix, when it has the suffix's shape.
@@ -81,15 +86,24 @@ mod tests {
     fn names_and_arns_match_each_other() {
         assert!(may_match("app/db", FULL));
         assert!(may_match(FULL, "app/db"));
-        assert!(may_match("arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db", FULL));
-        assert!(may_match("app/db-AbC123", FULL), "a name may itself end like a suffix");
+        assert!(may_match(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db",
+            FULL
+        ));
+        assert!(
+            may_match("app/db-AbC123", FULL),
+            "a name may itself end like a suffix"
+        );
         assert!(!may_match("app/db2", FULL));
         assert!(!may_match("app", "app/db"));
     }
 
     #[test]
     fn plain_names_are_never_stripped() {
-        assert_eq!(candidate_names("db-prod01").collect::<Vec<_>>(), ["db-prod01"]);
+        assert_eq!(
+            candidate_names("db-prod01").collect::<Vec<_>>(),
+            ["db-prod01"]
+        );
         assert!(!may_match("db-prod01", "db"));
     }
 }

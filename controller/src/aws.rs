@@ -79,9 +79,17 @@ impl AwsError {
                 service.err().code().unwrap_or("Unknown").to_owned(),
                 service.err().message().unwrap_or_default().to_owned(),
             ),
-            other => ("RequestFailed".to_owned(), DisplayErrorContext(other).to_string()),
+            other => (
+                "RequestFailed".to_owned(),
+                DisplayErrorContext(other).to_string(),
+            ),
         };
-        AwsError { operation, secret: secret.to_owned(), code, message }
+        AwsError {
+            operation,
+            secret: secret.to_owned(),
+            code,
+            message,
+        }
     }
 
     pub fn is_not_found(&self) -> bool {
@@ -99,7 +107,11 @@ pub trait SecretsSource: Send + Sync {
 }
 
 impl SecretsSource for aws_sdk_secretsmanager::Client {
-    async fn get_secret_value(&self, key: &str, version: &VersionSelector) -> Result<SecretValue, AwsError> {
+    async fn get_secret_value(
+        &self,
+        key: &str,
+        version: &VersionSelector,
+    ) -> Result<SecretValue, AwsError> {
         let request = self.get_secret_value().secret_id(key);
         let request = match version {
             VersionSelector::Stage(stage) => request.version_stage(stage),
@@ -151,10 +163,17 @@ pub struct ClientFactory {
 
 impl ClientFactory {
     pub fn new(base: SdkConfig) -> Self {
-        ClientFactory { base, cache: Mutex::default() }
+        ClientFactory {
+            base,
+            cache: Mutex::default(),
+        }
     }
 
-    pub fn secrets_manager(&self, region: &str, auth: &StoreAuth) -> aws_sdk_secretsmanager::Client {
+    pub fn secrets_manager(
+        &self,
+        region: &str,
+        auth: &StoreAuth,
+    ) -> aws_sdk_secretsmanager::Client {
         let mut hasher = DefaultHasher::new();
         (region, auth).hash(&mut hasher);
         let key = hasher.finish();
@@ -197,10 +216,22 @@ mod tests {
 
     #[test]
     fn version_selector_follows_eso() {
-        assert_eq!(VersionSelector::from_remote_ref(None), VersionSelector::Stage("AWSCURRENT".into()));
-        assert_eq!(VersionSelector::from_remote_ref(Some("")), VersionSelector::Stage("AWSCURRENT".into()));
-        assert_eq!(VersionSelector::from_remote_ref(Some("AWSPREVIOUS")), VersionSelector::Stage("AWSPREVIOUS".into()));
-        assert_eq!(VersionSelector::from_remote_ref(Some("uuid/abc")), VersionSelector::Id("abc".into()));
+        assert_eq!(
+            VersionSelector::from_remote_ref(None),
+            VersionSelector::Stage("AWSCURRENT".into())
+        );
+        assert_eq!(
+            VersionSelector::from_remote_ref(Some("")),
+            VersionSelector::Stage("AWSCURRENT".into())
+        );
+        assert_eq!(
+            VersionSelector::from_remote_ref(Some("AWSPREVIOUS")),
+            VersionSelector::Stage("AWSPREVIOUS".into())
+        );
+        assert_eq!(
+            VersionSelector::from_remote_ref(Some("uuid/abc")),
+            VersionSelector::Id("abc".into())
+        );
     }
 
     #[test]

@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::core::PartialObjectMeta;
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tracing::{debug, info};
@@ -29,7 +29,12 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, aws: ClientFactory, triggers: Arc<Triggers>, controller_class: Option<String>) -> Self {
+    pub fn new(
+        client: Client,
+        aws: ClientFactory,
+        triggers: Arc<Triggers>,
+        controller_class: Option<String>,
+    ) -> Self {
         let reporter = Reporter {
             controller: "secret-bridge".into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -73,11 +78,17 @@ impl ExternalSecretController {
             watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true")),
         )
         .touched_objects();
-        let controller = Controller::new(Api::<ExternalSecret>::all(client.clone()), watcher::Config::default())
-            .owns_stream(owned)
-            .reconcile_on(trigger_stream)
-            .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
-        ExternalSecretController { controller, triggers: Arc::new(triggers) }
+        let controller = Controller::new(
+            Api::<ExternalSecret>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .owns_stream(owned)
+        .reconcile_on(trigger_stream)
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+        ExternalSecretController {
+            controller,
+            triggers: Arc::new(triggers),
+        }
     }
 
     pub fn store(&self) -> Store<ExternalSecret> {
@@ -89,7 +100,11 @@ impl ExternalSecretController {
     }
 
     /// Runs until `shutdown` resolves, then lets running reconciles finish.
-    pub async fn run(self, context: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    pub async fn run(
+        self,
+        context: Arc<Context>,
+        shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    ) {
         info!("controller started");
         self.controller
             .graceful_shutdown_on(shutdown)

@@ -76,7 +76,10 @@ async fn main() -> anyhow::Result<()> {
         reconcile_timeout: args.event_timeout,
     });
     info!(
-        queue = args.queue_url.as_deref().unwrap_or("none (periodic resync only)"),
+        queue = args
+            .queue_url
+            .as_deref()
+            .unwrap_or("none (periodic resync only)"),
         controller_class = args.controller_class.as_deref().unwrap_or(""),
         "starting secret-bridge controller"
     );

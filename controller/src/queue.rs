@@ -125,7 +125,9 @@ impl Consumer {
                     warn!(code = %failed.code, message = ?failed.message, "deleting a processed message failed; it will be processed again");
                 }
             }
-            Err(error) => warn!(error = %DisplayErrorContext(error), "deleting processed messages failed; they will be processed again"),
+            Err(error) => {
+                warn!(error = %DisplayErrorContext(error), "deleting processed messages failed; they will be processed again")
+            }
         }
     }
 
@@ -156,9 +158,17 @@ impl Consumer {
             debug!(message_id = id, event = change.kind.name(), secret = ?change.secret_ids.first(), "no ExternalSecret reads this secret");
             return Disposition::Delete;
         }
-        let outcome = self.triggers.refresh(matches.clone(), self.reconcile_timeout).await;
+        let outcome = self
+            .triggers
+            .refresh(matches.clone(), self.reconcile_timeout)
+            .await;
         if outcome.all_succeeded() {
-            info!(message_id = id, event = change.kind.name(), refreshed = outcome.succeeded, "event applied");
+            info!(
+                message_id = id,
+                event = change.kind.name(),
+                refreshed = outcome.succeeded,
+                "event applied"
+            );
             Disposition::Delete
         } else {
             warn!(
@@ -176,6 +186,10 @@ impl Consumer {
 
 /// Whether `es` reads the secret the event names (by name, full or partial ARN).
 fn references(es: &ExternalSecret, change: &SecretChange) -> bool {
-    es.remote_keys()
-        .any(|key| change.secret_ids.iter().any(|id| secret_id::may_match(key, id)))
+    es.remote_keys().any(|key| {
+        change
+            .secret_ids
+            .iter()
+            .any(|id| secret_id::may_match(key, id))
+    })
 }

@@ -76,17 +76,27 @@ impl ExternalSecret {
         let aws = store.aws()?;
         let auth = store.auth(&ctx.client, self).await?;
         let source = ctx.aws.secrets_manager(&aws.region, &auth);
-        let fetched = sync::fetch(&self.spec, aws.prefix.as_deref().unwrap_or_default(), &source).await?;
+        let fetched = sync::fetch(
+            &self.spec,
+            aws.prefix.as_deref().unwrap_or_default(),
+            &source,
+        )
+        .await?;
         let changed = self.write_secret(ctx, fetched.data).await?;
         let target = self.target_name();
         if changed {
             info!(externalsecret = %ObjectRef::from_obj(self), secret = %target, "secret updated");
-            self.publish(ctx, EventType::Normal, "Updated", "Updated Secret").await;
+            self.publish(ctx, EventType::Normal, "Updated", "Updated Secret")
+                .await;
         } else {
             debug!(externalsecret = %ObjectRef::from_obj(self), secret = %target, "secret already up to date");
         }
-        self.write_status(ctx, Condition::ready(true, "SecretSynced", "secret synced"), Some(fetched.versions))
-            .await?;
+        self.write_status(
+            ctx,
+            Condition::ready(true, "SecretSynced", "secret synced"),
+            Some(fetched.versions),
+        )
+        .await?;
         Ok(match refresh {
             Some(interval) => Action::requeue(interval),
             None => Action::await_change(),
@@ -95,7 +105,8 @@ impl ExternalSecret {
 
     async fn fail(&self, ctx: &Context, error: Error) -> Result<Action> {
         let message = error.to_string();
-        self.publish(ctx, EventType::Warning, "UpdateFailed", &message).await;
+        self.publish(ctx, EventType::Warning, "UpdateFailed", &message)
+            .await;
         if let Err(status_error) = self
             .write_status(ctx, Condition::ready(false, error.reason(), message), None)
             .await
@@ -131,7 +142,9 @@ impl ExternalSecret {
             None | Some("") | Some("Owner") => true,
             Some("Orphan") => false,
             Some(policy @ ("Merge" | "None")) => {
-                return Err(Error::Unsupported(format!("spec.target.creationPolicy {policy}")));
+                return Err(Error::Unsupported(format!(
+                    "spec.target.creationPolicy {policy}"
+                )));
             }
             Some(other) => {
                 return Err(Error::Spec(format!(
@@ -140,7 +153,9 @@ impl ExternalSecret {
             }
         };
         if let Some(policy) = target.deletion_policy.as_deref().filter(|p| *p != "Retain") {
-            return Err(Error::Unsupported(format!("spec.target.deletionPolicy {policy}")));
+            return Err(Error::Unsupported(format!(
+                "spec.target.deletionPolicy {policy}"
+            )));
         }
         if target.template.is_some() {
             return Err(Error::Unsupported("spec.target.template".into()));
@@ -152,7 +167,9 @@ impl ExternalSecret {
             .get_opt(&name)
             .await
             .map_err(Error::kube(format!("reading Secret {namespace}/{name}")))?;
-        let owner = self.controller_owner_ref(&()).expect("an ExternalSecret from the API has a name and uid");
+        let owner = self
+            .controller_owner_ref(&())
+            .expect("an ExternalSecret from the API has a name and uid");
         if let Some(existing) = &existing {
             let foreign_owner = existing
                 .owner_references()
@@ -168,7 +185,8 @@ impl ExternalSecret {
                 return Ok(false);
             }
         }
-        let data: BTreeMap<String, ByteString> = data.into_iter().map(|(k, v)| (k, ByteString(v))).collect();
+        let data: BTreeMap<String, ByteString> =
+            data.into_iter().map(|(k, v)| (k, ByteString(v))).collect();
         let changed = existing.as_ref().and_then(|s| s.data.as_ref()) != Some(&data);
         let secret = Secret {
             metadata: ObjectMeta {
@@ -188,9 +206,13 @@ impl ExternalSecret {
             data: Some(data),
             ..Default::default()
         };
-        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&secret))
-            .await
-            .map_err(Error::kube(format!("writing Secret {namespace}/{name}")))?;
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .map_err(Error::kube(format!("writing Secret {namespace}/{name}")))?;
         Ok(changed)
     }
 
@@ -203,14 +225,20 @@ impl ExternalSecret {
         let previous = self.status.clone().unwrap_or_default();
         let synced = synced_versions.is_some();
         let status = ExternalSecretStatus {
-            refresh_time: if synced { Some(Time(k8s_openapi::jiff::Timestamp::now())) } else { previous.refresh_time },
+            refresh_time: if synced {
+                Some(Time(k8s_openapi::jiff::Timestamp::now()))
+            } else {
+                previous.refresh_time
+            },
             synced_resource_version: if synced {
                 Some(self.synced_resource_version())
             } else {
                 previous.synced_resource_version
             },
             conditions: vec![condition.keep_transition_time(&previous.conditions)],
-            binding: Some(LocalObjectReference { name: self.target_name() }),
+            binding: Some(LocalObjectReference {
+                name: self.target_name(),
+            }),
             synced_versions: synced_versions.unwrap_or(previous.synced_versions),
         };
         let patch = json!({
@@ -220,9 +248,16 @@ impl ExternalSecret {
         });
         let namespace = self.namespace().unwrap_or_default();
         Api::<ExternalSecret>::namespaced(ctx.client.clone(), &namespace)
-            .patch_status(&self.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(patch))
+            .patch_status(
+                &self.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(patch),
+            )
             .await
-            .map_err(Error::kube(format!("writing status of ExternalSecret {namespace}/{}", self.name_any())))?;
+            .map_err(Error::kube(format!(
+                "writing status of ExternalSecret {namespace}/{}",
+                self.name_any()
+            )))?;
         Ok(())
     }
 
@@ -230,7 +265,11 @@ impl ExternalSecret {
     fn synced_resource_version(&self) -> String {
         let mut hasher = DefaultHasher::new();
         (self.labels(), self.annotations()).hash(&mut hasher);
-        format!("{}-{:016x}", self.meta().generation.unwrap_or_default(), hasher.finish())
+        format!(
+            "{}-{:016x}",
+            self.meta().generation.unwrap_or_default(),
+            hasher.finish()
+        )
     }
 
     async fn publish(&self, ctx: &Context, type_: EventType, reason: &str, note: &str) {

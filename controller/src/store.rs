@@ -56,18 +56,22 @@ impl ResolvedStore {
                 Api::<SecretStore>::namespaced(client.clone(), &namespace)
                     .get_opt(&name)
                     .await
-                    .map_err(Error::kube(format!("reading SecretStore {namespace}/{name}")))?
+                    .map_err(Error::kube(format!(
+                        "reading SecretStore {namespace}/{name}"
+                    )))?
                     .ok_or_else(missing)?
                     .spec
                     .store
             }
-            StoreKind::ClusterSecretStore => Api::<ClusterSecretStore>::all(client.clone())
-                .get_opt(&name)
-                .await
-                .map_err(Error::kube(format!("reading ClusterSecretStore {name}")))?
-                .ok_or_else(missing)?
-                .spec
-                .store,
+            StoreKind::ClusterSecretStore => {
+                Api::<ClusterSecretStore>::all(client.clone())
+                    .get_opt(&name)
+                    .await
+                    .map_err(Error::kube(format!("reading ClusterSecretStore {name}")))?
+                    .ok_or_else(missing)?
+                    .spec
+                    .store
+            }
         };
         Ok(ResolvedStore { kind, name, spec })
     }
@@ -104,10 +108,16 @@ impl ResolvedStore {
             )));
         }
         if aws.region.is_empty() {
-            return Err(Error::Spec(format!("{}: spec.provider.aws.region is empty", self.describe())));
+            return Err(Error::Spec(format!(
+                "{}: spec.provider.aws.region is empty",
+                self.describe()
+            )));
         }
         let unsupported = |field: &str| {
-            Err(Error::Unsupported(format!("{}: spec.provider.aws.{field}", self.describe())))
+            Err(Error::Unsupported(format!(
+                "{}: spec.provider.aws.{field}",
+                self.describe()
+            )))
         };
         if aws.role.as_deref().is_some_and(|r| !r.is_empty()) {
             return unsupported("role");
@@ -132,10 +142,20 @@ impl ResolvedStore {
         let ns = es_namespace.as_str();
         Ok(StoreAuth::Static(StaticKeys {
             access_key_id: self
-                .read_key(client, &secret_ref.access_key_id_secret_ref, ns, format!("{at}.accessKeyIDSecretRef"))
+                .read_key(
+                    client,
+                    &secret_ref.access_key_id_secret_ref,
+                    ns,
+                    format!("{at}.accessKeyIDSecretRef"),
+                )
                 .await?,
             secret_access_key: self
-                .read_key(client, &secret_ref.secret_access_key_secret_ref, ns, format!("{at}.secretAccessKeySecretRef"))
+                .read_key(
+                    client,
+                    &secret_ref.secret_access_key_secret_ref,
+                    ns,
+                    format!("{at}.secretAccessKeySecretRef"),
+                )
                 .await?,
             session_token: match &secret_ref.session_token_secret_ref {
                 Some(selector) => Some(
@@ -167,7 +187,10 @@ impl ResolvedStore {
         let secret = Api::<Secret>::namespaced(client.clone(), namespace)
             .get_opt(&selector.name)
             .await
-            .map_err(Error::kube(format!("reading credentials Secret {namespace}/{}", selector.name)))?
+            .map_err(Error::kube(format!(
+                "reading credentials Secret {namespace}/{}",
+                selector.name
+            )))?
             .ok_or_else(|| {
                 Error::Store(format!(
                     "{}: {at}: Secret {namespace}/{} not found",
@@ -206,7 +229,10 @@ mod tests {
         ResolvedStore {
             kind: StoreKind::ClusterSecretStore,
             name: "s".into(),
-            spec: StoreSpec { controller: controller.map(Into::into), ..Default::default() },
+            spec: StoreSpec {
+                controller: controller.map(Into::into),
+                ..Default::default()
+            },
         }
     }
 
@@ -223,7 +249,10 @@ mod tests {
     #[test]
     fn other_providers_are_unsupported() {
         let mut s = store(None);
-        s.spec.provider.other.insert("vault".into(), serde_json::json!({}));
+        s.spec
+            .provider
+            .other
+            .insert("vault".into(), serde_json::json!({}));
         assert_eq!(
             s.aws().unwrap_err().to_string(),
             "unsupported field: ClusterSecretStore \"s\": spec.provider.vault (only aws is served)"

@@ -64,8 +64,14 @@ fn check_remote_ref(remote: &RemoteRef, at: &str) -> Result<(), Error> {
     if let Some(policy) = remote.metadata_policy.as_deref().filter(|p| *p != "None") {
         return Err(Error::Unsupported(format!("{at}.metadataPolicy {policy}")));
     }
-    if let Some(strategy) = remote.conversion_strategy.as_deref().filter(|s| *s != "Default") {
-        return Err(Error::Unsupported(format!("{at}.conversionStrategy {strategy}")));
+    if let Some(strategy) = remote
+        .conversion_strategy
+        .as_deref()
+        .filter(|s| *s != "Default")
+    {
+        return Err(Error::Unsupported(format!(
+            "{at}.conversionStrategy {strategy}"
+        )));
     }
     decoding(remote, at).map(|_| ())
 }
@@ -91,7 +97,8 @@ fn decoding(remote: &RemoteRef, at: &str) -> Result<Decoding, Error> {
 }
 
 fn decode(bytes: Vec<u8>, decoding: Decoding, secret: &str) -> Result<Vec<u8>, Error> {
-    let failed = |name: &str| Error::Spec(format!("a value of secret {secret:?} is not valid {name}"));
+    let failed =
+        |name: &str| Error::Spec(format!("a value of secret {secret:?} is not valid {name}"));
     match decoding {
         Decoding::None => Ok(bytes),
         Decoding::Base64 => STANDARD.decode(&bytes).map_err(|_| failed("base64")),
@@ -114,10 +121,17 @@ pub async fn fetch<S: SecretsSource>(
     source: &S,
 ) -> Result<SecretData, Error> {
     check_supported(spec)?;
-    let mut reader = Reader { source, prefix, cache: HashMap::new(), versions: BTreeMap::new() };
+    let mut reader = Reader {
+        source,
+        prefix,
+        cache: HashMap::new(),
+        versions: BTreeMap::new(),
+    };
     let mut data = BTreeMap::new();
     for (i, from) in spec.data_from.iter().enumerate() {
-        let Some(remote) = &from.extract else { continue };
+        let Some(remote) = &from.extract else {
+            continue;
+        };
         let at = format!("spec.dataFrom[{i}].extract");
         let value = reader.read(remote).await?;
         let text = text_of(&value, "its keys")?;
@@ -136,16 +150,24 @@ pub async fn fetch<S: SecretsSource>(
         let at = format!("spec.data[{i}].remoteRef");
         let value = reader.read(remote).await?;
         let bytes = match remote.property.as_deref().filter(|p| !p.is_empty()) {
-            Some(property) => mapping::property(&value.name, text_of(&value, "a property")?, property)?,
+            Some(property) => {
+                mapping::property(&value.name, text_of(&value, "a property")?, property)?
+            }
             None => match (&value.string, &value.binary) {
                 (Some(text), _) => text.clone().into_bytes(),
                 (None, Some(binary)) => binary.clone(),
                 (None, None) => Vec::new(),
             },
         };
-        data.insert(item.secret_key.clone(), decode(bytes, decoding(remote, &at)?, &value.name)?);
+        data.insert(
+            item.secret_key.clone(),
+            decode(bytes, decoding(remote, &at)?, &value.name)?,
+        );
     }
-    Ok(SecretData { data, versions: reader.versions })
+    Ok(SecretData {
+        data,
+        versions: reader.versions,
+    })
 }
 
 fn text_of<'v>(value: &'v SecretValue, what: &'static str) -> Result<&'v str, Error> {
@@ -154,7 +176,11 @@ fn text_of<'v>(value: &'v SecretValue, what: &'static str) -> Result<&'v str, Er
     }
     let binary = value.binary.as_deref().unwrap_or_default();
     std::str::from_utf8(binary).map_err(|_| {
-        mapping::MappingError::NotText { secret: value.name.clone(), what }.into()
+        mapping::MappingError::NotText {
+            secret: value.name.clone(),
+            what,
+        }
+        .into()
     })
 }
 
@@ -173,7 +199,10 @@ impl<S: SecretsSource> Reader<'_, S> {
         if let Some(value) = self.cache.get(&cache_key) {
             return Ok(value.clone());
         }
-        let mut value = self.source.get_secret_value(&cache_key.0, &cache_key.1).await?;
+        let mut value = self
+            .source
+            .get_secret_value(&cache_key.0, &cache_key.1)
+            .await?;
         if value.name.is_empty() {
             value.name = cache_key.0.clone();
         }

@@ -29,7 +29,11 @@ impl FakeSource {
 }
 
 impl SecretsSource for FakeSource {
-    async fn get_secret_value(&self, key: &str, version: &VersionSelector) -> Result<SecretValue, AwsError> {
+    async fn get_secret_value(
+        &self,
+        key: &str,
+        version: &VersionSelector,
+    ) -> Result<SecretValue, AwsError> {
         *self.calls.lock().unwrap() += 1;
         let stage = match version {
             VersionSelector::Stage(stage) => stage.as_str(),
@@ -49,7 +53,11 @@ impl SecretsSource for FakeSource {
 }
 
 fn remote(key: &str, property: Option<&str>) -> RemoteRef {
-    RemoteRef { key: key.into(), property: property.map(Into::into), ..Default::default() }
+    RemoteRef {
+        key: key.into(),
+        property: property.map(Into::into),
+        ..Default::default()
+    }
 }
 
 fn text(data: &SecretData, key: &str) -> String {
@@ -58,10 +66,17 @@ fn text(data: &SecretData, key: &str) -> String {
 
 #[tokio::test]
 async fn extract_then_data_overrides_and_each_secret_is_read_once() {
-    let source = FakeSource::default()
-        .with("app-secret", "AWSCURRENT", "v1", r#"{"username":"bob","password":"abc123xyz456"}"#);
+    let source = FakeSource::default().with(
+        "app-secret",
+        "AWSCURRENT",
+        "v1",
+        r#"{"username":"bob","password":"abc123xyz456"}"#,
+    );
     let spec = ExternalSecretSpec {
-        data_from: vec![ExternalSecretDataFrom { extract: Some(remote("app-secret", None)), ..Default::default() }],
+        data_from: vec![ExternalSecretDataFrom {
+            extract: Some(remote("app-secret", None)),
+            ..Default::default()
+        }],
         data: vec![ExternalSecretData {
             secret_key: "username".into(),
             remote_ref: remote("app-secret", Some("password")),
@@ -79,13 +94,17 @@ async fn extract_then_data_overrides_and_each_secret_is_read_once() {
 
 #[tokio::test]
 async fn version_prefix_and_decoding() {
-    let source = FakeSource::default()
-        .with("team/db", "AWSPREVIOUS", "v0", r#"{"token":"aGVsbG8="}"#);
+    let source =
+        FakeSource::default().with("team/db", "AWSPREVIOUS", "v0", r#"{"token":"aGVsbG8="}"#);
     let mut reference = remote("db", Some("token"));
     reference.version = Some("AWSPREVIOUS".into());
     reference.decoding_strategy = Some("Base64".into());
     let spec = ExternalSecretSpec {
-        data: vec![ExternalSecretData { secret_key: "t".into(), remote_ref: reference, source_ref: None }],
+        data: vec![ExternalSecretData {
+            secret_key: "t".into(),
+            remote_ref: reference,
+            source_ref: None,
+        }],
         ..Default::default()
     };
     let data = fetch(&spec, "team/", &source).await.unwrap();
@@ -102,7 +121,11 @@ async fn errors_say_what_is_wrong_without_values() {
     ];
     for (reference, expected) in cases {
         let spec = ExternalSecretSpec {
-            data: vec![ExternalSecretData { secret_key: "k".into(), remote_ref: reference, source_ref: None }],
+            data: vec![ExternalSecretData {
+                secret_key: "k".into(),
+                remote_ref: reference,
+                source_ref: None,
+            }],
             ..Default::default()
         };
         let error = fetch(&spec, "", &source).await.unwrap_err().to_string();
@@ -110,7 +133,10 @@ async fn errors_say_what_is_wrong_without_values() {
         assert!(!error.contains("s3cr3t"), "{error}");
     }
     let extract = ExternalSecretSpec {
-        data_from: vec![ExternalSecretDataFrom { extract: Some(remote("plain", None)), ..Default::default() }],
+        data_from: vec![ExternalSecretDataFrom {
+            extract: Some(remote("plain", None)),
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let error = fetch(&extract, "", &source).await.unwrap_err().to_string();
@@ -127,5 +153,8 @@ async fn unsupported_fields_are_named() {
         ..Default::default()
     };
     let error = fetch(&spec, "", &FakeSource::default()).await.unwrap_err();
-    assert!(matches!(&error, Error::Unsupported(field) if field == "spec.dataFrom[0].find"), "{error}");
+    assert!(
+        matches!(&error, Error::Unsupported(field) if field == "spec.dataFrom[0].find"),
+        "{error}"
+    );
 }

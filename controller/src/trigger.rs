@@ -40,14 +40,27 @@ pub struct Triggers {
 
 impl Triggers {
     /// The registry, and the stream to give to `Controller::reconcile_on`.
-    pub fn new() -> (Self, impl Stream<Item = ObjectRef<ExternalSecret>> + Send + 'static) {
+    pub fn new() -> (
+        Self,
+        impl Stream<Item = ObjectRef<ExternalSecret>> + Send + 'static,
+    ) {
         let (sender, receiver) = mpsc::unbounded();
-        (Triggers { sender, waiters: Mutex::default() }, receiver)
+        (
+            Triggers {
+                sender,
+                waiters: Mutex::default(),
+            },
+            receiver,
+        )
     }
 
     /// Reconciles `objects` now and waits until each reconcile that started after this call
     /// has finished, or until `timeout`.
-    pub async fn refresh(&self, objects: Vec<ObjectRef<ExternalSecret>>, timeout: Duration) -> Outcome {
+    pub async fn refresh(
+        &self,
+        objects: Vec<ObjectRef<ExternalSecret>>,
+        timeout: Duration,
+    ) -> Outcome {
         let receivers: Vec<_> = {
             let mut waiters = self.waiters.lock().expect("waiters lock");
             objects
@@ -70,7 +83,11 @@ impl Triggers {
                 .map(|rx| tokio::time::timeout(timeout, rx)),
         )
         .await;
-        let mut outcome = Outcome { succeeded: 0, failed: 0, timed_out: 0 };
+        let mut outcome = Outcome {
+            succeeded: 0,
+            failed: 0,
+            timed_out: 0,
+        };
         for result in results {
             match result {
                 Ok(Ok(true)) => outcome.succeeded += 1,
@@ -123,7 +140,9 @@ mod tests {
         let waiting = {
             let triggers = triggers.clone();
             let object = object.clone();
-            tokio::spawn(async move { triggers.refresh(vec![object], Duration::from_secs(5)).await })
+            tokio::spawn(
+                async move { triggers.refresh(vec![object], Duration::from_secs(5)).await },
+            )
         };
         assert_eq!(stream.next().await, Some(object.clone()));
         Triggers::answer(running, true);
@@ -133,7 +152,14 @@ mod tests {
         assert_eq!(next.len(), 1);
         Triggers::answer(next, false);
         let outcome = waiting.await.unwrap();
-        assert_eq!(outcome, Outcome { succeeded: 0, failed: 1, timed_out: 0 });
+        assert_eq!(
+            outcome,
+            Outcome {
+                succeeded: 0,
+                failed: 1,
+                timed_out: 0
+            }
+        );
         assert!(!outcome.all_succeeded());
     }
 
@@ -141,7 +167,9 @@ mod tests {
     async fn unanswered_refreshes_time_out_and_are_forgotten() {
         let (triggers, _stream) = Triggers::new();
         let object = ObjectRef::<ExternalSecret>::new("gone").within("ns");
-        let outcome = triggers.refresh(vec![object.clone()], Duration::from_millis(10)).await;
+        let outcome = triggers
+            .refresh(vec![object.clone()], Duration::from_millis(10))
+            .await;
         assert_eq!(outcome.timed_out, 1);
         assert!(triggers.take(&object).is_empty());
     }

@@ -11,9 +11,18 @@ const ALSO_SERVED: &[&str] = &["v1beta1"];
 /// The CRDs with their file names under `infra/crds/`.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
-        ("externalsecrets.yaml", with_served_versions(ExternalSecret::crd())),
-        ("secretstores.yaml", with_served_versions(SecretStore::crd())),
-        ("clustersecretstores.yaml", with_served_versions(ClusterSecretStore::crd())),
+        (
+            "externalsecrets.yaml",
+            with_served_versions(ExternalSecret::crd()),
+        ),
+        (
+            "secretstores.yaml",
+            with_served_versions(SecretStore::crd()),
+        ),
+        (
+            "clustersecretstores.yaml",
+            with_served_versions(ClusterSecretStore::crd()),
+        ),
     ]
 }
 
@@ -31,7 +40,10 @@ fn with_served_versions(mut crd: CustomResourceDefinition) -> CustomResourceDefi
 /// The YAML committed for one CRD.
 pub fn to_yaml(crd: &CustomResourceDefinition) -> String {
     let header = "# Generated from the Rust types by `cargo run -p secret-bridge-controller --bin secret-bridge-crdgen`. Do not edit.\n";
-    format!("{header}{}", serde_yaml::to_string(crd).expect("a CRD serializes"))
+    format!(
+        "{header}{}",
+        serde_yaml::to_string(crd).expect("a CRD serializes")
+    )
 }
 
 #[cfg(test)]

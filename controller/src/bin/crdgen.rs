@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use secret_bridge_controller::api::crd;
 
 fn main() -> anyhow::Result<()> {
-    let dir = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/crds"))
-    });
+    let dir = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/crds")));
     std::fs::create_dir_all(&dir)?;
     for (file, crd) in crd::all() {
         let path = dir.join(file);

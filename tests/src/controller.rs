@@ -1,0 +1,121 @@
+//! The controller binary, run as a real process against the stack, with its log captured.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::SystemTime;
+
+use crate::stack::{Stack, workspace_root};
+
+/// A running `secret-bridge-controller`; killed when dropped.
+pub struct ControllerProcess {
+    child: Child,
+    pub log_path: PathBuf,
+}
+
+impl ControllerProcess {
+    /// Starts the controller with `args`, logging at debug level to `target/test-logs/<name>.log`.
+    pub fn start(stack: &Stack, name: &str, args: &[&str]) -> ControllerProcess {
+        let binary = controller_binary();
+        let log_dir = workspace_root().join("target/test-logs");
+        std::fs::create_dir_all(&log_dir).expect("create target/test-logs");
+        let log_path = log_dir.join(format!("{name}.log"));
+        let log = File::create(&log_path).expect("create controller log");
+        let child = Command::new(&binary)
+            .args(args)
+            .env_clear()
+            .envs(stack.process_env())
+            .env("RUST_LOG", "info,secret_bridge_controller=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+        ControllerProcess { child, log_path }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Panics if any of `values` appears in the controller's output (without printing them).
+    pub fn assert_logs_hide(&self, values: &[&str]) {
+        let logs = self.logs();
+        assert!(
+            !logs.is_empty(),
+            "the controller wrote no log at all ({})",
+            self.log_path.display()
+        );
+        for (i, value) in values.iter().enumerate() {
+            assert!(
+                !logs.contains(value),
+                "secret value #{i} appears in the controller log {}",
+                self.log_path.display()
+            );
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The controller built next to this test binary; refuses a binary older than its sources.
+fn controller_binary() -> PathBuf {
+    let profile_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|deps| deps.to_path_buf()))
+        .map(|deps| {
+            if deps.ends_with("deps") {
+                deps.parent().unwrap().to_path_buf()
+            } else {
+                deps
+            }
+        })
+        .expect("test binary location");
+    let binary = std::env::var_os("SECRET_BRIDGE_CONTROLLER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| profile_dir.join("secret-bridge-controller"));
+    let built = std::fs::metadata(&binary)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run `cargo build -p secret-bridge-controller` (scripts/test does)",
+                binary.display()
+            )
+        });
+    let root = workspace_root();
+    if let Some(newer) = newest_source([root.join("controller/src"), root.join("src")]) {
+        assert!(
+            newer <= built,
+            "{} is older than its sources: run `cargo build -p secret-bridge-controller` (scripts/test does)",
+            binary.display()
+        );
+    }
+    binary
+}
+
+fn newest_source(dirs: impl IntoIterator<Item = PathBuf>) -> Option<SystemTime> {
+    let mut newest = None;
+    let mut stack: Vec<PathBuf> = dirs.into_iter().collect();
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        } else if let Ok(modified) = meta.modified() {
+            newest = newest.max(Some(modified));
+        }
+    }
+    newest
+}

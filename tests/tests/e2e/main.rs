@@ -1,0 +1,9 @@
+//! End-to-end tests on the real local stack (`scripts/stack up`): kube-apiserver + etcd +
+//! controller-manager and the moto AWS emulator, with the controller run as a process.
+//! One test binary, so its tests run in parallel; each uses its own names, queue and bus.
+
+mod emulator;
+mod errors;
+mod fixtures;
+mod queue;
+mod tutorial;

@@ -1,0 +1,140 @@
+//! The tutorial's manifests, applied unchanged: synced, refreshed by an event, collected.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use secret_bridge_tests::aws::Aws;
+use secret_bridge_tests::kube_helpers::*;
+use secret_bridge_tests::{ControllerProcess, Stack, unique, wait_for};
+use serde_json::json;
+
+const STORE: &str = include_str!("../../../infra/examples/tutorial/cluster-secret-store.yaml");
+const EXTERNAL_SECRET: &str = include_str!("../../../infra/examples/tutorial/external-secret.yaml");
+
+#[tokio::test]
+async fn tutorial_flow_is_synced_then_refreshed_by_an_event_then_collected() {
+    let stack = Stack::connect().await;
+    let kube = &stack.kube;
+    install_crds(kube).await;
+    let aws = Aws::new(&stack.aws);
+
+    // The tutorial's names are fixed; start from a clean slate if the demo ran before.
+    delete_external_secret(kube, "app", "app-secret").await;
+    wait_for(
+        "a previous app/app-secret to be gone",
+        Duration::from_secs(30),
+        || async {
+            (external_secret(kube, "app", "app-secret").await.is_none()
+                && secret_data(kube, "app", "app-secret").await.is_none())
+            .then_some(())
+        },
+    )
+    .await;
+    aws.upsert_secret(
+        "app-secret",
+        r#"{"username":"bob","password":"abc123xyz456"}"#,
+    )
+    .await;
+    let bus = unique("tutorial-bus");
+    let queue = aws.event_queue(&unique("tutorial"), &bus, None, 30).await;
+    ensure_namespace(kube, "app").await;
+    put_secret(
+        kube,
+        "default",
+        "awssm-secret",
+        &[
+            ("access-key", &stack.env["AWS_ACCESS_KEY_ID"]),
+            ("secret-access-key", &stack.env["AWS_SECRET_ACCESS_KEY"]),
+        ],
+    )
+    .await;
+    let controller = ControllerProcess::start(&stack, "tutorial", &["--queue-url", &queue]);
+
+    apply_yaml(kube, STORE, "default").await;
+    apply_yaml(kube, EXTERNAL_SECRET, "app").await;
+
+    let data = wait_for_secret_value(
+        kube,
+        "app",
+        "app-secret",
+        "password",
+        "abc123xyz456",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(data.get("username").map(String::as_str), Some("bob"));
+    assert_eq!(data.len(), 2, "exactly the AWS secret's keys");
+    let secret = Api::<Secret>::namespaced(kube.clone(), "app")
+        .get("app-secret")
+        .await
+        .unwrap();
+    let owner = &secret
+        .metadata
+        .owner_references
+        .as_ref()
+        .expect("creationPolicy Owner sets an owner")[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("ExternalSecret", "app-secret", Some(true))
+    );
+    let (reason, _) =
+        wait_for_ready(kube, "app", "app-secret", "True", Duration::from_secs(10)).await;
+    assert_eq!(reason, "SecretSynced");
+    let es = external_secret(kube, "app", "app-secret").await.unwrap();
+    let status = es.status.unwrap();
+    assert!(status.refresh_time.is_some());
+    assert_eq!(status.binding.unwrap().name, "app-secret");
+
+    // A rotation in AWS with no event: with refreshInterval 1h nothing may change.
+    let new_password = unique("rotated-password");
+    let rotated = aws
+        .rotate(
+            "app-secret",
+            &json!({"username": "bob", "password": new_password}).to_string(),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = secret_data(kube, "app", "app-secret").await.unwrap();
+    assert!(
+        before["password"] == "abc123xyz456",
+        "nothing but the event may refresh the Secret"
+    );
+
+    // The event alone brings the new value within seconds.
+    let start = Instant::now();
+    aws.publish_label_updated(&bus, "app-secret", &rotated)
+        .await;
+    wait_for_secret_value(
+        kube,
+        "app",
+        "app-secret",
+        "password",
+        &new_password,
+        Duration::from_secs(10),
+    )
+    .await;
+    println!("rotation event → Secret updated in {:?}", start.elapsed());
+    wait_for(
+        "the event's message to be deleted from the queue",
+        Duration::from_secs(10),
+        || async { (aws.queue_depth(&queue).await == 0).then_some(()) },
+    )
+    .await;
+
+    // Deleting the ExternalSecret deletes its Secret (garbage collection by the controller-manager).
+    delete_external_secret(kube, "app", "app-secret").await;
+    wait_for(
+        "Secret app/app-secret to be garbage-collected",
+        Duration::from_secs(60),
+        || async {
+            secret_data(kube, "app", "app-secret")
+                .await
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+
+    controller.assert_logs_hide(&["abc123xyz456", &new_password]);
+}
