@@ -7,9 +7,9 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use tracing::{debug, info};
 
 use crate::MANAGED_LABEL;
@@ -78,13 +78,19 @@ impl ExternalSecretController {
             watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true")),
         )
         .touched_objects();
-        let controller = Controller::new(
+        // The cache keeps every ExternalSecret; their managedFields are dropped to save memory.
+        let (reader, writer) = reflector::store();
+        let external_secrets = watcher(
             Api::<ExternalSecret>::all(client.clone()),
             watcher::Config::default(),
         )
-        .owns_stream(owned)
-        .reconcile_on(trigger_stream)
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+        .modify(|es| es.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects();
+        let controller = Controller::for_stream(external_secrets, reader)
+            .owns_stream(owned)
+            .reconcile_on(trigger_stream)
+            .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
         ExternalSecretController {
             controller,
             triggers: Arc::new(triggers),

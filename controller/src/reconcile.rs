@@ -188,6 +188,18 @@ impl ExternalSecret {
         let data: BTreeMap<String, ByteString> =
             data.into_iter().map(|(k, v)| (k, ByteString(v))).collect();
         let changed = existing.as_ref().and_then(|s| s.data.as_ref()) != Some(&data);
+        if let Some(existing) = &existing
+            && !changed
+            && existing.labels().get(MANAGED_LABEL).map(String::as_str) == Some("true")
+            && existing
+                .owner_references()
+                .iter()
+                .any(|o| o.uid == owner.uid)
+                == owned
+        {
+            // Already what we would write: save the apiserver a write.
+            return Ok(false);
+        }
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
