@@ -16,6 +16,17 @@ pub struct ControllerProcess {
 impl ControllerProcess {
     /// Starts the controller with `args`, logging at debug level to `target/test-logs/<name>.log`.
     pub fn start(stack: &Stack, name: &str, args: &[&str]) -> ControllerProcess {
+        ControllerProcess::start_with_env(stack, name, args, &[])
+    }
+
+    /// Like [`ControllerProcess::start`], with extra environment variables that override the
+    /// stack's (e.g. a `KUBECONFIG` holding a service account's token).
+    pub fn start_with_env(
+        stack: &Stack,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> ControllerProcess {
         let binary = controller_binary();
         let log_dir = workspace_root().join("target/test-logs");
         std::fs::create_dir_all(&log_dir).expect("create target/test-logs");
@@ -25,6 +36,7 @@ impl ControllerProcess {
             .args(args)
             .env_clear()
             .envs(stack.process_env())
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info,secret_bridge_controller=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
