@@ -41,14 +41,17 @@ enum Disposition {
 impl Consumer {
     /// Runs until `shutdown` resolves. Survives any SQS error or bad message.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
         // Until the controller has listed every ExternalSecret, an event could match nothing
         // and be deleted by mistake.
-        if self.store.wait_until_ready().await.is_err() {
-            warn!("ExternalSecret store was dropped before it was ready; consumer not started");
-            return;
+        tokio::select! {
+            _ = &mut shutdown => return,
+            ready = self.store_ready() => if !ready {
+                warn!("ExternalSecret store was dropped before it was ready; consumer not started");
+                return;
+            }
         }
         info!(queue = %self.queue_url, "consuming events");
-        let mut shutdown = std::pin::pin!(shutdown);
         let mut backoff = self.error_backoff();
         loop {
             let received = tokio::select! {
@@ -71,6 +74,19 @@ impl Consumer {
             }
         }
         info!("consumer stopped");
+    }
+
+    /// Waits until the store has its initial list. The store's readiness future wakes only its
+    /// latest poller (and the controller polls it too), so it is re-polled on a short tick.
+    async fn store_ready(&self) -> bool {
+        loop {
+            match tokio::time::timeout(Duration::from_millis(100), self.store.wait_until_ready())
+                .await
+            {
+                Ok(result) => return result.is_ok(),
+                Err(_elapsed) => continue,
+            }
+        }
     }
 
     fn error_backoff(&self) -> impl Iterator<Item = Duration> {
