@@ -15,6 +15,7 @@ use tracing::{debug, info};
 use crate::MANAGED_LABEL;
 use crate::api::ExternalSecret;
 use crate::aws::ClientFactory;
+use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};
 use crate::trigger::Triggers;
 
@@ -25,6 +26,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub triggers: Arc<Triggers>,
     pub controller_class: Option<String>,
+    pub metrics: Arc<Metrics>,
     failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
 }
 
@@ -34,6 +36,7 @@ impl Context {
         aws: ClientFactory,
         triggers: Arc<Triggers>,
         controller_class: Option<String>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let reporter = Reporter {
             controller: "secret-bridge".into(),
@@ -45,6 +48,7 @@ impl Context {
             aws,
             triggers,
             controller_class,
+            metrics,
             failures: Mutex::default(),
         }
     }

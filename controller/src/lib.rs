@@ -4,6 +4,8 @@
 pub mod api;
 pub mod aws;
 pub mod controller;
+pub mod http;
+pub mod metrics;
 pub mod queue;
 pub mod reconcile;
 pub mod store;

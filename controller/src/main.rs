@@ -4,6 +4,8 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use secret_bridge_controller::aws::{self, ClientFactory};
 use secret_bridge_controller::controller::{Context, ExternalSecretController};
+use secret_bridge_controller::http;
+use secret_bridge_controller::metrics::Metrics;
 use secret_bridge_controller::queue::Consumer;
 use tokio::sync::watch;
 use tracing::info;
@@ -28,6 +30,10 @@ struct Args {
     /// How long an event waits for its reconciles before the message is left for a retry.
     #[arg(long, env = "EVENT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     event_timeout: Duration,
+
+    /// Address of the /healthz, /readyz and /metrics endpoint (port 0: any free port).
+    #[arg(long, env = "PROBE_ADDR", default_value = "0.0.0.0:8080")]
+    probe_addr: std::net::SocketAddr,
 
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -61,12 +67,23 @@ async fn main() -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
+    let metrics = Arc::new(Metrics::default());
     let controller = ExternalSecretController::new(&client, args.concurrency);
     let context = Arc::new(Context::new(
         client.clone(),
         ClientFactory::new(base.clone()),
         controller.triggers(),
         args.controller_class.clone(),
+        metrics.clone(),
+    ));
+    let listener = tokio::net::TcpListener::bind(args.probe_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (--probe-addr): {e}", args.probe_addr))?;
+    let probe = tokio::spawn(http::serve(
+        listener,
+        controller.store(),
+        metrics.clone(),
+        stopped(stop_rx.clone()),
     ));
     let consumer = args.queue_url.clone().map(|queue_url| Consumer {
         sqs: aws_sdk_sqs::Client::new(&base),
@@ -74,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         store: controller.store(),
         triggers: controller.triggers(),
         reconcile_timeout: args.event_timeout,
+        metrics: metrics.clone(),
     });
     info!(
         queue = args
@@ -87,6 +105,10 @@ async fn main() -> anyhow::Result<()> {
     controller.run(context, stopped(stop_rx)).await;
     if let Some(task) = consumer_task {
         task.await?;
+    }
+    if probe.is_finished() {
+        // Say why the endpoint stopped, if it failed.
+        probe.await??;
     }
     Ok(())
 }

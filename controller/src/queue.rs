@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::future;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -17,6 +17,7 @@ use secret_bridge::secret_id;
 use tracing::{debug, info, warn};
 
 use crate::api::ExternalSecret;
+use crate::metrics::{EventLabels, Metrics};
 use crate::trigger::Triggers;
 
 const WAIT_TIME_SECONDS: i32 = 20;
@@ -29,6 +30,7 @@ pub struct Consumer {
     pub triggers: Arc<Triggers>,
     /// How long to wait for the reconciles of one message before leaving it for a retry.
     pub reconcile_timeout: Duration,
+    pub metrics: Arc<Metrics>,
 }
 
 /// What to do with a message.
@@ -104,6 +106,7 @@ impl Consumer {
             .queue_url(&self.queue_url)
             .wait_time_seconds(WAIT_TIME_SECONDS)
             .max_number_of_messages(MAX_MESSAGES)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .send()
             .await
             .map(|output| output.messages.unwrap_or_default())
@@ -150,8 +153,10 @@ impl Consumer {
     async fn handle(&self, message: &Message) -> Disposition {
         let id = message.message_id.as_deref().unwrap_or("?");
         let body = message.body.as_deref().unwrap_or_default();
-        match event::parse(body) {
+        self.metrics.message("received");
+        let disposition = match event::parse(body) {
             Err(error) => {
+                self.metrics.message("unreadable");
                 warn!(message_id = id, %error, "cannot read message; leaving it for a retry or the DLQ");
                 Disposition::Keep
             }
@@ -159,8 +164,24 @@ impl Consumer {
                 debug!(message_id = id, %reason, "event changes nothing we serve");
                 Disposition::Delete
             }
-            Ok(Parsed::Change(change)) => self.refresh(id, &change).await,
-        }
+            Ok(Parsed::Change(change)) => {
+                let event = change.kind.name().to_owned();
+                self.metrics
+                    .events
+                    .get_or_create(&EventLabels { event })
+                    .inc();
+                let disposition = self.refresh(id, &change).await;
+                if let Some(lag) = arrival_age(message) {
+                    self.metrics.event_lag_seconds.observe(lag.as_secs_f64());
+                }
+                disposition
+            }
+        };
+        self.metrics.message(match disposition {
+            Disposition::Delete => "deleted",
+            Disposition::Keep => "kept",
+        });
+        disposition
     }
 
     async fn refresh(&self, id: &str, change: &SecretChange) -> Disposition {
@@ -198,6 +219,20 @@ impl Consumer {
             Disposition::Keep
         }
     }
+}
+
+/// How long ago SQS received the message (its `SentTimestamp`, in epoch milliseconds).
+fn arrival_age(message: &Message) -> Option<Duration> {
+    let sent_ms: u64 = message
+        .attributes
+        .as_ref()?
+        .get(&MessageSystemAttributeName::SentTimestamp)?
+        .parse()
+        .ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    now.checked_sub(Duration::from_millis(sent_ms))
 }
 
 /// Whether `es` reads the secret the event names (by name, full or partial ARN).

@@ -27,9 +27,12 @@ const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Entry point for the controller: reconciles and answers any event waiting on this object.
 pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
     let waiters = ctx.triggers.take(&ObjectRef::from_obj(&*es));
     let result = es.reconcile(&ctx).await;
     Triggers::answer(waiters, result.is_ok());
+    ctx.metrics
+        .reconciled(result.as_ref().err().map(Error::kind), started.elapsed());
     result
 }
 

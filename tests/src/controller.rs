@@ -32,7 +32,14 @@ impl ControllerProcess {
         std::fs::create_dir_all(&log_dir).expect("create target/test-logs");
         let log_path = log_dir.join(format!("{name}.log"));
         let log = File::create(&log_path).expect("create controller log");
+        // Tests run many controllers at once: give each a free port unless the test picks one.
+        let probe: &[&str] = if args.contains(&"--probe-addr") {
+            &[]
+        } else {
+            &["--probe-addr", "127.0.0.1:0"]
+        };
         let child = Command::new(&binary)
+            .args(probe)
             .args(args)
             .env_clear()
             .envs(stack.process_env())
@@ -65,6 +72,57 @@ impl ControllerProcess {
                 self.log_path.display()
             );
         }
+    }
+
+    /// The address of the controller's /healthz, /readyz and /metrics endpoint, from its log.
+    pub async fn probe_address(&self) -> String {
+        crate::wait_for(
+            "the controller's probe address in its log",
+            std::time::Duration::from_secs(30),
+            || async {
+                self.logs()
+                    .lines()
+                    .find(|line| line.contains("serving /healthz"))
+                    .and_then(|line| line.split("address=").nth(1))
+                    .map(|rest| {
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned()
+                    })
+            },
+        )
+        .await
+    }
+
+    /// `GET path` on the probe endpoint: (status code, body).
+    pub async fn probe_get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = self.probe_address().await;
+        let mut stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connect to the probe endpoint");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("send request");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .await
+            .expect("read response");
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -122,6 +122,22 @@ async fn tutorial_flow_is_synced_then_refreshed_by_an_event_then_collected() {
     )
     .await;
 
+    // Probes and metrics tell the same story.
+    assert_eq!(controller.probe_get("/healthz").await.0, 200);
+    assert_eq!(controller.probe_get("/readyz").await.0, 200);
+    let (status, metrics) = controller.probe_get("/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        r#"secret_bridge_events_total{event="SecretLabelUpdated"} 1"#,
+        r#"secret_bridge_sqs_messages_total{result="deleted"} 1"#,
+        "secret_bridge_event_lag_seconds_count 1",
+    ] {
+        assert!(
+            metrics.contains(line),
+            "/metrics lacks {line:?}:\n{metrics}"
+        );
+    }
+
     // Deleting the ExternalSecret deletes its Secret (garbage collection by the controller-manager).
     delete_external_secret(kube, "app", "app-secret").await;
     wait_for(

@@ -1,0 +1,157 @@
+//! Prometheus metrics, served on `/metrics`. Labels are bounded (results, event types, error
+//! kinds), never object names or secret values.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub event: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Family<ResultLabels, Counter>,
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
+    pub reconcile_seconds: Histogram,
+    /// SQS messages by outcome: received, deleted, kept (left for a retry or the DLQ), unreadable.
+    pub messages: Family<ResultLabels, Counter>,
+    pub events: Family<EventLabels, Counter>,
+    /// From the message's arrival in SQS to the end of its reconciles.
+    pub event_lag_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("secret_bridge");
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        let reconcile_seconds = Histogram::new(latency_buckets());
+        let messages = Family::<ResultLabels, Counter>::default();
+        let events = Family::<EventLabels, Counter>::default();
+        let event_lag_seconds = Histogram::new(latency_buckets());
+        registry.register(
+            "reconciles",
+            "ExternalSecret reconciles by result",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by error kind",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of a reconcile",
+            reconcile_seconds.clone(),
+        );
+        registry.register("sqs_messages", "SQS messages by outcome", messages.clone());
+        registry.register(
+            "events",
+            "Secrets Manager change events by type",
+            events.clone(),
+        );
+        registry.register(
+            "event_lag_seconds",
+            "Time from an event's arrival in SQS until its Secrets were written",
+            event_lag_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_errors,
+            reconcile_seconds,
+            messages,
+            events,
+            event_lag_seconds,
+        }
+    }
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ]
+    .into_iter()
+}
+
+impl Metrics {
+    pub fn message(&self, result: &'static str) {
+        self.messages.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    pub fn reconciled(&self, error_kind: Option<&'static str>, took: Duration) {
+        let result = if error_kind.is_some() {
+            "error"
+        } else {
+            "success"
+        };
+        self.reconciles
+            .get_or_create(&ResultLabels { result })
+            .inc();
+        if let Some(kind) = error_kind {
+            self.reconcile_errors
+                .get_or_create(&ErrorLabels { kind })
+                .inc();
+        }
+        self.reconcile_seconds.observe(took.as_secs_f64());
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String");
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_counters_and_histograms() {
+        let metrics = Metrics::default();
+        metrics.message("received");
+        metrics.reconciled(Some("aws"), Duration::from_millis(12));
+        metrics
+            .events
+            .get_or_create(&EventLabels {
+                event: "SecretLabelUpdated".into(),
+            })
+            .inc();
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"secret_bridge_sqs_messages_total{result="received"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"secret_bridge_reconcile_errors_total{kind="aws"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"secret_bridge_events_total{event="SecretLabelUpdated"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("secret_bridge_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
+    }
+}
