@@ -46,16 +46,34 @@ pub fn to_yaml(crd: &CustomResourceDefinition) -> String {
     )
 }
 
+/// Where the Helm chart keeps its copy, installed when `crds.install` is true.
+pub const HELM_DIR: &str = "infra/helm/secret-bridge/templates/crds";
+
+/// The chart's template for one CRD: the same YAML behind the `crds.install` switch.
+pub fn to_helm_template(crd: &CustomResourceDefinition) -> String {
+    format!(
+        "{{{{- if .Values.crds.install }}}}\n{}{{{{- end }}}}\n",
+        to_yaml(crd)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn committed_crds_match_the_types() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/crds");
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let dir = format!("{root}/infra/crds");
         for (file, crd) in all() {
             let committed = std::fs::read_to_string(format!("{dir}/{file}"))
                 .unwrap_or_else(|e| panic!("infra/crds/{file}: {e}"));
+            let chart = std::fs::read_to_string(format!("{root}/{HELM_DIR}/{file}"))
+                .unwrap_or_else(|e| panic!("{HELM_DIR}/{file}: {e}"));
+            assert!(
+                chart == to_helm_template(&crd),
+                "{HELM_DIR}/{file} drifted from the Rust types: run `cargo run -p secret-bridge-controller --bin secret-bridge-crdgen`"
+            );
             assert!(
                 committed == to_yaml(&crd),
                 "infra/crds/{file} drifted from the Rust types: run `cargo run -p secret-bridge-controller --bin secret-bridge-crdgen`"
