@@ -97,6 +97,9 @@ fn parse_value(value: &Value, allow_sns: bool) -> Result<Parsed, EventError> {
     let Some(object) = value.as_object() else {
         return Err(EventError::UnknownShape("the JSON is not an object".into()));
     };
+    if object.contains_key("secretBridge") {
+        return parse_normalized(value);
+    }
     if allow_sns && object.get("Type").and_then(Value::as_str) == Some("Notification") {
         let inner = object
             .get("Message")
@@ -134,6 +137,30 @@ fn parse_value(value: &Value, allow_sns: bool) -> Result<Parsed, EventError> {
             "unknown Secrets Manager detail-type {other:?}"
         ))),
     }
+}
+
+fn parse_normalized(value: &Value) -> Result<Parsed, EventError> {
+    let version = value.get("secretBridge").and_then(Value::as_u64);
+    if version != Some(u64::from(crate::normalized::VERSION)) {
+        return Err(EventError::UnknownShape(format!(
+            "secret-bridge message version {} (this build reads version {})",
+            value
+                .get("secretBridge")
+                .map(Value::to_string)
+                .unwrap_or_default(),
+            crate::normalized::VERSION
+        )));
+    }
+    let message: crate::normalized::NormalizedMessage = serde_json::from_value(value.clone())
+        .map_err(|e| EventError::UnknownShape(format!("malformed secret-bridge message: {e}")))?;
+    if message.name.is_empty() {
+        return Err(EventError::InvalidField {
+            detail_type: "secret-bridge message".into(),
+            field: "name",
+            expected: "a non-empty string",
+        });
+    }
+    Ok(Parsed::Change(message.into_change()))
 }
 
 struct Envelope<'a> {

@@ -3,9 +3,11 @@
 //! - [`event`]: what an SQS message body says about a Secrets Manager change.
 //! - [`secret_id`]: secret names, full and partial ARNs, and how they compare.
 //! - [`mapping`]: turning a Secrets Manager value into Kubernetes Secret data (ESO semantics).
+//! - [`normalized`]: the compact message the fan-out Lambda sends to cluster queues.
 //! - [`duration`]: Go-style durations, as ESO's `refreshInterval` uses them.
 
 pub mod duration;
 pub mod event;
 pub mod mapping;
+pub mod normalized;
 pub mod secret_id;
