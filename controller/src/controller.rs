@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
@@ -66,6 +66,38 @@ impl Context {
     }
 }
 
+/// A cache of every ExternalSecret, and the watch stream that fills it (to be polled).
+/// managedFields are dropped to save memory.
+pub fn external_secret_cache(
+    client: &Client,
+) -> (
+    Store<ExternalSecret>,
+    impl Stream<Item = Result<ExternalSecret, watcher::Error>> + Send + 'static,
+) {
+    let (reader, writer) = reflector::store();
+    let stream = watcher(
+        Api::<ExternalSecret>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .modify(|es| es.managed_fields_mut().clear())
+    .reflect(writer)
+    .applied_objects();
+    (reader, stream)
+}
+
+/// Accelerator mode keeps the cache without a controller: drive its watch until `shutdown`.
+pub async fn run_cache_only(
+    stream: impl Stream<Item = Result<ExternalSecret, watcher::Error>> + Send + 'static,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let mut stream = std::pin::pin!(stream.default_backoff().take_until(shutdown));
+    while let Some(item) = stream.next().await {
+        if let Err(error) = item {
+            tracing::warn!(%error, "watching ExternalSecrets failed; retrying");
+        }
+    }
+}
+
 /// The controller, built but not yet running, and the store of ExternalSecrets it keeps.
 pub struct ExternalSecretController {
     controller: Controller<ExternalSecret>,
@@ -82,15 +114,7 @@ impl ExternalSecretController {
             watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true")),
         )
         .touched_objects();
-        // The cache keeps every ExternalSecret; their managedFields are dropped to save memory.
-        let (reader, writer) = reflector::store();
-        let external_secrets = watcher(
-            Api::<ExternalSecret>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .modify(|es| es.managed_fields_mut().clear())
-        .reflect(writer)
-        .applied_objects();
+        let (reader, external_secrets) = external_secret_cache(client);
         let controller = Controller::for_stream(external_secrets, reader)
             .owns_stream(owned)
             .reconcile_on(trigger_stream)

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod aws;
 pub mod controller;
+pub mod eso_trigger;
 pub mod http;
 pub mod metrics;
 pub mod queue;

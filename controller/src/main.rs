@@ -2,11 +2,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use secret_bridge_controller::aws::{self, ClientFactory};
-use secret_bridge_controller::controller::{Context, ExternalSecretController};
+use secret_bridge_controller::controller::{
+    Context, ExternalSecretController, external_secret_cache, run_cache_only,
+};
+use secret_bridge_controller::eso_trigger::EsoTrigger;
 use secret_bridge_controller::http;
 use secret_bridge_controller::metrics::Metrics;
-use secret_bridge_controller::queue::Consumer;
+use secret_bridge_controller::queue::{Consumer, Refresher};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -35,8 +40,18 @@ struct Args {
     #[arg(long, env = "PROBE_ADDR", default_value = "0.0.0.0:8080")]
     probe_addr: std::net::SocketAddr,
 
+    /// `sync` writes Secrets; `eso-trigger` only sets ESO's force-sync annotation on events.
+    #[arg(long, env = "MODE", value_enum, default_value_t = Mode::Sync)]
+    mode: Mode,
+
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Sync,
+    EsoTrigger,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -68,41 +83,69 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let metrics = Arc::new(Metrics::default());
-    let controller = ExternalSecretController::new(&client, args.concurrency);
-    let context = Arc::new(Context::new(
-        client.clone(),
-        ClientFactory::new(base.clone()),
-        controller.triggers(),
-        args.controller_class.clone(),
-        metrics.clone(),
-    ));
     let listener = tokio::net::TcpListener::bind(args.probe_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (--probe-addr): {e}", args.probe_addr))?;
-    let probe = tokio::spawn(http::serve(
-        listener,
-        controller.store(),
-        metrics.clone(),
-        stopped(stop_rx.clone()),
-    ));
-    let consumer = args.queue_url.clone().map(|queue_url| Consumer {
-        sqs: aws_sdk_sqs::Client::new(&base),
-        queue_url,
-        store: controller.store(),
-        triggers: controller.triggers(),
-        reconcile_timeout: args.event_timeout,
-        metrics: metrics.clone(),
-    });
     info!(
-        queue = args
-            .queue_url
-            .as_deref()
-            .unwrap_or("none (periodic resync only)"),
+        mode = ?args.mode,
+        queue = args.queue_url.as_deref().unwrap_or("none (periodic resync only)"),
         controller_class = args.controller_class.as_deref().unwrap_or(""),
         "starting secret-bridge controller"
     );
-    let consumer_task = consumer.map(|c| tokio::spawn(c.run(stopped(stop_rx.clone()))));
-    controller.run(context, stopped(stop_rx)).await;
+    let consumer = |store, refresher| {
+        args.queue_url.clone().map(|queue_url| Consumer {
+            sqs: aws_sdk_sqs::Client::new(&base),
+            queue_url,
+            store,
+            refresher,
+            reconcile_timeout: args.event_timeout,
+            metrics: metrics.clone(),
+        })
+    };
+    let (store, consumer, main_task): (_, _, BoxFuture<'static, ()>) = match args.mode {
+        Mode::Sync => {
+            let controller = ExternalSecretController::new(&client, args.concurrency);
+            let context = Arc::new(Context::new(
+                client.clone(),
+                ClientFactory::new(base.clone()),
+                controller.triggers(),
+                args.controller_class.clone(),
+                metrics.clone(),
+            ));
+            let consumer = consumer(
+                controller.store(),
+                Refresher::Reconcile(controller.triggers()),
+            );
+            (
+                controller.store(),
+                consumer,
+                controller.run(context, stopped(stop_rx.clone())).boxed(),
+            )
+        }
+        Mode::EsoTrigger => {
+            if args.queue_url.is_none() {
+                anyhow::bail!(
+                    "--mode=eso-trigger needs --queue-url (SQS_QUEUE_URL): it only acts on events"
+                );
+            }
+            let (store, stream) = external_secret_cache(&client);
+            let eso = Arc::new(EsoTrigger::new(client.clone()));
+            let consumer = consumer(store.clone(), Refresher::EsoForceSync(eso));
+            (
+                store,
+                consumer,
+                run_cache_only(stream, stopped(stop_rx.clone())).boxed(),
+            )
+        }
+    };
+    let probe = tokio::spawn(http::serve(
+        listener,
+        store,
+        metrics.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let consumer_task = consumer.map(|c| tokio::spawn(c.run(stopped(stop_rx))));
+    main_task.await;
     if let Some(task) = consumer_task {
         task.await?;
     }

@@ -17,6 +17,7 @@ use secret_bridge::secret_id;
 use tracing::{debug, info, warn};
 
 use crate::api::ExternalSecret;
+use crate::eso_trigger::EsoTrigger;
 use crate::metrics::{EventLabels, Metrics};
 use crate::trigger::Triggers;
 
@@ -27,10 +28,18 @@ pub struct Consumer {
     pub sqs: aws_sdk_sqs::Client,
     pub queue_url: String,
     pub store: Store<ExternalSecret>,
-    pub triggers: Arc<Triggers>,
+    pub refresher: Refresher,
     /// How long to wait for the reconciles of one message before leaving it for a retry.
     pub reconcile_timeout: Duration,
     pub metrics: Arc<Metrics>,
+}
+
+/// How an event's ExternalSecrets are refreshed.
+pub enum Refresher {
+    /// Reconcile them through our controller and wait for the result (the default mode).
+    Reconcile(Arc<Triggers>),
+    /// Set ESO's `force-sync` annotation on them (accelerator mode).
+    EsoForceSync(Arc<EsoTrigger>),
 }
 
 /// What to do with a message.
@@ -185,20 +194,21 @@ impl Consumer {
     }
 
     async fn refresh(&self, id: &str, change: &SecretChange) -> Disposition {
-        let matches: Vec<_> = self
-            .store
-            .state_filter(|es| references(es, change))
-            .iter()
-            .map(|es| ObjectRef::from_obj(&**es))
-            .collect();
+        let matches = self.store.state_filter(|es| references(es, change));
         if matches.is_empty() {
             debug!(message_id = id, event = change.kind.name(), secret = ?change.secret_ids.first(), "no ExternalSecret reads this secret");
             return Disposition::Delete;
         }
-        let outcome = self
-            .triggers
-            .refresh(matches.clone(), self.reconcile_timeout)
-            .await;
+        let outcome = match &self.refresher {
+            Refresher::Reconcile(triggers) => {
+                let objects = matches
+                    .iter()
+                    .map(|es| ObjectRef::from_obj(&**es))
+                    .collect();
+                triggers.refresh(objects, self.reconcile_timeout).await
+            }
+            Refresher::EsoForceSync(eso) => eso.refresh(matches).await,
+        };
         if outcome.all_succeeded() {
             info!(
                 message_id = id,
