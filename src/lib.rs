@@ -2,6 +2,7 @@
 //!
 //! - [`event`]: what an SQS message body says about a Secrets Manager change.
 //! - [`secret_id`]: secret names, full and partial ARNs, and how they compare.
+//! - [`matching`]: the index from secret names to the ExternalSecrets that read them.
 //! - [`mapping`]: turning a Secrets Manager value into Kubernetes Secret data (ESO semantics).
 //! - [`normalized`]: the compact message the fan-out Lambda sends to cluster queues.
 //! - [`duration`]: Go-style durations, as ESO's `refreshInterval` uses them.
@@ -9,5 +10,6 @@
 pub mod duration;
 pub mod event;
 pub mod mapping;
+pub mod matching;
 pub mod normalized;
 pub mod secret_id;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
@@ -15,6 +15,7 @@ use tracing::{debug, info};
 use crate::MANAGED_LABEL;
 use crate::api::ExternalSecret;
 use crate::aws::ClientFactory;
+use crate::index::ExternalSecretIndex;
 use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};
 use crate::trigger::Triggers;
@@ -70,6 +71,7 @@ impl Context {
 /// managedFields are dropped to save memory.
 pub fn external_secret_cache(
     client: &Client,
+    index: ExternalSecretIndex,
 ) -> (
     Store<ExternalSecret>,
     impl Stream<Item = Result<ExternalSecret, watcher::Error>> + Send + 'static,
@@ -80,6 +82,10 @@ pub fn external_secret_cache(
         watcher::Config::default(),
     )
     .modify(|es| es.managed_fields_mut().clear())
+    .map_ok(move |event| {
+        index.apply(&event);
+        event
+    })
     .reflect(writer)
     .applied_objects();
     (reader, stream)
@@ -102,6 +108,7 @@ pub async fn run_cache_only(
 pub struct ExternalSecretController {
     controller: Controller<ExternalSecret>,
     triggers: Arc<Triggers>,
+    index: ExternalSecretIndex,
 }
 
 impl ExternalSecretController {
@@ -114,7 +121,8 @@ impl ExternalSecretController {
             watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true")),
         )
         .touched_objects();
-        let (reader, external_secrets) = external_secret_cache(client);
+        let index = ExternalSecretIndex::default();
+        let (reader, external_secrets) = external_secret_cache(client, index.clone());
         let controller = Controller::for_stream(external_secrets, reader)
             .owns_stream(owned)
             .reconcile_on(trigger_stream)
@@ -122,11 +130,16 @@ impl ExternalSecretController {
         ExternalSecretController {
             controller,
             triggers: Arc::new(triggers),
+            index,
         }
     }
 
     pub fn store(&self) -> Store<ExternalSecret> {
         self.controller.store()
+    }
+
+    pub fn index(&self) -> ExternalSecretIndex {
+        self.index.clone()
     }
 
     pub fn triggers(&self) -> Arc<Triggers> {

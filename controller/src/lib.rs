@@ -6,6 +6,7 @@ pub mod aws;
 pub mod controller;
 pub mod eso_trigger;
 pub mod http;
+pub mod index;
 pub mod metrics;
 pub mod queue;
 pub mod reconcile;

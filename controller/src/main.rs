@@ -10,6 +10,7 @@ use secret_bridge_controller::controller::{
 };
 use secret_bridge_controller::eso_trigger::EsoTrigger;
 use secret_bridge_controller::http;
+use secret_bridge_controller::index::ExternalSecretIndex;
 use secret_bridge_controller::metrics::Metrics;
 use secret_bridge_controller::queue::{Consumer, Refresher};
 use tokio::sync::watch;
@@ -92,11 +93,12 @@ async fn main() -> anyhow::Result<()> {
         controller_class = args.controller_class.as_deref().unwrap_or(""),
         "starting secret-bridge controller"
     );
-    let consumer = |store, refresher| {
+    let consumer = |store, index, refresher| {
         args.queue_url.clone().map(|queue_url| Consumer {
             sqs: aws_sdk_sqs::Client::new(&base),
             queue_url,
             store,
+            index,
             refresher,
             reconcile_timeout: args.event_timeout,
             metrics: metrics.clone(),
@@ -114,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
             ));
             let consumer = consumer(
                 controller.store(),
+                controller.index(),
                 Refresher::Reconcile(controller.triggers()),
             );
             (
@@ -128,9 +131,10 @@ async fn main() -> anyhow::Result<()> {
                     "--mode=eso-trigger needs --queue-url (SQS_QUEUE_URL): it only acts on events"
                 );
             }
-            let (store, stream) = external_secret_cache(&client);
+            let index = ExternalSecretIndex::default();
+            let (store, stream) = external_secret_cache(&client, index.clone());
             let eso = Arc::new(EsoTrigger::new(client.clone()));
-            let consumer = consumer(store.clone(), Refresher::EsoForceSync(eso));
+            let consumer = consumer(store.clone(), index, Refresher::EsoForceSync(eso));
             (
                 store,
                 consumer,

@@ -13,11 +13,11 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::future;
 use kube::runtime::reflector::{ObjectRef, Store};
 use secret_bridge::event::{self, Parsed, SecretChange};
-use secret_bridge::secret_id;
 use tracing::{debug, info, warn};
 
 use crate::api::ExternalSecret;
 use crate::eso_trigger::EsoTrigger;
+use crate::index::ExternalSecretIndex;
 use crate::metrics::{EventLabels, Metrics};
 use crate::trigger::Triggers;
 
@@ -28,6 +28,7 @@ pub struct Consumer {
     pub sqs: aws_sdk_sqs::Client,
     pub queue_url: String,
     pub store: Store<ExternalSecret>,
+    pub index: ExternalSecretIndex,
     pub refresher: Refresher,
     /// How long to wait for the reconciles of one message before leaving it for a retry.
     pub reconcile_timeout: Duration,
@@ -194,7 +195,13 @@ impl Consumer {
     }
 
     async fn refresh(&self, id: &str, change: &SecretChange) -> Disposition {
-        let matches = self.store.state_filter(|es| references(es, change));
+        let ids = change.secret_ids.iter().map(String::as_str);
+        let matches: Vec<_> = self
+            .index
+            .lookup(ids)
+            .iter()
+            .filter_map(|r| self.store.get(r))
+            .collect();
         if matches.is_empty() {
             debug!(message_id = id, event = change.kind.name(), secret = ?change.secret_ids.first(), "no ExternalSecret reads this secret");
             return Disposition::Delete;
@@ -243,14 +250,4 @@ fn arrival_age(message: &Message) -> Option<Duration> {
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?;
     now.checked_sub(Duration::from_millis(sent_ms))
-}
-
-/// Whether `es` reads the secret the event names (by name, full or partial ARN).
-fn references(es: &ExternalSecret, change: &SecretChange) -> bool {
-    es.remote_keys().any(|key| {
-        change
-            .secret_ids
-            .iter()
-            .any(|id| secret_id::may_match(key, id))
-    })
 }
