@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageSystemAttributeName,
+};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::future;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -117,6 +120,7 @@ impl Consumer {
             .wait_time_seconds(WAIT_TIME_SECONDS)
             .max_number_of_messages(MAX_MESSAGES)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
             .map(|output| output.messages.unwrap_or_default())
@@ -125,12 +129,20 @@ impl Consumer {
 
     async fn handle_batch(&self, messages: Vec<Message>) {
         let dispositions = future::join_all(messages.iter().map(|m| self.handle(m))).await;
-        let entries: Vec<_> = messages
+        let (done, kept): (Vec<_>, Vec<_>) = messages
             .iter()
             .zip(dispositions)
-            .filter(|(_, d)| *d == Disposition::Delete)
+            .partition(|(_, d)| *d == Disposition::Delete);
+        let done: Vec<_> = done.into_iter().map(|(m, _)| m).collect();
+        let kept: Vec<_> = kept.into_iter().map(|(m, _)| m).collect();
+        future::join(self.delete(&done), self.back_off(&kept)).await;
+    }
+
+    async fn delete(&self, messages: &[&Message]) {
+        let entries: Vec<_> = messages
+            .iter()
             .enumerate()
-            .filter_map(|(i, (message, _))| {
+            .filter_map(|(i, message)| {
                 DeleteMessageBatchRequestEntry::builder()
                     .id(i.to_string())
                     .receipt_handle(message.receipt_handle.clone()?)
@@ -157,6 +169,36 @@ impl Consumer {
             Err(error) => {
                 warn!(error = %DisplayErrorContext(error), "deleting processed messages failed; they will be processed again")
             }
+        }
+    }
+
+    /// Kept messages come back after an exponential delay in their receive count (2 s, 4 s,
+    /// 8 s… up to 15 min) rather than the queue's fixed visibility timeout.
+    async fn back_off(&self, messages: &[&Message]) {
+        let entries: Vec<_> = messages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, message)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(message.receipt_handle.clone()?)
+                    .visibility_timeout(retry_delay_seconds(receive_count(message)))
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        if let Err(error) = self
+            .sqs
+            .change_message_visibility_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            warn!(error = %DisplayErrorContext(error), "could not delay the retry of kept messages; they return after the queue's visibility timeout");
         }
     }
 
@@ -238,6 +280,20 @@ impl Consumer {
     }
 }
 
+fn receive_count(message: &Message) -> u32 {
+    message
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Seconds until a kept message is delivered again: 2^receives, at most 15 minutes.
+fn retry_delay_seconds(receives: u32) -> i32 {
+    2_i32.saturating_pow(receives.min(10)).min(900)
+}
+
 /// How long ago SQS received the message (its `SentTimestamp`, in epoch milliseconds).
 fn arrival_age(message: &Message) -> Option<Duration> {
     let sent_ms: u64 = message
@@ -250,4 +306,28 @@ fn arrival_age(message: &Message) -> Option<Duration> {
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?;
     now.checked_sub(Duration::from_millis(sent_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_fifteen_minutes() {
+        let delays: Vec<_> = [1, 2, 3, 9, 10, 50]
+            .into_iter()
+            .map(retry_delay_seconds)
+            .collect();
+        assert_eq!(delays, [2, 4, 8, 512, 900, 900]);
+    }
+
+    #[test]
+    fn receive_count_defaults_to_one() {
+        let message = Message::builder().build();
+        assert_eq!(receive_count(&message), 1);
+        let message = Message::builder()
+            .attributes(MessageSystemAttributeName::ApproximateReceiveCount, "3")
+            .build();
+        assert_eq!(receive_count(&message), 3);
+    }
 }
