@@ -156,3 +156,69 @@ fn a_huge_message_is_refused_without_echoing_it() {
     let error = parse(&body).unwrap_err().to_string();
     assert!(error.len() < 200, "the error must not echo the body");
 }
+
+#[test]
+fn every_api_call_that_changes_a_secret_is_a_change() {
+    let cases: &[(&str, &str)] = &[
+        (fixture!("cloudtrail-delete-secret.json"), "DeleteSecret"),
+        (fixture!("cloudtrail-restore-secret.json"), "RestoreSecret"),
+        (fixture!("cloudtrail-rotate-secret.json"), "RotateSecret"),
+        (fixture!("cloudtrail-tag-resource.json"), "TagResource"),
+        (fixture!("cloudtrail-untag-resource.json"), "UntagResource"),
+    ];
+    for (body, name) in cases {
+        let change = change(body);
+        assert_eq!(change.kind, ChangeKind::ApiCall((*name).into()));
+        assert!(
+            change
+                .secret_ids
+                .iter()
+                .any(|id| id.ends_with("prod/db-Xy12Ab")),
+            "{name}"
+        );
+        assert!(change.secret_ids.contains(&"prod/db".to_owned()), "{name}");
+    }
+}
+
+#[test]
+fn partial_arns_and_sns_wrapped_cloudtrail() {
+    let change_ = change(fixture!("cloudtrail-partial-arn.json"));
+    assert_eq!(
+        change_.secret_ids,
+        ["arn:aws:secretsmanager:us-east-1:012345678901:secret:prod/db"]
+    );
+    assert_eq!(
+        change(fixture!("sns-wrapped-cloudtrail-put.json")),
+        change(fixture!("cloudtrail-put-secret-value.json"))
+    );
+}
+
+#[test]
+fn normalized_messages_from_the_lambda() {
+    let change = change(fixture!("normalized-label-updated.json"));
+    assert_eq!(change.kind, ChangeKind::LabelUpdated);
+    assert_eq!(change.secret_ids[0], "prod/db");
+    assert_eq!(change.version_id.as_deref(), Some("v2"));
+    let cases: &[(&str, &str)] = &[
+        (
+            fixture!("malformed-normalized-future-version.json"),
+            "version 2",
+        ),
+        (fixture!("malformed-normalized-empty-name.json"), "`name`"),
+        (
+            fixture!("malformed-resources-wrong-type.json"),
+            "`resources`",
+        ),
+        (
+            fixture!("malformed-event-name-missing.json"),
+            "`detail.eventName`",
+        ),
+    ];
+    for (body, expected) in cases {
+        let error = parse(body).expect_err(body).to_string();
+        assert!(
+            error.contains(expected),
+            "{error:?} should mention {expected:?}"
+        );
+    }
+}
