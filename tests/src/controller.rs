@@ -183,6 +183,9 @@ fn newest_source(dirs: impl IntoIterator<Item = PathBuf>) -> Option<SystemTime> 
             if let Ok(entries) = std::fs::read_dir(&path) {
                 stack.extend(entries.flatten().map(|e| e.path()));
             }
+        } else if path.to_string_lossy().ends_with("_tests.rs") {
+            // Unit tests are not part of the binary: cargo does not rebuild it for them.
+            continue;
         } else if let Ok(modified) = meta.modified() {
             newest = newest.max(Some(modified));
         }

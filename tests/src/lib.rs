@@ -8,6 +8,7 @@ pub mod aws;
 pub mod controller;
 pub mod kube_helpers;
 pub mod stack;
+pub mod tutorial;
 
 pub use controller::ControllerProcess;
 pub use stack::Stack;

@@ -8,11 +8,9 @@ use std::time::{Duration, Instant};
 
 use secret_bridge_tests::aws::Aws;
 use secret_bridge_tests::kube_helpers::*;
-use secret_bridge_tests::{ControllerProcess, Stack, unique, wait_for};
+use secret_bridge_tests::{ControllerProcess, Stack, tutorial, unique};
 use serde_json::json;
 
-const STORE: &str = include_str!("../../../infra/examples/tutorial/cluster-secret-store.yaml");
-const EXTERNAL_SECRET: &str = include_str!("../../../infra/examples/tutorial/external-secret.yaml");
 const ROTATIONS: usize = 5;
 
 #[tokio::main]
@@ -20,9 +18,6 @@ async fn main() {
     let stack = Stack::connect().await;
     let kube = &stack.kube;
     let aws = Aws::new(&stack.aws);
-
-    step("installing the external-secrets.io CRDs (infra/crds)");
-    install_crds(kube).await;
 
     step("AWS: secret app-secret, and an EventBridge rule sending Secrets Manager events to SQS");
     aws.upsert_secret(
@@ -38,33 +33,11 @@ async fn main() {
     step(
         "Kubernetes: namespace app, credentials Secret default/awssm-secret, the tutorial's manifests",
     );
-    delete_external_secret(kube, "app", "app-secret").await;
-    wait_for(
-        "a previous app/app-secret to be gone",
-        Duration::from_secs(60),
-        || async {
-            (external_secret(kube, "app", "app-secret").await.is_none()
-                && secret_data(kube, "app", "app-secret").await.is_none())
-            .then_some(())
-        },
-    )
-    .await;
-    ensure_namespace(kube, "app").await;
-    put_secret(
-        kube,
-        "default",
-        "awssm-secret",
-        &[
-            ("access-key", &stack.env["AWS_ACCESS_KEY_ID"]),
-            ("secret-access-key", &stack.env["AWS_SECRET_ACCESS_KEY"]),
-        ],
-    )
-    .await;
+    tutorial::prepare(&stack).await;
     let controller = ControllerProcess::start(&stack, "demo", &["--queue-url", &queue]);
     println!("    controller log: {}", controller.log_path.display());
     let start = Instant::now();
-    apply_yaml(kube, STORE, "default").await;
-    apply_yaml(kube, EXTERNAL_SECRET, "app").await;
+    tutorial::apply(&stack).await;
     let data = wait_for_secret_value(
         kube,
         "app",

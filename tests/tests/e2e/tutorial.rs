@@ -6,31 +6,17 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use secret_bridge_tests::aws::Aws;
 use secret_bridge_tests::kube_helpers::*;
-use secret_bridge_tests::{ControllerProcess, Stack, unique, wait_for};
+use secret_bridge_tests::{ControllerProcess, Stack, tutorial, unique, wait_for};
 use serde_json::json;
-
-const STORE: &str = include_str!("../../../infra/examples/tutorial/cluster-secret-store.yaml");
-const EXTERNAL_SECRET: &str = include_str!("../../../infra/examples/tutorial/external-secret.yaml");
 
 #[tokio::test]
 async fn tutorial_flow_is_synced_then_refreshed_by_an_event_then_collected() {
     let stack = Stack::connect().await;
     let kube = &stack.kube;
-    install_crds(kube).await;
     let aws = Aws::new(&stack.aws);
 
     // The tutorial's names are fixed; start from a clean slate if the demo ran before.
-    delete_external_secret(kube, "app", "app-secret").await;
-    wait_for(
-        "a previous app/app-secret to be gone",
-        Duration::from_secs(30),
-        || async {
-            (external_secret(kube, "app", "app-secret").await.is_none()
-                && secret_data(kube, "app", "app-secret").await.is_none())
-            .then_some(())
-        },
-    )
-    .await;
+    tutorial::prepare(&stack).await;
     aws.upsert_secret(
         "app-secret",
         r#"{"username":"bob","password":"abc123xyz456"}"#,
@@ -38,21 +24,9 @@ async fn tutorial_flow_is_synced_then_refreshed_by_an_event_then_collected() {
     .await;
     let bus = unique("tutorial-bus");
     let queue = aws.event_queue(&unique("tutorial"), &bus, None, 30).await;
-    ensure_namespace(kube, "app").await;
-    put_secret(
-        kube,
-        "default",
-        "awssm-secret",
-        &[
-            ("access-key", &stack.env["AWS_ACCESS_KEY_ID"]),
-            ("secret-access-key", &stack.env["AWS_SECRET_ACCESS_KEY"]),
-        ],
-    )
-    .await;
     let controller = ControllerProcess::start(&stack, "tutorial", &["--queue-url", &queue]);
 
-    apply_yaml(kube, STORE, "default").await;
-    apply_yaml(kube, EXTERNAL_SECRET, "app").await;
+    tutorial::apply(&stack).await;
 
     let data = wait_for_secret_value(
         kube,

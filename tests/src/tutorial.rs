@@ -1,0 +1,47 @@
+//! The tutorial's fixed names and manifests, shared by its end-to-end test and the demo.
+
+use std::time::Duration;
+
+use crate::Stack;
+use crate::kube_helpers::*;
+use crate::wait_for;
+
+pub const STORE: &str = include_str!("../../infra/examples/tutorial/cluster-secret-store.yaml");
+pub const EXTERNAL_SECRET: &str =
+    include_str!("../../infra/examples/tutorial/external-secret.yaml");
+
+/// Removes a previous run's `app/app-secret` (and, through garbage collection, its Secret),
+/// then creates namespace `app` and the credentials Secret `default/awssm-secret` with the
+/// emulator's keys, as the tutorial asks its reader to.
+pub async fn prepare(stack: &Stack) {
+    let kube = &stack.kube;
+    install_crds(kube).await;
+    delete_external_secret(kube, "app", "app-secret").await;
+    wait_for(
+        "a previous app/app-secret to be gone",
+        Duration::from_secs(60),
+        || async {
+            (external_secret(kube, "app", "app-secret").await.is_none()
+                && secret_data(kube, "app", "app-secret").await.is_none())
+            .then_some(())
+        },
+    )
+    .await;
+    ensure_namespace(kube, "app").await;
+    put_secret(
+        kube,
+        "default",
+        "awssm-secret",
+        &[
+            ("access-key", &stack.env["AWS_ACCESS_KEY_ID"]),
+            ("secret-access-key", &stack.env["AWS_SECRET_ACCESS_KEY"]),
+        ],
+    )
+    .await;
+}
+
+/// Applies the tutorial's manifests, unchanged.
+pub async fn apply(stack: &Stack) {
+    apply_yaml(&stack.kube, STORE, "default").await;
+    apply_yaml(&stack.kube, EXTERNAL_SECRET, "app").await;
+}
