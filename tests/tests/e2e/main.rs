@@ -2,6 +2,8 @@
 //! controller-manager and the moto AWS emulator, with the controller run as a process.
 //! One test binary, so its tests run in parallel; each uses its own names, queue and bus.
 
+mod accelerator;
+mod delivery;
 mod emulator;
 mod errors;
 mod fixtures;
