@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod queue;
 pub mod reconcile;
 pub mod store;
+pub mod stores;
 pub mod sync;
 pub mod trigger;
 

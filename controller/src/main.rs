@@ -13,6 +13,7 @@ use secret_bridge_controller::http;
 use secret_bridge_controller::index::ExternalSecretIndex;
 use secret_bridge_controller::metrics::Metrics;
 use secret_bridge_controller::queue::{Consumer, Refresher};
+use secret_bridge_controller::stores::StoreCache;
 use tokio::sync::watch;
 use tracing::info;
 
@@ -93,12 +94,15 @@ async fn main() -> anyhow::Result<()> {
         controller_class = args.controller_class.as_deref().unwrap_or(""),
         "starting secret-bridge controller"
     );
+    let (stores, run_stores) = StoreCache::new(&client);
+    tokio::spawn(run_stores);
     let consumer = |store, index, refresher| {
         args.queue_url.clone().map(|queue_url| Consumer {
             sqs: aws_sdk_sqs::Client::new(&base),
             queue_url,
             store,
             index,
+            stores: stores.clone(),
             refresher,
             reconcile_timeout: args.event_timeout,
             metrics: metrics.clone(),

@@ -4,6 +4,7 @@
 //! queue: SQS delivers it again after its visibility timeout, and to the DLQ after the queue's
 //! `maxReceiveCount`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,12 +17,14 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::future;
 use kube::runtime::reflector::{ObjectRef, Store};
 use secret_bridge::event::{self, Parsed, SecretChange};
+use secret_bridge::secret_id::{self, SecretArn};
 use tracing::{debug, info, warn};
 
 use crate::api::ExternalSecret;
 use crate::eso_trigger::EsoTrigger;
 use crate::index::ExternalSecretIndex;
 use crate::metrics::{EventLabels, Metrics};
+use crate::stores::StoreCache;
 use crate::trigger::Triggers;
 
 const WAIT_TIME_SECONDS: i32 = 20;
@@ -32,6 +35,7 @@ pub struct Consumer {
     pub queue_url: String,
     pub store: Store<ExternalSecret>,
     pub index: ExternalSecretIndex,
+    pub stores: StoreCache,
     pub refresher: Refresher,
     /// How long to wait for the reconciles of one message before leaving it for a retry.
     pub reconcile_timeout: Duration,
@@ -237,13 +241,7 @@ impl Consumer {
     }
 
     async fn refresh(&self, id: &str, change: &SecretChange) -> Disposition {
-        let ids = change.secret_ids.iter().map(String::as_str);
-        let matches: Vec<_> = self
-            .index
-            .lookup(ids)
-            .iter()
-            .filter_map(|r| self.store.get(r))
-            .collect();
+        let matches = self.matching(change);
         if matches.is_empty() {
             debug!(message_id = id, event = change.kind.name(), secret = ?change.secret_ids.first(), "no ExternalSecret reads this secret");
             return Disposition::Delete;
@@ -294,6 +292,63 @@ fn retry_delay_seconds(receives: u32) -> i32 {
     2_i32.saturating_pow(receives.min(10)).min(900)
 }
 
+impl Consumer {
+    /// The ExternalSecrets that read the secret the event names, in the event's region, with
+    /// their store's `prefix` applied.
+    fn matching(&self, change: &SecretChange) -> Vec<Arc<ExternalSecret>> {
+        let ids: Vec<&str> = change.secret_ids.iter().map(String::as_str).collect();
+        let mut candidates: HashSet<_> =
+            self.index.lookup(ids.iter().copied()).into_iter().collect();
+        for prefix in self.stores.prefixes() {
+            let stripped = ids
+                .iter()
+                .flat_map(|id| secret_id::candidate_names(id))
+                .filter_map(|name| name.strip_prefix(prefix.as_str()));
+            candidates.extend(self.index.lookup(stripped));
+        }
+        candidates
+            .iter()
+            .filter_map(|object| self.store.get(object))
+            .filter(|es| {
+                let aws = self.stores.aws_of(es);
+                let prefix = aws
+                    .as_ref()
+                    .and_then(|a| a.prefix.clone())
+                    .unwrap_or_default();
+                let store_region = aws.map(|a| a.region);
+                reads_in_region(es, &prefix, store_region.as_deref(), change)
+            })
+            .collect()
+    }
+}
+
+/// Whether `es` (whose store has `prefix` and `store_region`, when known) reads the secret of
+/// `change`. An unknown region matches: at worst a harmless refresh.
+fn reads_in_region(
+    es: &ExternalSecret,
+    prefix: &str,
+    store_region: Option<&str>,
+    change: &SecretChange,
+) -> bool {
+    if let (Some(event_region), Some(store_region)) = (change.region.as_deref(), store_region)
+        && event_region != store_region
+    {
+        return false;
+    }
+    es.remote_keys().any(|key| {
+        if let (Some(arn), Some(event_region)) = (SecretArn::parse(key), change.region.as_deref())
+            && arn.region != event_region
+        {
+            return false;
+        }
+        let key = format!("{prefix}{key}");
+        change
+            .secret_ids
+            .iter()
+            .any(|id| secret_id::may_match(&key, id))
+    })
+}
+
 /// How long ago SQS received the message (its `SentTimestamp`, in epoch milliseconds).
 fn arrival_age(message: &Message) -> Option<Duration> {
     let sent_ms: u64 = message
@@ -319,6 +374,63 @@ mod tests {
             .map(retry_delay_seconds)
             .collect();
         assert_eq!(delays, [2, 4, 8, 512, 900, 900]);
+    }
+
+    fn change(ids: &[&str], region: Option<&str>) -> SecretChange {
+        SecretChange {
+            kind: secret_bridge::event::ChangeKind::LabelUpdated,
+            secret_ids: ids.iter().map(|s| (*s).to_owned()).collect(),
+            region: region.map(Into::into),
+            account: None,
+            version_id: None,
+            time: None,
+        }
+    }
+
+    fn es(key: &str) -> ExternalSecret {
+        use crate::api::external_secret::{ExternalSecretDataFrom, RemoteRef};
+        ExternalSecret::new(
+            "es",
+            crate::api::ExternalSecretSpec {
+                data_from: vec![ExternalSecretDataFrom {
+                    extract: Some(RemoteRef {
+                        key: key.into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn regions_and_prefixes_are_respected() {
+        let event = change(&["team/db"], Some("eu-west-1"));
+        assert!(reads_in_region(
+            &es("team/db"),
+            "",
+            Some("eu-west-1"),
+            &event
+        ));
+        assert!(
+            !reads_in_region(&es("team/db"), "", Some("us-east-1"), &event),
+            "another region"
+        );
+        assert!(
+            reads_in_region(&es("team/db"), "", None, &event),
+            "unknown store region: refresh"
+        );
+        assert!(
+            reads_in_region(&es("db"), "team/", Some("eu-west-1"), &event),
+            "store prefix"
+        );
+        assert!(!reads_in_region(&es("db"), "", Some("eu-west-1"), &event));
+        let arn = "arn:aws:secretsmanager:us-east-1:1:secret:team/db-AbCdEf";
+        assert!(
+            !reads_in_region(&es(arn), "", None, &event),
+            "an ARN names its region"
+        );
     }
 
     #[test]

@@ -8,4 +8,5 @@ mod emulator;
 mod errors;
 mod fixtures;
 mod queue;
+mod regions;
 mod tutorial;
