@@ -95,6 +95,15 @@ impl AwsError {
     pub fn is_not_found(&self) -> bool {
         self.code == "ResourceNotFoundException"
     }
+
+    /// The secret does not exist, or is scheduled for deletion (AWS refuses reads of it with
+    /// `InvalidRequestException`).
+    pub fn is_deleted(&self) -> bool {
+        let message = self.message.to_lowercase();
+        let scheduled = self.code == "InvalidRequestException"
+            && (message.contains("deleted") || message.contains("marked for deletion"));
+        self.is_not_found() || scheduled
+    }
 }
 
 /// What the sync logic needs from Secrets Manager.
@@ -232,6 +241,40 @@ mod tests {
             VersionSelector::from_remote_ref(Some("uuid/abc")),
             VersionSelector::Id("abc".into())
         );
+    }
+
+    fn aws_error(code: &str, message: &str) -> AwsError {
+        AwsError {
+            operation: "GetSecretValue",
+            secret: "s".into(),
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn deleted_secrets_are_recognized() {
+        assert!(aws_error("ResourceNotFoundException", "").is_deleted());
+        assert!(
+            aws_error(
+                "InvalidRequestException",
+                "You can't perform this operation on the secret because it was marked for deletion."
+            )
+            .is_deleted()
+        );
+        assert!(!aws_error("InvalidRequestException", "bad parameter").is_deleted());
+        assert!(!aws_error("ThrottlingException", "Rate exceeded").is_deleted());
+    }
+
+    #[test]
+    fn only_transient_failures_send_an_event_back() {
+        use crate::Error;
+        assert!(Error::Aws(aws_error("ThrottlingException", "")).is_transient());
+        assert!(Error::Aws(aws_error("RequestFailed", "connection refused")).is_transient());
+        assert!(Error::Store("credentials Secret not found".into()).is_transient());
+        assert!(!Error::Aws(aws_error("ResourceNotFoundException", "")).is_transient());
+        assert!(!Error::Spec("bad".into()).is_transient());
+        assert!(!Error::Unsupported("x".into()).is_transient());
     }
 
     #[test]

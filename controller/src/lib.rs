@@ -62,6 +62,25 @@ impl Error {
         }
     }
 
+    /// Whether retrying soon may succeed without anyone changing anything (the network, a
+    /// throttle, the apiserver, a credentials Secret being replaced). An event whose refresh
+    /// failed this way stays in the queue for a retry; other failures are final for the event
+    /// (the ExternalSecret's own retries and its status take over), so they are not retried
+    /// into the dead-letter queue.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Store(_) | Error::Kube { .. } => true,
+            Error::Aws(aws) => {
+                !aws.is_deleted()
+                    && aws.code != "AccessDeniedException"
+                    && aws.code != "DecryptionFailure"
+            }
+            Error::Spec(_) | Error::Unsupported(_) | Error::Mapping(_) | Error::Conflict(_) => {
+                false
+            }
+        }
+    }
+
     /// A short, bounded label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -30,7 +30,12 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     let started = std::time::Instant::now();
     let waiters = ctx.triggers.take(&ObjectRef::from_obj(&*es));
     let result = es.reconcile(&ctx).await;
-    Triggers::answer(waiters, result.is_ok());
+    // An event is done when its refresh ran on fresh data, even if the ExternalSecret is
+    // broken in a way only a person can fix; only transient failures send it back.
+    Triggers::answer(
+        waiters,
+        result.as_ref().map_or_else(|e| !e.is_transient(), |_| true),
+    );
     ctx.metrics
         .reconciled(result.as_ref().err().map(Error::kind), started.elapsed());
     result
@@ -79,12 +84,18 @@ impl ExternalSecret {
         let aws = store.aws()?;
         let auth = store.auth(&ctx.client, self).await?;
         let source = ctx.aws.secrets_manager(&aws.region, &auth);
-        let fetched = sync::fetch(
+        let fetched = match sync::fetch(
             &self.spec,
             aws.prefix.as_deref().unwrap_or_default(),
             &source,
         )
-        .await?;
+        .await
+        {
+            Err(Error::Aws(error)) if error.is_deleted() => {
+                return self.source_deleted(ctx, error, refresh).await;
+            }
+            other => other?,
+        };
         let changed = self.write_secret(ctx, fetched.data).await?;
         let target = self.target_name();
         if changed {
@@ -100,6 +111,55 @@ impl ExternalSecret {
             Some(fetched.versions),
         )
         .await?;
+        Ok(match refresh {
+            Some(interval) => Action::requeue(interval),
+            None => Action::await_change(),
+        })
+    }
+
+    /// A secret this ExternalSecret reads is gone from AWS: apply `target.deletionPolicy`.
+    /// `Retain` (the default) keeps the Secret and reports the error; `Delete` deletes the
+    /// Secret we wrote and reports `SecretDeleted`.
+    async fn source_deleted(
+        &self,
+        ctx: &Context,
+        error: crate::aws::AwsError,
+        refresh: Option<Duration>,
+    ) -> Result<Action> {
+        let policy = self
+            .spec
+            .target
+            .as_ref()
+            .and_then(|t| t.deletion_policy.as_deref());
+        if policy != Some("Delete") {
+            return Err(Error::Aws(error));
+        }
+        let namespace = self.namespace().unwrap_or_default();
+        let name = self.target_name();
+        let api = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
+        let existing = api
+            .get_opt(&name)
+            .await
+            .map_err(Error::kube(format!("reading Secret {namespace}/{name}")))?;
+        let ours = existing
+            .as_ref()
+            .is_some_and(|s| s.labels().get(MANAGED_LABEL).map(String::as_str) == Some("true"));
+        if ours {
+            api.delete(&name, &Default::default())
+                .await
+                .map_err(Error::kube(format!("deleting Secret {namespace}/{name}")))?;
+            info!(externalsecret = %ObjectRef::from_obj(self), secret = %name, "secret deleted: its source is gone (deletionPolicy Delete)");
+            self.publish(
+                ctx,
+                EventType::Normal,
+                "Deleted",
+                "Deleted Secret: its source was deleted in AWS",
+            )
+            .await;
+        }
+        let message = format!("{error}; Secret {namespace}/{name} deleted (deletionPolicy Delete)");
+        self.write_status(ctx, Condition::ready(false, "SecretDeleted", message), None)
+            .await?;
         Ok(match refresh {
             Some(interval) => Action::requeue(interval),
             None => Action::await_change(),
@@ -155,9 +215,18 @@ impl ExternalSecret {
                 )));
             }
         };
-        if let Some(policy) = target.deletion_policy.as_deref().filter(|p| *p != "Retain") {
+        if let Some(policy) = target.deletion_policy.as_deref().filter(|p| *p == "Merge") {
             return Err(Error::Unsupported(format!(
                 "spec.target.deletionPolicy {policy}"
+            )));
+        }
+        if let Some(policy) = target
+            .deletion_policy
+            .as_deref()
+            .filter(|p| !["Retain", "Delete", "Merge", ""].contains(p))
+        {
+            return Err(Error::Spec(format!(
+                "spec.target.deletionPolicy {policy:?} is not one of Retain, Delete, Merge"
             )));
         }
         if target.template.is_some() {

@@ -226,3 +226,114 @@ async fn a_message_whose_refresh_failed_is_retried() {
     );
     controller.assert_logs_hide(&["retry-v1", "retry-v2"]);
 }
+
+#[tokio::test]
+async fn a_deleted_secret_follows_the_deletion_policy() {
+    let stack = Stack::connect().await;
+    let kube = &stack.kube;
+    let aws = Aws::new(&stack.aws);
+    let tenant = Tenant::new(&stack, "deletion", "us-east-1").await;
+    let ns = tenant.namespace.as_str();
+    let name = unique("doomed");
+    let written = aws.upsert_secret(&name, r#"{"k":"deletion-v1"}"#).await;
+    let bus = unique("deletion-bus");
+    let queue = aws.event_queue(&unique("deletion"), &bus, None, 30).await;
+    let controller = ControllerProcess::start(
+        &stack,
+        ns,
+        &["--controller-class", &tenant.class, "--queue-url", &queue],
+    );
+    for (es, policy) in [("retain", "Retain"), ("delete", "Delete")] {
+        let spec = format!(
+            "  refreshInterval: 1h\n  target: {{deletionPolicy: {policy}}}\n  dataFrom:\n    - extract: {{key: {name}}}\n"
+        );
+        tenant.external_secret(&stack, es, &spec).await;
+        wait_for_secret_value(kube, ns, es, "k", "deletion-v1", Duration::from_secs(30)).await;
+    }
+
+    aws.secrets
+        .delete_secret()
+        .secret_id(&name)
+        .send()
+        .await
+        .unwrap();
+    let delete = cloudtrail(
+        "DeleteSecret",
+        json!({"secretId": name, "recoveryWindowInDays": 7}),
+        json!({"arn": written.arn, "name": name}),
+    );
+    aws.publish(&bus, "AWS API Call via CloudTrail", &delete, &[])
+        .await;
+    wait_for(
+        "Secret delete to be deleted",
+        Duration::from_secs(10),
+        || async {
+            secret_data(kube, ns, "delete")
+                .await
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    let (reason, message) =
+        wait_for_ready(kube, ns, "delete", "False", Duration::from_secs(10)).await;
+    assert_eq!(reason, "SecretDeleted", "{message}");
+    let (reason, _) = wait_for_ready(kube, ns, "retain", "False", Duration::from_secs(10)).await;
+    assert_eq!(reason, "SecretSyncedError");
+    let kept = secret_data(kube, ns, "retain")
+        .await
+        .expect("deletionPolicy Retain keeps the Secret");
+    assert!(kept["k"] == "deletion-v1");
+    // The event did its job: it is not retried into the dead-letter queue.
+    queue_drained(&aws, &queue).await;
+    controller.assert_logs_hide(&["deletion-v1"]);
+}
+
+#[tokio::test]
+async fn fifo_queues_work_too() {
+    let stack = Stack::connect().await;
+    let kube = &stack.kube;
+    let aws = Aws::new(&stack.aws);
+    let tenant = Tenant::new(&stack, "fifo", "us-east-1").await;
+    let ns = tenant.namespace.as_str();
+    let name = unique("fifo-secret");
+    aws.upsert_secret(&name, r#"{"k":"fifo-v1"}"#).await;
+    let queue = aws
+        .sqs
+        .create_queue()
+        .queue_name(format!("{}.fifo", unique("events")))
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::ContentBasedDeduplication,
+            "true",
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let controller = ControllerProcess::start(
+        &stack,
+        ns,
+        &["--controller-class", &tenant.class, "--queue-url", &queue],
+    );
+    let spec = format!("  refreshInterval: 1h\n  dataFrom:\n    - extract: {{key: {name}}}\n");
+    tenant.external_secret(&stack, "app", &spec).await;
+    wait_for_secret_value(kube, ns, "app", "k", "fifo-v1", Duration::from_secs(30)).await;
+
+    let rotated = aws.rotate(&name, r#"{"k":"fifo-v2"}"#).await;
+    // The fan-out Lambda's normalized message, grouped by secret as a FIFO queue requires.
+    let body = json!({"secretBridge": 1, "kind": "SecretLabelUpdated", "region": "us-east-1",
+        "name": name, "arn": rotated.arn, "versionId": rotated.version_id, "label": "AWSCURRENT"});
+    aws.sqs
+        .send_message()
+        .queue_url(&queue)
+        .message_group_id(&name)
+        .message_body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    wait_for_secret_value(kube, ns, "app", "k", "fifo-v2", Duration::from_secs(10)).await;
+    queue_drained(&aws, &queue).await;
+    controller.assert_logs_hide(&["fifo-v1", "fifo-v2"]);
+}
