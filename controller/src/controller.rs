@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -12,13 +13,13 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{debug, info};
 
-use crate::MANAGED_LABEL;
 use crate::api::ExternalSecret;
 use crate::aws::ClientFactory;
 use crate::index::ExternalSecretIndex;
 use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};
 use crate::trigger::Triggers;
+use crate::{FIELD_MANAGER, MANAGED_LABEL};
 
 /// What every reconcile shares.
 pub struct Context {
@@ -64,6 +65,38 @@ impl Context {
 
     pub fn record_success(&self, object: &ObjectRef<ExternalSecret>) {
         self.failures.lock().expect("failures lock").remove(object);
+    }
+}
+
+/// The Secret of a watch event that someone else changed or deleted, if any.
+fn changed_by_others(
+    event: watcher::Event<PartialObjectMeta<Secret>>,
+) -> Option<PartialObjectMeta<Secret>> {
+    match event {
+        watcher::Event::Delete(secret) => Some(secret),
+        watcher::Event::Apply(secret) => {
+            // Times have one-second granularity: a tie counts as someone else's change.
+            let time = |entry: &ManagedFieldsEntry| entry.time.as_ref().map(|t| t.0);
+            let fields = secret.managed_fields();
+            let ours = fields
+                .iter()
+                .filter(|e| e.manager.as_deref() == Some(FIELD_MANAGER))
+                .filter_map(time)
+                .max();
+            let others = fields
+                .iter()
+                .filter(|e| e.manager.as_deref() != Some(FIELD_MANAGER))
+                .filter_map(time)
+                .max();
+            let changed = match (ours, others) {
+                (Some(ours), Some(others)) => others >= ours,
+                (None, _) => true,
+                (Some(_), None) => false,
+            };
+            changed.then_some(secret)
+        }
+        // The initial list: every ExternalSecret is reconciled at start anyway.
+        watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::InitDone => None,
     }
 }
 
@@ -115,12 +148,13 @@ impl ExternalSecretController {
     pub fn new(client: &Client, concurrency: u16) -> Self {
         let (triggers, trigger_stream) = Triggers::new();
         // Only the metadata of the Secrets we manage is watched: enough to notice a Secret
-        // deleted or edited behind our back, without caching Secret values in memory.
+        // deleted or edited behind our back, without caching Secret values in memory. Our own
+        // writes are not echoed back into reconciles (each would cost an AWS read).
         let owned = watcher(
             Api::<PartialObjectMeta<Secret>>::all(client.clone()),
             watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true")),
         )
-        .touched_objects();
+        .try_filter_map(|event| future::ready(Ok(changed_by_others(event))));
         let index = ExternalSecretIndex::default();
         let (reader, external_secrets) = external_secret_cache(client, index.clone());
         let controller = Controller::for_stream(external_secrets, reader)

@@ -11,7 +11,7 @@ use std::time::Duration;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
-    MessageSystemAttributeName,
+    MessageSystemAttributeName, QueueAttributeName,
 };
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::future;
@@ -50,6 +50,12 @@ pub enum Refresher {
     EsoForceSync(Arc<EsoTrigger>),
 }
 
+/// What the consumer knows of its queue.
+struct QueueSettings {
+    visibility: Duration,
+    max_receive: Option<u32>,
+}
+
 /// What to do with a message.
 #[derive(Debug, PartialEq, Eq)]
 enum Disposition {
@@ -70,7 +76,13 @@ impl Consumer {
                 return;
             }
         }
-        info!(queue = %self.queue_url, "consuming events");
+        let settings = self.settings().await;
+        info!(
+            queue = %self.queue_url,
+            visibility_timeout_s = settings.visibility.as_secs(),
+            max_receive_count = ?settings.max_receive,
+            "consuming events"
+        );
         let mut backoff = self.error_backoff();
         loop {
             let received = tokio::select! {
@@ -80,7 +92,7 @@ impl Consumer {
             match received {
                 Ok(messages) => {
                     backoff = self.error_backoff();
-                    self.handle_batch(messages).await;
+                    self.handle_batch(messages, &settings).await;
                 }
                 Err(error) => {
                     let delay = backoff.next().unwrap_or(Duration::from_secs(30));
@@ -131,8 +143,61 @@ impl Consumer {
             .map_err(|e| DisplayErrorContext(e).to_string())
     }
 
-    async fn handle_batch(&self, messages: Vec<Message>) {
-        let dispositions = future::join_all(messages.iter().map(|m| self.handle(m))).await;
+    /// The queue's visibility timeout and `maxReceiveCount`, read once at start.
+    async fn settings(&self) -> QueueSettings {
+        let fallback = QueueSettings {
+            visibility: Duration::from_secs(30),
+            max_receive: None,
+        };
+        let attributes = match self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::VisibilityTimeout)
+            .attribute_names(QueueAttributeName::RedrivePolicy)
+            .send()
+            .await
+        {
+            Ok(output) => output.attributes.unwrap_or_default(),
+            Err(error) => {
+                warn!(error = %DisplayErrorContext(error), "cannot read the queue's attributes; assuming a 30 s visibility timeout");
+                return fallback;
+            }
+        };
+        let visibility = attributes
+            .get(&QueueAttributeName::VisibilityTimeout)
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(fallback.visibility);
+        let max_receive = attributes
+            .get(&QueueAttributeName::RedrivePolicy)
+            .and_then(|policy| serde_json::from_str::<serde_json::Value>(policy).ok())
+            .and_then(|policy| {
+                let count = &policy["maxReceiveCount"];
+                count.as_u64().or_else(|| count.as_str()?.parse().ok())
+            })
+            .map(|count| count as u32);
+        QueueSettings {
+            visibility,
+            max_receive,
+        }
+    }
+
+    async fn handle_batch(&self, messages: Vec<Message>, settings: &QueueSettings) {
+        let dispositions =
+            future::join_all(messages.iter().map(|m| self.handle_extending(m, settings))).await;
+        for (message, disposition) in messages.iter().zip(&dispositions) {
+            let last_try = settings
+                .max_receive
+                .is_some_and(|max| receive_count(message) >= max);
+            if *disposition == Disposition::Keep && last_try {
+                self.metrics.message("dead_lettered");
+                warn!(
+                    message_id = message.message_id.as_deref().unwrap_or("?"),
+                    "message reached the queue's maxReceiveCount; SQS moves it to the dead-letter queue"
+                );
+            }
+        }
         let (done, kept): (Vec<_>, Vec<_>) = messages
             .iter()
             .zip(dispositions)
@@ -203,6 +268,42 @@ impl Consumer {
             .await
         {
             warn!(error = %DisplayErrorContext(error), "could not delay the retry of kept messages; they return after the queue's visibility timeout");
+        }
+    }
+
+    /// Handles a message, extending its visibility while the work outlasts half of it, so
+    /// that slow reconciles never let SQS hand the message to another consumer meanwhile.
+    async fn handle_extending(&self, message: &Message, settings: &QueueSettings) -> Disposition {
+        let work = self.handle(message);
+        let heartbeat = async {
+            let half = (settings.visibility / 2).max(Duration::from_secs(1));
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
+            loop {
+                tick.tick().await;
+                let Some(receipt) = message.receipt_handle.as_deref() else {
+                    continue;
+                };
+                let result = self
+                    .sqs
+                    .change_message_visibility()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(receipt)
+                    .visibility_timeout(settings.visibility.as_secs().max(1) as i32)
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => {
+                        debug!(message_id = ?message.message_id, "extended the message's visibility")
+                    }
+                    Err(error) => {
+                        warn!(error = %DisplayErrorContext(error), "could not extend a message's visibility")
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            disposition = work => disposition,
+            never = heartbeat => never,
         }
     }
 

@@ -120,5 +120,14 @@ async fn unreadable_messages_go_to_the_dlq_and_unused_secrets_are_acknowledged()
         controller.logs().contains("cannot read message"),
         "unreadable messages are logged"
     );
+    let (_, metrics) = controller.probe_get("/metrics").await;
+    assert!(
+        metrics.contains(r#"secret_bridge_sqs_messages_total{result="dead_lettered"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"secret_bridge_sqs_messages_total{result="unreadable"}"#),
+        "{metrics}"
+    );
     controller.assert_logs_hide(&["queue-value-1", "queue-value-2"]);
 }

@@ -112,6 +112,21 @@ async fn tutorial_flow_is_synced_then_refreshed_by_an_event_then_collected() {
         );
     }
 
+    // A Secret deleted behind the controller's back comes back.
+    Api::<Secret>::namespaced(kube.clone(), "app")
+        .delete("app-secret", &Default::default())
+        .await
+        .unwrap();
+    wait_for_secret_value(
+        kube,
+        "app",
+        "app-secret",
+        "password",
+        &new_password,
+        Duration::from_secs(10),
+    )
+    .await;
+
     // Deleting the ExternalSecret deletes its Secret (garbage collection by the controller-manager).
     delete_external_secret(kube, "app", "app-secret").await;
     wait_for(
