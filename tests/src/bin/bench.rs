@@ -160,6 +160,10 @@ async fn run(
     }
     latencies.sort();
     let rss_kib = controller.rss_kib();
+    drop(controller);
+    // Leave the stack as we found it: the namespace's ExternalSecrets and Secrets go with it.
+    let namespaces = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(kube.clone());
+    let _ = namespaces.delete(&tenant, &Default::default()).await;
     Run {
         mode,
         cold_start,
