@@ -18,6 +18,7 @@ use crate::aws::ClientFactory;
 use crate::index::ExternalSecretIndex;
 use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};
+use crate::stores::StoreCache;
 use crate::trigger::Triggers;
 use crate::{FIELD_MANAGER, MANAGED_LABEL};
 
@@ -29,6 +30,7 @@ pub struct Context {
     pub triggers: Arc<Triggers>,
     pub controller_class: Option<String>,
     pub metrics: Arc<Metrics>,
+    pub stores: StoreCache,
     failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
 }
 
@@ -39,6 +41,7 @@ impl Context {
         triggers: Arc<Triggers>,
         controller_class: Option<String>,
         metrics: Arc<Metrics>,
+        stores: StoreCache,
     ) -> Self {
         let reporter = Reporter {
             controller: "secret-bridge".into(),
@@ -51,6 +54,7 @@ impl Context {
             triggers,
             controller_class,
             metrics,
+            stores,
             failures: Mutex::default(),
         }
     }

@@ -117,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
                 controller.triggers(),
                 args.controller_class.clone(),
                 metrics.clone(),
+                stores.clone(),
             ));
             let consumer = consumer(
                 controller.store(),

@@ -62,7 +62,7 @@ impl ExternalSecret {
         if self.meta().deletion_timestamp.is_some() {
             return Ok(Action::await_change());
         }
-        let store = match ResolvedStore::get(&ctx.client, self).await {
+        let store = match ResolvedStore::get(&ctx.client, &ctx.stores, self).await {
             Ok(store) if !store.is_served_by(ctx.controller_class.as_deref()) => {
                 debug!(externalsecret = %ObjectRef::from_obj(self), store = %store.describe(), "store has another controller class; skipping");
                 return Ok(Action::await_change());

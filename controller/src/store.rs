@@ -6,6 +6,7 @@ use kube::{Api, Client, ResourceExt};
 use crate::api::secret_store::{AwsProvider, SecretKeySelector, StoreSpec};
 use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore};
 use crate::aws::{StaticKeys, StoreAuth};
+use crate::stores::StoreCache;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +34,8 @@ pub struct ResolvedStore {
 
 impl ResolvedStore {
     /// Fetches the store named by `es.spec.secretStoreRef`.
-    pub async fn get(client: &Client, es: &ExternalSecret) -> Result<Self> {
+    /// Reads the store from `cache` when it has it (no API call), else from the API.
+    pub async fn get(client: &Client, cache: &StoreCache, es: &ExternalSecret) -> Result<Self> {
         let reference = es
             .spec
             .secret_store_ref
@@ -49,10 +51,13 @@ impl ResolvedStore {
             }
         };
         let name = reference.name.clone();
+        let namespace = es.namespace().unwrap_or_default();
+        if let Some(spec) = cache.spec(kind, &namespace, &name) {
+            return Ok(ResolvedStore { kind, name, spec });
+        }
         let missing = || Error::Store(format!("{} {name:?} not found", kind.as_str()));
         let spec = match kind {
             StoreKind::SecretStore => {
-                let namespace = es.namespace().unwrap_or_default();
                 Api::<SecretStore>::namespaced(client.clone(), &namespace)
                     .get_opt(&name)
                     .await

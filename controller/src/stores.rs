@@ -6,8 +6,9 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
-use crate::api::secret_store::AwsProvider;
+use crate::api::secret_store::{AwsProvider, StoreSpec};
 use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore};
+use crate::store::StoreKind;
 
 #[derive(Clone)]
 pub struct StoreCache {
@@ -63,6 +64,22 @@ impl StoreCache {
             }
         };
         spec.provider.aws
+    }
+
+    /// The spec of a store, when the cache has it.
+    pub fn spec(&self, kind: StoreKind, namespace: &str, name: &str) -> Option<StoreSpec> {
+        match kind {
+            StoreKind::ClusterSecretStore => {
+                Some(self.cluster.get(&ObjectRef::new(name))?.spec.store.clone())
+            }
+            StoreKind::SecretStore => Some(
+                self.namespaced
+                    .get(&ObjectRef::new(name).within(namespace))?
+                    .spec
+                    .store
+                    .clone(),
+            ),
+        }
     }
 
     /// Every distinct non-empty `prefix` of the stores.
