@@ -3,6 +3,7 @@
 //! One test binary, so its tests run in parallel; each uses its own names, queue and bus.
 
 mod accelerator;
+mod cloudformation;
 mod delivery;
 mod emulator;
 mod errors;
