@@ -55,8 +55,13 @@ async fn deployed_stack_queues_secrets_manager_events_and_dead_letters_poison() 
         aws.region,
         unique("cluster").to_uppercase()
     );
+    let kms_key = format!(
+        "arn:aws:kms:{}:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        aws.region
+    );
     let parameters = [
         ("OidcProviderUrl", oidc.as_str()),
+        ("SecretsKmsKeyArns", kms_key.as_str()),
         ("ServiceAccountNamespace", "cfn-test-ns"),
         ("ServiceAccountName", "cfn-test-sa"),
         ("SecretNamePrefix", "team-a/"),
@@ -97,6 +102,7 @@ async fn deployed_stack_queues_secrets_manager_events_and_dead_letters_poison() 
             &output("ControllerRoleArn"),
             &oidc,
             &output("QueueArn"),
+            &kms_key,
         )
         .await;
         assert_documented_events_reach(&aws, &queue).await;
@@ -148,12 +154,18 @@ async fn fan_out_mode_routes_the_rules_to_the_lambda() {
         format!("arn:aws:sqs:{}:111122223333:cluster-b", aws.region),
     ];
     let other_clusters_list = other_clusters.join(",");
+    let routes = json!([
+        {"queueArn": other_clusters[0], "namePrefix": "app/"},
+        {"queueArn": other_clusters[1], "tags": {"team": "b"}},
+    ])
+    .to_string();
     let parameters = [
         ("FanOutLambda", "true"),
         ("LambdaCodeS3Bucket", bucket.as_str()),
         ("LambdaCodeS3Key", key),
         ("LambdaArchitecture", "x86_64"),
         ("FanOutQueueArns", other_clusters_list.as_str()),
+        ("FanOutRoutes", routes.as_str()),
         ("EventBusName", bus.as_str()),
         ("CloudTrailEvents", "true"),
     ];
@@ -232,6 +244,7 @@ async fn fan_out_mode_routes_the_rules_to_the_lambda() {
             configuration["Environment"]["Variables"]["FAN_OUT_QUEUE_ARNS"],
             format!("{queue_arn},{other_clusters_list}")
         );
+        assert_eq!(configuration["Environment"]["Variables"]["ROUTES"], routes);
 
         let policy: Value = serde_json::from_str(
             &emulator_call(
@@ -277,6 +290,22 @@ async fn fan_out_mode_routes_the_rules_to_the_lambda() {
             .chain(other_clusters.iter().map(String::as_str))
             .collect();
         assert_eq!(allowed, expected);
+
+        // Routes may match on tags: the function may describe this account's secrets.
+        let account = queue_arn
+            .split(':')
+            .nth(4)
+            .expect("account in the queue ARN");
+        let describe = role_policy(&stack, &output("FanOutRoleArn"), "describe-secrets").await;
+        assert_eq!(
+            describe["Statement"],
+            json!([{
+                "Sid": "ReadSecretTags",
+                "Effect": "Allow",
+                "Action": "secretsmanager:DescribeSecret",
+                "Resource": format!("arn:aws:secretsmanager:{}:{account}:secret:*", aws.region),
+            }])
+        );
     })
     .await;
 
@@ -395,7 +424,13 @@ async fn queue_attributes(aws: &Aws, url: &str) -> HashMap<String, String> {
 
 /// The IRSA role trusts only the service account's tokens from the cluster's OIDC provider, and
 /// grants the least the controller needs.
-async fn assert_controller_role(stack: &Stack, role_arn: &str, oidc: &str, queue_arn: &str) {
+async fn assert_controller_role(
+    stack: &Stack,
+    role_arn: &str,
+    oidc: &str,
+    queue_arn: &str,
+    kms_key: &str,
+) {
     let account = queue_arn
         .split(':')
         .nth(4)
@@ -454,6 +489,19 @@ async fn assert_controller_role(stack: &Stack, role_arn: &str, oidc: &str, queue
                 "Resource": queue_arn,
             },
         ])
+    );
+    let decrypt = role_policy(stack, role_arn, "decrypt-secrets").await;
+    assert_eq!(
+        decrypt["Statement"],
+        json!([{
+            "Sid": "DecryptSecretsThroughSecretsManager",
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": [kms_key],
+            "Condition": {"StringEquals": {
+                "kms:ViaService": format!("secretsmanager.{region}.amazonaws.com"),
+            }},
+        }])
     );
 }
 
