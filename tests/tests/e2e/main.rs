@@ -8,6 +8,7 @@ mod delivery;
 mod emulator;
 mod errors;
 mod fixtures;
+mod helm;
 mod queue;
 mod regions;
 mod tutorial;
