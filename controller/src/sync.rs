@@ -43,7 +43,7 @@ pub fn check_supported(spec: &ExternalSecretSpec) -> Result<(), Error> {
         if from.find.is_some() {
             return unsupported(format!("{at}.find"));
         }
-        if from.rewrite.is_some() {
+        if !from.rewrite.is_empty() {
             return unsupported(format!("{at}.rewrite"));
         }
         if from.source_ref.is_some() {

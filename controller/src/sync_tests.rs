@@ -147,14 +147,16 @@ async fn errors_say_what_is_wrong_without_values() {
 async fn unsupported_fields_are_named() {
     let spec = ExternalSecretSpec {
         data_from: vec![ExternalSecretDataFrom {
-            find: Some(serde_json::json!({"name": {"regexp": ".*"}})),
+            source_ref: Some(
+                serde_json::json!({"generatorRef": {"kind": "Password", "name": "p"}}),
+            ),
             ..Default::default()
         }],
         ..Default::default()
     };
     let error = fetch(&spec, "", &FakeSource::default()).await.unwrap_err();
     assert!(
-        matches!(&error, Error::Unsupported(field) if field == "spec.dataFrom[0].find"),
+        matches!(&error, Error::Unsupported(field) if field == "spec.dataFrom[0].sourceRef (generators)"),
         "{error}"
     );
 }

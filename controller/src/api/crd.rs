@@ -3,7 +3,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use super::{ClusterSecretStore, ExternalSecret, SecretStore};
+use super::{ClusterExternalSecret, ClusterSecretStore, ExternalSecret, SecretStore};
 
 /// Every served version besides the stored `v1`; their schema is the same.
 const ALSO_SERVED: &[&str] = &["v1beta1"];
@@ -22,6 +22,10 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
         (
             "clustersecretstores.yaml",
             with_served_versions(ClusterSecretStore::crd()),
+        ),
+        (
+            "clusterexternalsecrets.yaml",
+            with_served_versions(ClusterExternalSecret::crd()),
         ),
     ]
 }
@@ -49,12 +53,13 @@ pub fn to_yaml(crd: &CustomResourceDefinition) -> String {
 /// Where the Helm chart keeps its copy, installed when `crds.install` is true.
 pub const HELM_DIR: &str = "infra/helm/secret-bridge/templates/crds";
 
-/// The chart's template for one CRD: the same YAML behind the `crds.install` switch.
+/// The chart's template for one CRD: the same YAML behind the `crds.install` switch, kept on
+/// `helm uninstall` unless `crds.keep` is false (deleting a CRD deletes every resource of it).
 pub fn to_helm_template(crd: &CustomResourceDefinition) -> String {
-    format!(
-        "{{{{- if .Values.crds.install }}}}\n{}{{{{- end }}}}\n",
-        to_yaml(crd)
-    )
+    let yaml = to_yaml(crd);
+    let keep = "  annotations:\n    {{- if .Values.crds.keep }}\n    helm.sh/resource-policy: keep\n    {{- end }}\n";
+    let with_keep = yaml.replacen("metadata:\n", &format!("metadata:\n{keep}"), 1);
+    format!("{{{{- if .Values.crds.install }}}}\n{with_keep}{{{{- end }}}}\n")
 }
 
 #[cfg(test)]

@@ -65,6 +65,10 @@ pub struct ExternalSecretSpec {
     pub data: Vec<ExternalSecretData>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_from: Vec<ExternalSecretDataFrom>,
+    /// Not served: reported as `Unsupported`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub sync_windows: Option<Value>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -89,10 +93,83 @@ pub struct ExternalSecretTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "any_object")]
-    pub template: Option<Value>,
+    pub template: Option<ExternalSecretTemplate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub immutable: Option<bool>,
+    /// A non-Secret target (`apiVersion`/`kind`). Not served: reported as `Unsupported`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub manifest: Option<Value>,
+}
+
+/// `spec.target.template`: how the Secret is built from the values read (ESO's engine `v2`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalSecretTemplate {
+    /// The Secret's `type` (`Opaque` when empty).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// `v2` (the only engine ESO still serves; `v1` is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<TemplateMetadata>,
+    /// `Replace` (default: only the templated keys) or `Merge` (templated keys over the values read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_policy: Option<String>,
+    /// Secret key → Go template.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub template_from: Vec<TemplateFrom>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateMetadata {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finalizers: Vec<String>,
+}
+
+/// Templates kept in a ConfigMap or Secret of the ExternalSecret's namespace, or given literally.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateFrom {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<TemplateRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<TemplateRef>,
+    /// Where the rendered output goes: `Data` (default), `Annotations` or `Labels`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// A template whose output is YAML/JSON key-value pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub literal: Option<String>,
+    /// How to decode the ConfigMap/Secret values before use (`None` by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values_decoding_strategy: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateRef {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<TemplateRefItem>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateRefItem {
+    pub key: String,
+    /// `Values` (default: the item's value is a template for the key of the same name) or
+    /// `KeysAndValues` (the item renders to YAML whose keys and values both become Secret data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_as: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -127,6 +204,9 @@ pub struct RemoteRef {
     /// `None` (default) or `Fetch`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_policy: Option<String>,
+    /// `Ignore` (default) or `Fail` when a value contains a NUL byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_byte_policy: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -135,14 +215,69 @@ pub struct ExternalSecretDataFrom {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extract: Option<RemoteRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "any_object")]
-    pub find: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "any_json")]
-    pub rewrite: Option<Value>,
+    pub find: Option<ExternalSecretFind>,
+    /// Applied in order to the keys that `extract` or `find` produced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrite: Vec<ExternalSecretRewrite>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "any_json")]
     pub source_ref: Option<Value>,
+}
+
+/// `dataFrom.find`: every secret whose name, path and tags match, one Secret key per secret.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalSecretFind {
+    /// Only secrets whose name starts with this path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<FindName>,
+    /// Only secrets carrying all these tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion_strategy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoding_strategy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_byte_policy: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FindName {
+    /// A regular expression (Go RE2 syntax) the secret name must match.
+    #[serde(default)]
+    pub regexp: String,
+}
+
+/// One rewrite of the keys of a `dataFrom` entry.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalSecretRewrite {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regexp: Option<RewriteRegexp>,
+    /// A Go template applied to each key (`{{ .value }}` is the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<RewriteTransform>,
+    /// Not served: reported as `Unsupported`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub merge: Option<Value>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RewriteRegexp {
+    pub source: String,
+    pub target: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RewriteTransform {
+    pub template: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

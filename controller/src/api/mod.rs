@@ -2,11 +2,13 @@
 //! Manager provider. `v1` is stored; `v1beta1` is served with the same schema (the AWS fields did
 //! not change between the two), so manifests written for either apply unchanged.
 
+pub mod cluster_external_secret;
 pub mod condition;
 pub mod crd;
 pub mod external_secret;
 pub mod secret_store;
 
+pub use cluster_external_secret::ClusterExternalSecret;
 pub use condition::Condition;
 pub use external_secret::{ExternalSecret, ExternalSecretSpec, ExternalSecretStatus};
 pub use secret_store::{ClusterSecretStore, SecretStore, StoreSpec};

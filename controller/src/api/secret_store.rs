@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,11 @@ pub struct AwsProvider {
     pub session_tags: Vec<AwsTag>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transitive_tag_keys: Vec<String>,
+    /// `None`, `Simple` or `Custom` (not served beyond `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_tags_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom_session_tags: BTreeMap<String, String>,
     /// Prepended to every `remoteRef.key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
@@ -99,8 +105,20 @@ pub struct AwsSecretRefAuth {
 #[serde(rename_all = "camelCase")]
 pub struct AwsJwtAuth {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "any_object")]
-    pub service_account_ref: Option<Value>,
+    pub service_account_ref: Option<ServiceAccountSelector>,
+}
+
+/// IRSA: the ServiceAccount whose token is exchanged for AWS credentials.
+/// `namespace` is honoured for ClusterSecretStores only.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountSelector {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Token audiences besides `sts.amazonaws.com`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
 }
 
 /// A key of a Kubernetes Secret. `namespace` is honoured for ClusterSecretStores only.
@@ -117,8 +135,7 @@ pub struct SecretKeySelector {
 #[serde(rename_all = "camelCase")]
 pub struct ClusterStoreCondition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "any_object")]
-    pub namespace_selector: Option<Value>,
+    pub namespace_selector: Option<LabelSelector>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
