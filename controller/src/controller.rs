@@ -14,7 +14,7 @@ use kube::{Api, Client, ResourceExt};
 use tracing::{debug, info};
 
 use crate::api::ExternalSecret;
-use crate::aws::ClientFactory;
+use crate::credentials::ClientFactory;
 use crate::index::ExternalSecretIndex;
 use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod aws;
 pub mod controller;
+pub mod credentials;
 pub mod eso_trigger;
 pub mod http;
 pub mod index;

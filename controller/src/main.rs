@@ -4,10 +4,10 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use secret_bridge_controller::aws::{self, ClientFactory};
 use secret_bridge_controller::controller::{
     Context, ExternalSecretController, external_secret_cache, run_cache_only,
 };
+use secret_bridge_controller::credentials::{self, ClientFactory};
 use secret_bridge_controller::eso_trigger::EsoTrigger;
 use secret_bridge_controller::http;
 use secret_bridge_controller::index::ExternalSecretIndex;
@@ -73,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
     rustls_ring_default();
 
     let client = kube::Client::try_default().await?;
-    let base = aws::base_config().await;
+    let base = credentials::base_config().await;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -5,7 +5,7 @@ use kube::{Api, Client, ResourceExt};
 
 use crate::api::secret_store::{AwsProvider, SecretKeySelector, StoreSpec};
 use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore};
-use crate::aws::{StaticKeys, StoreAuth};
+use crate::credentials::{StaticKeys, StoreAuth};
 use crate::stores::StoreCache;
 use crate::{Error, Result};
 
