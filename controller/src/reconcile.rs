@@ -70,7 +70,12 @@ impl ExternalSecret {
             Ok(store) => Some(store),
             Err(error) => return self.fail(ctx, error).await,
         };
-        match self.sync(ctx, store.as_ref().expect("resolved")).await {
+        let store = store.expect("resolved");
+        let namespace = self.namespace().unwrap_or_default();
+        if let Err(error) = store.check_namespace_allowed(&ctx.client, &namespace).await {
+            return self.fail(ctx, error).await;
+        }
+        match self.sync(ctx, &store).await {
             Ok(action) => {
                 ctx.record_success(&ObjectRef::from_obj(self));
                 Ok(action)

@@ -1,6 +1,9 @@
 //! Resolving an ExternalSecret's store and the credentials it names.
 
-use k8s_openapi::api::core::v1::Secret;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::core::{Selector, SelectorExt};
 use kube::{Api, Client, ResourceExt};
 
 use crate::api::secret_store::{AwsProvider, SecretKeySelector, StoreSpec};
@@ -86,6 +89,51 @@ impl ResolvedStore {
     pub fn is_served_by(&self, controller_class: Option<&str>) -> bool {
         let store_class = self.spec.controller.as_deref().filter(|c| !c.is_empty());
         store_class == controller_class.filter(|c| !c.is_empty())
+    }
+
+    /// Whether an ExternalSecret in `namespace` may use this store. A ClusterSecretStore with
+    /// `conditions` allows a namespace that any condition matches (by name, by a label selector
+    /// on the Namespace, or by a regular expression on its name); other stores allow all
+    /// namespaces (a SecretStore is only ever found from its own namespace).
+    pub async fn check_namespace_allowed(&self, client: &Client, namespace: &str) -> Result<()> {
+        if self.kind != StoreKind::ClusterSecretStore || self.spec.conditions.is_empty() {
+            return Ok(());
+        }
+        let mut labels = None;
+        for (i, condition) in self.spec.conditions.iter().enumerate() {
+            if condition.namespaces.iter().any(|n| n == namespace) {
+                return Ok(());
+            }
+            for (j, pattern) in condition.namespace_regexes.iter().enumerate() {
+                let regex = regex::Regex::new(pattern).map_err(|e| {
+                    Error::Spec(format!(
+                        "{}: spec.conditions[{i}].namespaceRegexes[{j}] is not a valid regular expression: {e}",
+                        self.describe()
+                    ))
+                })?;
+                if regex.is_match(namespace) {
+                    return Ok(());
+                }
+            }
+            if let Some(selector) = &condition.namespace_selector {
+                let selector = Selector::try_from(selector.clone()).map_err(|e| {
+                    Error::Spec(format!(
+                        "{}: spec.conditions[{i}].namespaceSelector: {e}",
+                        self.describe()
+                    ))
+                })?;
+                if labels.is_none() {
+                    labels = Some(namespace_labels(client, namespace).await?);
+                }
+                if selector.matches(labels.as_ref().expect("just read")) {
+                    return Ok(());
+                }
+            }
+        }
+        Err(Error::Spec(format!(
+            "using cluster store {:?} is not allowed from namespace {namespace:?}: denied by spec.conditions",
+            self.name
+        )))
     }
 
     pub fn describe(&self) -> String {
@@ -224,6 +272,19 @@ impl ResolvedStore {
             ))
         })
     }
+}
+
+/// A Namespace's labels, with `kubernetes.io/metadata.name` as newer apiservers set it.
+async fn namespace_labels(client: &Client, namespace: &str) -> Result<BTreeMap<String, String>> {
+    let found = Api::<Namespace>::all(client.clone())
+        .get_opt(namespace)
+        .await
+        .map_err(Error::kube(format!("reading Namespace {namespace}")))?;
+    let mut labels = found.map(|n| n.labels().clone()).unwrap_or_default();
+    labels
+        .entry("kubernetes.io/metadata.name".into())
+        .or_insert_with(|| namespace.to_owned());
+    Ok(labels)
 }
 
 #[cfg(test)]

@@ -248,8 +248,8 @@ pub struct ExternalSecretFind {
 #[serde(rename_all = "camelCase")]
 pub struct FindName {
     /// A regular expression (Go RE2 syntax) the secret name must match.
-    #[serde(default)]
-    pub regexp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regexp: Option<String>,
 }
 
 /// One rewrite of the keys of a `dataFrom` entry.

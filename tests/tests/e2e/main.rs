@@ -11,4 +11,5 @@ mod fixtures;
 mod helm;
 mod queue;
 mod regions;
+mod stores;
 mod tutorial;
