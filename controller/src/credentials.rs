@@ -8,10 +8,20 @@ use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
+use std::time::SystemTime;
+
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{self, ProvideCredentials, SharedCredentialsProvider, future};
 use aws_sdk_secretsmanager::config::Region;
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use aws_sdk_sts::types::Tag;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Api;
+use kube::api::PostParams;
 
 /// Static credentials read from a store's `auth.secretRef`. `Debug` never shows the keys.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -29,24 +39,58 @@ impl fmt::Debug for StaticKeys {
     }
 }
 
-/// How a store authenticates.
+/// How a store authenticates: base credentials, then a chain of roles assumed in order
+/// (ESO's order: every `additionalRoles` entry, then `role`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum StoreAuth {
+pub struct StoreAuth {
+    pub base: BaseCredentials,
+    pub roles: Vec<RoleToAssume>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BaseCredentials {
     Static(StaticKeys),
     /// The SDK's default chain (environment, web identity, container, instance profile).
     DefaultChain,
+    /// IRSA: a token for a ServiceAccount (TokenRequest), exchanged with STS
+    /// `AssumeRoleWithWebIdentity` for the role the ServiceAccount's annotation names.
+    WebIdentity(WebIdentity),
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WebIdentity {
+    pub namespace: String,
+    pub service_account: String,
+    pub role_arn: String,
+    pub audiences: Vec<String>,
+}
+
+/// An STS `AssumeRole` on top of the previous credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoleToAssume {
+    pub role_arn: String,
+    pub external_id: Option<String>,
+    pub session_tags: Vec<(String, String)>,
+    pub transitive_tag_keys: Vec<String>,
+}
+
+/// The session name in CloudTrail for every role secret-bridge assumes.
+const SESSION_NAME: &str = "secret-bridge";
+
 /// Builds Secrets Manager clients from one base configuration, cached per (region, auth).
+/// Temporary credentials are cached by each client's identity cache until shortly before
+/// they expire, so a store with roles costs one STS call per role per hour, not per read.
 pub struct ClientFactory {
     base: SdkConfig,
+    kube: kube::Client,
     cache: Mutex<HashMap<u64, aws_sdk_secretsmanager::Client>>,
 }
 
 impl ClientFactory {
-    pub fn new(base: SdkConfig) -> Self {
+    pub fn new(base: SdkConfig, kube: kube::Client) -> Self {
         ClientFactory {
             base,
+            kube,
             cache: Mutex::default(),
         }
     }
@@ -63,21 +107,216 @@ impl ClientFactory {
         cache
             .entry(key)
             .or_insert_with(|| {
-                let mut config = aws_sdk_secretsmanager::config::Builder::from(&self.base)
-                    .region(Region::new(region.to_owned()));
-                if let StoreAuth::Static(keys) = auth {
-                    config = config.credentials_provider(Credentials::new(
-                        &keys.access_key_id,
-                        &keys.secret_access_key,
-                        keys.session_token.clone(),
-                        None,
-                        "secret-bridge-store",
-                    ));
-                }
+                let region = Region::new(region.to_owned());
+                let provider = self.credentials(&region, auth);
+                let config = aws_sdk_secretsmanager::config::Builder::from(&self.base)
+                    .region(region)
+                    .credentials_provider(provider);
                 aws_sdk_secretsmanager::Client::from_conf(config.build())
             })
             .clone()
     }
+
+    fn credentials(&self, region: &Region, auth: &StoreAuth) -> SharedCredentialsProvider {
+        let mut provider = match &auth.base {
+            BaseCredentials::Static(keys) => SharedCredentialsProvider::new(Credentials::new(
+                &keys.access_key_id,
+                &keys.secret_access_key,
+                keys.session_token.clone(),
+                None,
+                "secret-bridge-store",
+            )),
+            BaseCredentials::DefaultChain => self
+                .base
+                .credentials_provider()
+                .unwrap_or_else(|| SharedCredentialsProvider::new(NoCredentials)),
+            BaseCredentials::WebIdentity(identity) => {
+                SharedCredentialsProvider::new(WebIdentityProvider {
+                    kube: self.kube.clone(),
+                    identity: identity.clone(),
+                    // AssumeRoleWithWebIdentity is not signed: the token is the credential.
+                    sts: self.sts(region, SharedCredentialsProvider::new(NoCredentials)),
+                })
+            }
+        };
+        for role in &auth.roles {
+            provider = SharedCredentialsProvider::new(AssumeRoleProvider {
+                role: role.clone(),
+                sts: self.sts(region, provider),
+            });
+        }
+        provider
+    }
+
+    fn sts(&self, region: &Region, credentials: SharedCredentialsProvider) -> aws_sdk_sts::Client {
+        let config = aws_sdk_sts::config::Builder::from(&self.base)
+            .region(region.clone())
+            .credentials_provider(credentials);
+        aws_sdk_sts::Client::from_conf(config.build())
+    }
+}
+
+/// Used where no credentials exist: every AWS call then fails with a clear error.
+#[derive(Debug)]
+struct NoCredentials;
+
+impl ProvideCredentials for NoCredentials {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::ready(Err(CredentialsError::not_loaded(
+            "no AWS credentials: the store has no auth and the default chain found none",
+        )))
+    }
+}
+
+struct WebIdentityProvider {
+    kube: kube::Client,
+    identity: WebIdentity,
+    sts: aws_sdk_sts::Client,
+}
+
+impl fmt::Debug for WebIdentityProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebIdentityProvider")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebIdentityProvider {
+    async fn fetch(&self) -> provider::Result {
+        let WebIdentity {
+            namespace,
+            service_account,
+            role_arn,
+            audiences,
+        } = &self.identity;
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: audiences.clone(),
+                expiration_seconds: Some(TOKEN_LIFETIME_SECONDS),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let token: TokenRequest = Api::<ServiceAccount>::namespaced(self.kube.clone(), namespace)
+            .create_subresource("token", service_account, &PostParams::default(), &request)
+            .await
+            .map_err(|e| {
+                CredentialsError::provider_error(format!(
+                    "TokenRequest for ServiceAccount {namespace}/{service_account}: {e}"
+                ))
+            })?;
+        let token = token
+            .status
+            .map(|s| s.token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                CredentialsError::provider_error(format!(
+                    "TokenRequest for ServiceAccount {namespace}/{service_account} returned no token"
+                ))
+            })?;
+        let output = self
+            .sts
+            .assume_role_with_web_identity()
+            .role_arn(role_arn)
+            .role_session_name(SESSION_NAME)
+            .web_identity_token(token)
+            .send()
+            .await
+            .map_err(|e| {
+                CredentialsError::provider_error(format!(
+                    "AssumeRoleWithWebIdentity {role_arn} for ServiceAccount {namespace}/{service_account}: {}",
+                    DisplayErrorContext(e)
+                ))
+            })?;
+        temporary_credentials(output.credentials, "secret-bridge-web-identity", role_arn)
+    }
+}
+
+/// Tokens are exchanged at once; a short lifetime keeps a leaked one nearly useless.
+const TOKEN_LIFETIME_SECONDS: i64 = 600;
+
+impl ProvideCredentials for WebIdentityProvider {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(self.fetch())
+    }
+}
+
+#[derive(Debug)]
+struct AssumeRoleProvider {
+    role: RoleToAssume,
+    sts: aws_sdk_sts::Client,
+}
+
+impl AssumeRoleProvider {
+    async fn fetch(&self) -> provider::Result {
+        let role = &self.role;
+        let tags = role
+            .session_tags
+            .iter()
+            .map(|(key, value)| Tag::builder().key(key).value(value).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CredentialsError::invalid_configuration(e.to_string()))?;
+        let output = self
+            .sts
+            .assume_role()
+            .role_arn(&role.role_arn)
+            .role_session_name(SESSION_NAME)
+            .set_external_id(role.external_id.clone())
+            .set_tags((!tags.is_empty()).then_some(tags))
+            .set_transitive_tag_keys(
+                (!role.transitive_tag_keys.is_empty()).then(|| role.transitive_tag_keys.clone()),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                CredentialsError::provider_error(format!(
+                    "AssumeRole {}: {}",
+                    role.role_arn,
+                    DisplayErrorContext(e)
+                ))
+            })?;
+        temporary_credentials(
+            output.credentials,
+            "secret-bridge-assume-role",
+            &role.role_arn,
+        )
+    }
+}
+
+impl ProvideCredentials for AssumeRoleProvider {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(self.fetch())
+    }
+}
+
+fn temporary_credentials(
+    credentials: Option<aws_sdk_sts::types::Credentials>,
+    provider_name: &'static str,
+    role_arn: &str,
+) -> provider::Result {
+    let credentials = credentials.ok_or_else(|| {
+        CredentialsError::provider_error(format!("STS returned no credentials for {role_arn}"))
+    })?;
+    let expiry = SystemTime::try_from(credentials.expiration).map_err(|e| {
+        CredentialsError::provider_error(format!("STS credentials for {role_arn}: expiry: {e}"))
+    })?;
+    Ok(Credentials::new(
+        credentials.access_key_id,
+        credentials.secret_access_key,
+        Some(credentials.session_token),
+        Some(expiry),
+        provider_name,
+    ))
 }
 
 /// The process's base AWS configuration: the SDK's standard environment and profile settings,

@@ -113,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
             let controller = ExternalSecretController::new(&client, args.concurrency);
             let context = Arc::new(Context::new(
                 client.clone(),
-                ClientFactory::new(base.clone()),
+                ClientFactory::new(base.clone(), client.clone()),
                 controller.triggers(),
                 args.controller_class.clone(),
                 metrics.clone(),

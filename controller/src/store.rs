@@ -2,13 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::core::{Selector, SelectorExt};
 use kube::{Api, Client, ResourceExt};
 
-use crate::api::secret_store::{AwsProvider, SecretKeySelector, StoreSpec};
+use crate::api::secret_store::{
+    AwsAuth, AwsJwtAuth, AwsProvider, AwsSecretRefAuth, SecretKeySelector, StoreSpec,
+};
 use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore};
-use crate::credentials::{StaticKeys, StoreAuth};
+use crate::credentials::{BaseCredentials, RoleToAssume, StaticKeys, StoreAuth, WebIdentity};
 use crate::stores::StoreCache;
 use crate::{Error, Result};
 
@@ -166,34 +168,123 @@ impl ResolvedStore {
                 self.describe()
             )));
         }
-        let unsupported = |field: &str| {
-            Err(Error::Unsupported(format!(
-                "{}: spec.provider.aws.{field}",
-                self.describe()
-            )))
-        };
-        if aws.role.as_deref().is_some_and(|r| !r.is_empty()) {
-            return unsupported("role");
-        }
-        if !aws.additional_roles.is_empty() {
-            return unsupported("additionalRoles");
-        }
-        if aws.auth.as_ref().is_some_and(|a| a.jwt.is_some()) {
-            return unsupported("auth.jwt");
-        }
         Ok(aws)
     }
 
-    /// The credentials for `es`, read from the Secret(s) the store names.
+    /// How to authenticate for `es`: the base credentials (static keys from the Secrets the
+    /// store names, IRSA for a ServiceAccount, or the default chain), then the roles to assume.
     pub async fn auth(&self, client: &Client, es: &ExternalSecret) -> Result<StoreAuth> {
         let aws = self.aws()?;
-        let Some(secret_ref) = aws.auth.as_ref().and_then(|a| a.secret_ref.as_ref()) else {
-            return Ok(StoreAuth::DefaultChain);
-        };
         let es_namespace = es.namespace().unwrap_or_default();
+        let base = match aws.auth.as_ref() {
+            Some(AwsAuth { jwt: Some(jwt), .. }) => {
+                self.web_identity(client, jwt, &es_namespace).await?
+            }
+            Some(AwsAuth {
+                secret_ref: Some(secret_ref),
+                ..
+            }) => {
+                BaseCredentials::Static(self.static_keys(client, secret_ref, &es_namespace).await?)
+            }
+            _ => BaseCredentials::DefaultChain,
+        };
+        let role = |role_arn: &str, primary: bool| RoleToAssume {
+            role_arn: role_arn.to_owned(),
+            external_id: primary
+                .then(|| aws.external_id.clone())
+                .flatten()
+                .filter(|id| !id.is_empty()),
+            session_tags: if primary {
+                aws.session_tags
+                    .iter()
+                    .map(|t| (t.key.clone(), t.value.clone()))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            transitive_tag_keys: if primary {
+                aws.transitive_tag_keys.clone()
+            } else {
+                Vec::new()
+            },
+        };
+        // ESO's order: each additional role in turn, then `role` with the session options.
+        let mut roles: Vec<_> = aws
+            .additional_roles
+            .iter()
+            .filter(|r| !r.is_empty())
+            .map(|r| role(r, false))
+            .collect();
+        if let Some(primary) = aws.role.as_deref().filter(|r| !r.is_empty()) {
+            roles.push(role(primary, true));
+        }
+        Ok(StoreAuth { base, roles })
+    }
+
+    /// IRSA as ESO does it: the ServiceAccount's `eks.amazonaws.com/role-arn` annotation names
+    /// the role, `eks.amazonaws.com/audience` (default `sts.amazonaws.com`) plus
+    /// `serviceAccountRef.audiences` the token's audiences.
+    async fn web_identity(
+        &self,
+        client: &Client,
+        jwt: &AwsJwtAuth,
+        es_namespace: &str,
+    ) -> Result<BaseCredentials> {
+        let at = "spec.provider.aws.auth.jwt.serviceAccountRef";
+        let selector = jwt
+            .service_account_ref
+            .as_ref()
+            .ok_or_else(|| Error::Spec(format!("{}: {at} is required", self.describe())))?;
+        let namespace = match (self.kind, selector.namespace.as_deref()) {
+            (StoreKind::ClusterSecretStore, Some(namespace)) => namespace,
+            _ => es_namespace,
+        };
+        let name = &selector.name;
+        let account = Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(Error::kube(format!(
+                "reading ServiceAccount {namespace}/{name}"
+            )))?
+            .ok_or_else(|| {
+                Error::Store(format!(
+                    "{}: {at}: ServiceAccount {namespace}/{name} not found",
+                    self.describe()
+                ))
+            })?;
+        let annotation = |key: &str| {
+            account
+                .annotations()
+                .get(key)
+                .filter(|v| !v.is_empty())
+                .cloned()
+        };
+        let role_arn = annotation("eks.amazonaws.com/role-arn").ok_or_else(|| {
+            Error::Spec(format!(
+                "{}: an IAM role must be associated with ServiceAccount {namespace}/{name} (annotation eks.amazonaws.com/role-arn)",
+                self.describe()
+            ))
+        })?;
+        let mut audiences = vec![
+            annotation("eks.amazonaws.com/audience").unwrap_or_else(|| "sts.amazonaws.com".into()),
+        ];
+        audiences.extend(selector.audiences.iter().cloned());
+        Ok(BaseCredentials::WebIdentity(WebIdentity {
+            namespace: namespace.to_owned(),
+            service_account: name.clone(),
+            role_arn,
+            audiences,
+        }))
+    }
+
+    async fn static_keys(
+        &self,
+        client: &Client,
+        secret_ref: &AwsSecretRefAuth,
+        ns: &str,
+    ) -> Result<StaticKeys> {
         let at = "spec.provider.aws.auth.secretRef";
-        let ns = es_namespace.as_str();
-        Ok(StoreAuth::Static(StaticKeys {
+        Ok(StaticKeys {
             access_key_id: self
                 .read_key(
                     client,
@@ -217,7 +308,7 @@ impl ResolvedStore {
                 ),
                 None => None,
             },
-        }))
+        })
     }
 
     async fn read_key(

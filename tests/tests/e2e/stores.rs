@@ -105,3 +105,176 @@ spec:
     }
     controller.assert_logs_hide(&["store-isolation-value-1"]);
 }
+
+/// The account of the roles below: secrets written there are readable only with credentials
+/// of that account, which the emulator hands out for an assumed role. A secret of the same
+/// name in the default account holds another value, so the synced value shows which
+/// credentials were used.
+const ROLE_ACCOUNT: &str = "111122223333";
+
+#[tokio::test]
+async fn irsa_and_assumed_roles_read_as_the_role() {
+    let stack = Stack::connect().await;
+    let kube = &stack.kube;
+    let tenant = Tenant::new(&stack, "irsa", "us-east-1").await;
+    let ns = tenant.namespace.as_str();
+    let name = unique("irsa-secret");
+    Aws::new(&stack.aws)
+        .upsert_secret(&name, "default-account-value-1")
+        .await;
+    let role_account =
+        assumed_role_config(&stack, &format!("arn:aws:iam::{ROLE_ACCOUNT}:role/writer")).await;
+    Aws::new(&role_account)
+        .upsert_secret(&name, "role-account-value-1")
+        .await;
+
+    apply_yaml(
+        kube,
+        &format!(
+            r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: reader
+  annotations:
+    eks.amazonaws.com/role-arn: arn:aws:iam::{ROLE_ACCOUNT}:role/irsa-reader
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: no-role
+---
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata:
+  name: irsa
+spec:
+  controller: {class}
+  provider:
+    aws:
+      service: SecretsManager
+      region: us-east-1
+      auth:
+        jwt:
+          serviceAccountRef: {{name: reader}}
+---
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata:
+  name: no-role
+spec:
+  controller: {class}
+  provider:
+    aws:
+      service: SecretsManager
+      region: us-east-1
+      auth:
+        jwt:
+          serviceAccountRef: {{name: no-role}}
+---
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata:
+  name: chain
+spec:
+  controller: {class}
+  provider:
+    aws:
+      service: SecretsManager
+      region: us-east-1
+      additionalRoles: [arn:aws:iam::{ROLE_ACCOUNT}:role/hop]
+      role: arn:aws:iam::{ROLE_ACCOUNT}:role/reader
+      externalID: tenant-42
+      sessionTags: [{{key: team, value: blue}}]
+      auth:
+        secretRef:
+          accessKeyIDSecretRef: {{name: aws-keys, key: access-key}}
+          secretAccessKeySecretRef: {{name: aws-keys, key: secret-access-key}}
+"#,
+            class = tenant.class
+        ),
+        ns,
+    )
+    .await;
+    for store in ["irsa", "no-role", "chain", tenant.store.as_str()] {
+        apply_yaml(
+            kube,
+            &format!(
+                "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata:\n  name: via-{store}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: {store}, kind: SecretStore}}\n  data:\n    - secretKey: value\n      remoteRef: {{key: {name}}}\n"
+            ),
+            ns,
+        )
+        .await;
+    }
+    let controller = ControllerProcess::start(
+        &stack,
+        &tenant.namespace,
+        &["--controller-class", &tenant.class],
+    );
+
+    wait_for_secret_value(
+        kube,
+        ns,
+        "via-irsa",
+        "value",
+        "role-account-value-1",
+        TIMEOUT,
+    )
+    .await;
+    wait_for_secret_value(
+        kube,
+        ns,
+        "via-chain",
+        "value",
+        "role-account-value-1",
+        TIMEOUT,
+    )
+    .await;
+    // The static keys alone read the default account's secret.
+    let default_store = format!("via-{}", tenant.store);
+    wait_for_secret_value(
+        kube,
+        ns,
+        &default_store,
+        "value",
+        "default-account-value-1",
+        TIMEOUT,
+    )
+    .await;
+    let (_, message) = wait_for_ready(kube, ns, "via-no-role", "False", TIMEOUT).await;
+    assert!(
+        message.contains("an IAM role must be associated with ServiceAccount")
+            && message.contains("eks.amazonaws.com/role-arn"),
+        "{message}"
+    );
+    controller.assert_logs_hide(&["role-account-value-1", "default-account-value-1"]);
+}
+
+/// Emulator credentials for `role_arn` (its account), as a test-side writer.
+async fn assumed_role_config(stack: &Stack, role_arn: &str) -> aws_config::SdkConfig {
+    let sts = aws_sdk_sts::Client::new(&stack.aws);
+    let credentials = sts
+        .assume_role()
+        .role_arn(role_arn)
+        .role_session_name("secret-bridge-tests")
+        .send()
+        .await
+        .expect("AssumeRole in the emulator")
+        .credentials
+        .expect("temporary credentials");
+    stack
+        .aws
+        .to_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new(
+                    credentials.access_key_id,
+                    credentials.secret_access_key,
+                    Some(credentials.session_token),
+                    None,
+                    "tests-assumed-role",
+                ),
+            ),
+        )
+        .build()
+}
