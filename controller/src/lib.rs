@@ -11,9 +11,11 @@ pub mod index;
 pub mod metrics;
 pub mod queue;
 pub mod reconcile;
+pub mod refresh;
 pub mod store;
 pub mod stores;
 pub mod sync;
+pub mod target;
 pub mod trigger;
 
 /// The one field manager under which every write to Kubernetes is made (server-side apply).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -19,7 +19,9 @@ use tracing::{debug, info, warn};
 use crate::api::external_secret::{ExternalSecretStatus, LocalObjectReference};
 use crate::api::{Condition, ExternalSecret};
 use crate::controller::Context;
+use crate::refresh::{self, RefreshPolicy};
 use crate::store::ResolvedStore;
+use crate::target::{self, CreationPolicy, DeletionPolicy, Desired, TemplateSources};
 use crate::trigger::Triggers;
 use crate::{Error, FIELD_MANAGER, MANAGED_LABEL, Result, sync};
 
@@ -29,7 +31,7 @@ const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
 pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action> {
     let started = std::time::Instant::now();
     let waiters = ctx.triggers.take(&ObjectRef::from_obj(&*es));
-    let result = es.reconcile(&ctx).await;
+    let result = es.reconcile(&ctx, !waiters.is_empty()).await;
     // An event is done when its refresh ran on fresh data, even if the ExternalSecret is
     // broken in a way only a person can fix; only transient failures send it back.
     Triggers::answer(
@@ -58,7 +60,7 @@ pub fn error_policy(es: Arc<ExternalSecret>, error: &Error, ctx: Arc<Context>) -
 }
 
 impl ExternalSecret {
-    async fn reconcile(&self, ctx: &Context) -> Result<Action> {
+    async fn reconcile(&self, ctx: &Context, event: bool) -> Result<Action> {
         if self.meta().deletion_timestamp.is_some() {
             return Ok(Action::await_change());
         }
@@ -67,15 +69,14 @@ impl ExternalSecret {
                 debug!(externalsecret = %ObjectRef::from_obj(self), store = %store.describe(), "store has another controller class; skipping");
                 return Ok(Action::await_change());
             }
-            Ok(store) => Some(store),
+            Ok(store) => store,
             Err(error) => return self.fail(ctx, error).await,
         };
-        let store = store.expect("resolved");
         let namespace = self.namespace().unwrap_or_default();
         if let Err(error) = store.check_namespace_allowed(&ctx.client, &namespace).await {
             return self.fail(ctx, error).await;
         }
-        match self.sync(ctx, &store).await {
+        match self.sync(ctx, &store, event).await {
             Ok(action) => {
                 ctx.record_success(&ObjectRef::from_obj(self));
                 Ok(action)
@@ -84,31 +85,107 @@ impl ExternalSecret {
         }
     }
 
-    async fn sync(&self, ctx: &Context, store: &ResolvedStore) -> Result<Action> {
+    /// Fields of the ExternalSecret this controller does not implement.
+    fn check_supported_target(&self) -> Result<()> {
+        if self.spec.sync_windows.is_some() {
+            return Err(Error::Unsupported("spec.syncWindows".into()));
+        }
+        if self
+            .spec
+            .target
+            .as_ref()
+            .is_some_and(|t| t.manifest.is_some())
+        {
+            return Err(Error::Unsupported(
+                "spec.target.manifest (only Secret targets are served)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn sync(&self, ctx: &Context, store: &ResolvedStore, event: bool) -> Result<Action> {
+        self.check_supported_target()?;
         let refresh = self.refresh_interval()?;
+        let policy = RefreshPolicy::parse(self.spec.refresh_policy.as_deref())?;
+        let target = self.spec.target.clone().unwrap_or_default();
+        let creation = CreationPolicy::parse(target.creation_policy.as_deref())?;
+        let deletion = DeletionPolicy::parse(target.deletion_policy.as_deref())?;
+        let existing = self.existing_secret(ctx).await?;
+        let current_version = self.synced_resource_version();
+        let decision = refresh::skip(&refresh::Inputs {
+            policy,
+            interval: refresh,
+            status: self.status.as_ref(),
+            current_version: &current_version,
+            event,
+            now: k8s_openapi::jiff::Timestamp::now(),
+        });
+        if let Some(after) = decision
+            && secret_is_valid(existing.as_ref(), creation)
+        {
+            debug!(externalsecret = %ObjectRef::from_obj(self), ?policy, "not due for a refresh");
+            return Ok(after.map_or_else(Action::await_change, Action::requeue));
+        }
+        let next = match refresh {
+            Some(interval) => Action::requeue(interval),
+            None => Action::await_change(),
+        };
+
         let aws = store.aws()?;
         let auth = store.auth(&ctx.client, self).await?;
         let source = ctx.aws.secrets_manager(&aws.region, &auth);
-        let fetched = match sync::fetch(
-            &self.spec,
-            aws.prefix.as_deref().unwrap_or_default(),
-            &source,
-        )
-        .await
-        {
-            Err(Error::Aws(error)) if error.is_deleted() => {
-                return self.source_deleted(ctx, error, refresh).await;
+        let prefix = aws.prefix.as_deref().unwrap_or_default();
+        let fetched = match deletion {
+            DeletionPolicy::Retain => sync::fetch(&self.spec, prefix, &source).await?,
+            DeletionPolicy::Delete | DeletionPolicy::Merge => {
+                sync::fetch_skipping_deleted(&self.spec, prefix, &source).await?
             }
-            other => other?,
         };
-        let changed = self.write_secret(ctx, fetched.data).await?;
-        let target = self.target_name();
+        if fetched.data.is_empty()
+            && !fetched.deleted.is_empty()
+            && deletion == DeletionPolicy::Delete
+        {
+            return self
+                .source_deleted(ctx, &fetched.deleted, creation, existing)
+                .await
+                .map(|()| next);
+        }
+        match creation {
+            CreationPolicy::None => {
+                debug!(externalsecret = %ObjectRef::from_obj(self), "creationPolicy None: no Secret written");
+                self.write_status(
+                    ctx,
+                    Condition::ready(true, "SecretSynced", "secret synced"),
+                    Some(fetched.versions),
+                )
+                .await?;
+                return Ok(next);
+            }
+            CreationPolicy::Merge if existing.is_none() => {
+                self.write_status(
+                    ctx,
+                    Condition::ready(
+                        true,
+                        "SecretMissing",
+                        "secret will not be created due to CreationPolicy=Merge",
+                    ),
+                    Some(fetched.versions),
+                )
+                .await?;
+                return Ok(next);
+            }
+            _ => {}
+        }
+        let sources = self.template_sources(ctx).await?;
+        let desired = target::build(self, fetched.data, &sources, &render_template)?;
+        let changed = self.write_secret(ctx, desired, creation, existing).await?;
+        let name = self.target_name();
         if changed {
-            info!(externalsecret = %ObjectRef::from_obj(self), secret = %target, "secret updated");
+            info!(externalsecret = %ObjectRef::from_obj(self), secret = %name, "secret updated");
             self.publish(ctx, EventType::Normal, "Updated", "Updated Secret")
                 .await;
         } else {
-            debug!(externalsecret = %ObjectRef::from_obj(self), secret = %target, "secret already up to date");
+            debug!(externalsecret = %ObjectRef::from_obj(self), secret = %name, "secret already up to date");
         }
         self.write_status(
             ctx,
@@ -116,59 +193,108 @@ impl ExternalSecret {
             Some(fetched.versions),
         )
         .await?;
-        Ok(match refresh {
-            Some(interval) => Action::requeue(interval),
-            None => Action::await_change(),
-        })
+        Ok(next)
     }
 
-    /// A secret this ExternalSecret reads is gone from AWS: apply `target.deletionPolicy`.
-    /// `Retain` (the default) keeps the Secret and reports the error; `Delete` deletes the
-    /// Secret we wrote and reports `SecretDeleted`.
+    /// Every secret this ExternalSecret reads is gone from AWS and `deletionPolicy` is
+    /// `Delete`: delete the Secret we wrote (ESO refuses unless we own it).
     async fn source_deleted(
         &self,
         ctx: &Context,
-        error: crate::aws::AwsError,
-        refresh: Option<Duration>,
-    ) -> Result<Action> {
-        let policy = self
-            .spec
-            .target
-            .as_ref()
-            .and_then(|t| t.deletion_policy.as_deref());
-        if policy != Some("Delete") {
-            return Err(Error::Aws(error));
-        }
+        deleted: &[String],
+        creation: CreationPolicy,
+        existing: Option<Secret>,
+    ) -> Result<()> {
         let namespace = self.namespace().unwrap_or_default();
         let name = self.target_name();
-        let api = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
-        let existing = api
-            .get_opt(&name)
-            .await
-            .map_err(Error::kube(format!("reading Secret {namespace}/{name}")))?;
+        if creation != CreationPolicy::Owner {
+            return Err(Error::Spec(format!(
+                "will not delete Secret {namespace}/{name}: deletionPolicy Delete needs creationPolicy Owner, not {creation:?}"
+            )));
+        }
         let ours = existing
             .as_ref()
             .is_some_and(|s| s.labels().get(MANAGED_LABEL).map(String::as_str) == Some("true"));
         if ours {
-            api.delete(&name, &Default::default())
+            Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+                .delete(&name, &Default::default())
                 .await
                 .map_err(Error::kube(format!("deleting Secret {namespace}/{name}")))?;
-            info!(externalsecret = %ObjectRef::from_obj(self), secret = %name, "secret deleted: its source is gone (deletionPolicy Delete)");
+            info!(externalsecret = %ObjectRef::from_obj(self), secret = %name, ?deleted, "secret deleted: its sources are gone (deletionPolicy Delete)");
             self.publish(
                 ctx,
                 EventType::Normal,
                 "Deleted",
-                "Deleted Secret: its source was deleted in AWS",
+                "Deleted Secret: its sources were deleted in AWS",
             )
             .await;
         }
-        let message = format!("{error}; Secret {namespace}/{name} deleted (deletionPolicy Delete)");
-        self.write_status(ctx, Condition::ready(false, "SecretDeleted", message), None)
-            .await?;
-        Ok(match refresh {
-            Some(interval) => Action::requeue(interval),
-            None => Action::await_change(),
-        })
+        self.write_status(
+            ctx,
+            Condition::ready(
+                true,
+                "SecretDeleted",
+                format!(
+                    "secret deleted due to DeletionPolicy=Delete (gone from AWS: {})",
+                    deleted.join(", ")
+                ),
+            ),
+            Some(Default::default()),
+        )
+        .await
+    }
+
+    async fn existing_secret(&self, ctx: &Context) -> Result<Option<Secret>> {
+        let namespace = self.namespace().unwrap_or_default();
+        let name = self.target_name();
+        Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+            .get_opt(&name)
+            .await
+            .map_err(Error::kube(format!("reading Secret {namespace}/{name}")))
+    }
+
+    /// The ConfigMaps and Secrets that `template.templateFrom` names, from this namespace.
+    async fn template_sources(&self, ctx: &Context) -> Result<TemplateSources> {
+        let mut sources = TemplateSources::default();
+        let Some(template) = self.spec.target.as_ref().and_then(|t| t.template.as_ref()) else {
+            return Ok(sources);
+        };
+        let namespace = self.namespace().unwrap_or_default();
+        for from in &template.template_from {
+            if let Some(reference) = &from.config_map {
+                let found = Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace)
+                    .get_opt(&reference.name)
+                    .await
+                    .map_err(Error::kube(format!(
+                        "reading ConfigMap {namespace}/{}",
+                        reference.name
+                    )))?;
+                if let Some(map) = found {
+                    sources
+                        .config_maps
+                        .insert(reference.name.clone(), map.data.unwrap_or_default());
+                }
+            }
+            if let Some(reference) = &from.secret {
+                let found = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+                    .get_opt(&reference.name)
+                    .await
+                    .map_err(Error::kube(format!(
+                        "reading Secret {namespace}/{}",
+                        reference.name
+                    )))?;
+                if let Some(secret) = found {
+                    let data = secret
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect();
+                    sources.secrets.insert(reference.name.clone(), data);
+                }
+            }
+        }
+        Ok(sources)
     }
 
     async fn fail(&self, ctx: &Context, error: Error) -> Result<Action> {
@@ -204,49 +330,25 @@ impl ExternalSecret {
     }
 
     /// Writes the target Secret with server-side apply; returns whether its data changed.
-    async fn write_secret(&self, ctx: &Context, data: BTreeMap<String, Vec<u8>>) -> Result<bool> {
-        let target = self.spec.target.clone().unwrap_or_default();
-        let owned = match target.creation_policy.as_deref() {
-            None | Some("") | Some("Owner") => true,
-            Some("Orphan") => false,
-            Some(policy @ ("Merge" | "None")) => {
-                return Err(Error::Unsupported(format!(
-                    "spec.target.creationPolicy {policy}"
-                )));
-            }
-            Some(other) => {
-                return Err(Error::Spec(format!(
-                    "spec.target.creationPolicy {other:?} is not one of Owner, Orphan, Merge, None"
-                )));
-            }
-        };
-        if let Some(policy) = target.deletion_policy.as_deref().filter(|p| *p == "Merge") {
-            return Err(Error::Unsupported(format!(
-                "spec.target.deletionPolicy {policy}"
-            )));
-        }
-        if let Some(policy) = target
-            .deletion_policy
-            .as_deref()
-            .filter(|p| !["Retain", "Delete", "Merge", ""].contains(p))
-        {
-            return Err(Error::Spec(format!(
-                "spec.target.deletionPolicy {policy:?} is not one of Retain, Delete, Merge"
-            )));
-        }
-        if target.template.is_some() {
-            return Err(Error::Unsupported("spec.target.template".into()));
-        }
+    async fn write_secret(
+        &self,
+        ctx: &Context,
+        desired: Desired,
+        creation: CreationPolicy,
+        existing: Option<Secret>,
+    ) -> Result<bool> {
         let namespace = self.namespace().unwrap_or_default();
         let name = self.target_name();
-        let api = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
-        let existing = api
-            .get_opt(&name)
-            .await
-            .map_err(Error::kube(format!("reading Secret {namespace}/{name}")))?;
         let owner = self
             .controller_owner_ref(&())
             .expect("an ExternalSecret from the API has a name and uid");
+        let existing_data: BTreeMap<String, Vec<u8>> = existing
+            .as_ref()
+            .and_then(|s| s.data.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
         if let Some(existing) = &existing {
             let foreign_owner = existing
                 .owner_references()
@@ -258,50 +360,107 @@ impl ExternalSecret {
                     foreign.kind, foreign.name
                 )));
             }
+        }
+        // The data the Secret ends up with: server-side apply keeps the keys others own.
+        let mut final_data = if creation.keeps_other_keys() {
+            existing_data.clone()
+        } else {
+            BTreeMap::new()
+        };
+        final_data.extend(desired.data.clone());
+        let owned = creation == CreationPolicy::Owner;
+        let mut labels = desired.labels;
+        labels.insert(MANAGED_LABEL.to_owned(), "true".to_owned());
+        if owned {
+            labels.insert(
+                target::OWNER_LABEL.to_owned(),
+                target::owner_label_value(&namespace, &self.name_any()),
+            );
+        }
+        let mut annotations = desired.annotations;
+        annotations.insert(
+            target::DATA_HASH_ANNOTATION.to_owned(),
+            target::data_hash(&final_data),
+        );
+        let changed = existing.is_none()
+            || desired
+                .data
+                .iter()
+                .any(|(k, v)| existing_data.get(k) != Some(v))
+            || (!creation.keeps_other_keys() && existing_data.len() != desired.data.len());
+        if let Some(existing) = &existing {
             if existing.immutable == Some(true) {
+                if changed {
+                    return Err(Error::Conflict(format!(
+                        "could not update Secret {namespace}/{name}: it is immutable"
+                    )));
+                }
                 return Ok(false);
             }
-        }
-        let data: BTreeMap<String, ByteString> =
-            data.into_iter().map(|(k, v)| (k, ByteString(v))).collect();
-        let changed = existing.as_ref().and_then(|s| s.data.as_ref()) != Some(&data);
-        if let Some(existing) = &existing
-            && !changed
-            && existing.labels().get(MANAGED_LABEL).map(String::as_str) == Some("true")
-            && existing
+            let same_metadata = labels
+                .iter()
+                .all(|(k, v)| existing.labels().get(k) == Some(v))
+                && annotations
+                    .iter()
+                    .all(|(k, v)| existing.annotations().get(k) == Some(v));
+            let owner_matches = existing
                 .owner_references()
                 .iter()
                 .any(|o| o.uid == owner.uid)
-                == owned
-        {
-            // Already what we would write: save the apiserver a write.
-            return Ok(false);
+                == owned;
+            let type_matches = desired.type_.is_none() || desired.type_ == existing.type_;
+            if !changed && same_metadata && owner_matches && type_matches {
+                // Already what we would write: save the apiserver a write.
+                return Ok(false);
+            }
         }
+        let type_ = desired.type_.clone().or_else(|| {
+            if creation.keeps_other_keys() {
+                None
+            } else {
+                Some(
+                    existing
+                        .as_ref()
+                        .and_then(|s| s.type_.clone())
+                        .unwrap_or_else(|| "Opaque".into()),
+                )
+            }
+        });
+        let immutable = self
+            .spec
+            .target
+            .as_ref()
+            .and_then(|t| t.immutable)
+            .filter(|i| *i);
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
                 namespace: Some(namespace.clone()),
-                labels: Some([(MANAGED_LABEL.to_owned(), "true".to_owned())].into()),
+                labels: Some(labels),
+                annotations: Some(annotations),
                 owner_references: owned.then(|| vec![owner]),
+                finalizers: (!desired.finalizers.is_empty()).then_some(desired.finalizers),
                 ..Default::default()
             },
-            type_: Some(
-                existing
-                    .as_ref()
-                    .and_then(|s| s.type_.clone())
-                    .unwrap_or_else(|| "Opaque".into()),
+            type_,
+            immutable,
+            data: Some(
+                desired
+                    .data
+                    .into_iter()
+                    .map(|(k, v)| (k, ByteString(v)))
+                    .collect(),
             ),
-            immutable: target.immutable.filter(|i| *i),
-            data: Some(data),
             ..Default::default()
         };
-        api.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .map_err(Error::kube(format!("writing Secret {namespace}/{name}")))?;
+        Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&secret),
+            )
+            .await
+            .map_err(Error::kube(format!("writing Secret {namespace}/{name}")))?;
         Ok(changed)
     }
 
@@ -373,4 +532,37 @@ impl ExternalSecret {
             debug!(externalsecret = %ObjectRef::from_obj(self), %error, "could not publish event");
         }
     }
+}
+
+/// Whether the target Secret still holds what we last wrote (ESO's `isSecretValid`): it
+/// exists, carries the managed label, and its data matches the `data-hash` annotation.
+fn secret_is_valid(existing: Option<&Secret>, creation: CreationPolicy) -> bool {
+    if matches!(creation, CreationPolicy::Orphan | CreationPolicy::None) {
+        return true;
+    }
+    let Some(secret) = existing else {
+        return false;
+    };
+    if secret.labels().get(MANAGED_LABEL).map(String::as_str) != Some("true") {
+        return false;
+    }
+    let data: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    secret.annotations().get(target::DATA_HASH_ANNOTATION) == Some(&target::data_hash(&data))
+}
+
+/// The Go-template engine of ESO's `engineVersion: v2`.
+fn render_template(name: &str, text: &str, values: &BTreeMap<String, Vec<u8>>) -> Result<Vec<u8>> {
+    if !text.contains("{{") {
+        return Ok(text.as_bytes().to_vec());
+    }
+    let _ = values;
+    Err(Error::Unsupported(format!(
+        "{name}: Go templates are not available in this build"
+    )))
 }

@@ -18,6 +18,8 @@ use crate::aws::{SecretValue, SecretsSource, VersionSelector};
 pub struct SecretData {
     pub data: BTreeMap<String, Vec<u8>>,
     pub versions: BTreeMap<String, String>,
+    /// Secrets that are gone from AWS and were skipped (see [`fetch_skipping_deleted`]).
+    pub deleted: Vec<String>,
 }
 
 impl std::fmt::Debug for SecretData {
@@ -25,6 +27,7 @@ impl std::fmt::Debug for SecretData {
         f.debug_struct("SecretData")
             .field("keys", &self.data.keys().collect::<Vec<_>>())
             .field("versions", &self.versions)
+            .field("deleted", &self.deleted)
             .finish()
     }
 }
@@ -120,7 +123,34 @@ pub async fn fetch<S: SecretsSource>(
     prefix: &str,
     source: &S,
 ) -> Result<SecretData, Error> {
+    fetch_inner(spec, prefix, source, false).await
+}
+
+/// Like [`fetch`], but a secret that is gone from AWS is skipped (and listed in
+/// `deleted`) rather than failing the sync: ESO's `deletionPolicy` `Delete` and `Merge`.
+pub async fn fetch_skipping_deleted<S: SecretsSource>(
+    spec: &ExternalSecretSpec,
+    prefix: &str,
+    source: &S,
+) -> Result<SecretData, Error> {
+    fetch_inner(spec, prefix, source, true).await
+}
+
+async fn fetch_inner<S: SecretsSource>(
+    spec: &ExternalSecretSpec,
+    prefix: &str,
+    source: &S,
+    skip_deleted: bool,
+) -> Result<SecretData, Error> {
     check_supported(spec)?;
+    let mut deleted = Vec::new();
+    let mut skipped = |result: Result<SecretValue, Error>| match result {
+        Err(Error::Aws(error)) if skip_deleted && error.is_deleted() => {
+            deleted.push(error.secret.clone());
+            Ok(None)
+        }
+        other => other.map(Some),
+    };
     let mut reader = Reader {
         source,
         prefix,
@@ -133,7 +163,9 @@ pub async fn fetch<S: SecretsSource>(
             continue;
         };
         let at = format!("spec.dataFrom[{i}].extract");
-        let value = reader.read(remote).await?;
+        let Some(value) = skipped(reader.read(remote).await)? else {
+            continue;
+        };
         let text = text_of(&value, "its keys")?;
         let json = match remote.property.as_deref().filter(|p| !p.is_empty()) {
             Some(property) => String::from_utf8(mapping::property(&value.name, text, property)?)
@@ -148,7 +180,9 @@ pub async fn fetch<S: SecretsSource>(
     for (i, item) in spec.data.iter().enumerate() {
         let remote = &item.remote_ref;
         let at = format!("spec.data[{i}].remoteRef");
-        let value = reader.read(remote).await?;
+        let Some(value) = skipped(reader.read(remote).await)? else {
+            continue;
+        };
         let bytes = match remote.property.as_deref().filter(|p| !p.is_empty()) {
             Some(property) => {
                 mapping::property(&value.name, text_of(&value, "a property")?, property)?
@@ -167,6 +201,7 @@ pub async fn fetch<S: SecretsSource>(
     Ok(SecretData {
         data,
         versions: reader.versions,
+        deleted,
     })
 }
 

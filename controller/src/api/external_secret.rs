@@ -258,7 +258,7 @@ pub struct FindName {
 pub struct ExternalSecretRewrite {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regexp: Option<RewriteRegexp>,
-    /// A Go template applied to each key (`{{ .value }}` is the key).
+    /// A Go template applied to each key (`.value` is the key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transform: Option<RewriteTransform>,
     /// Not served: reported as `Unsupported`.
@@ -293,7 +293,9 @@ pub struct ExternalSecretStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding: Option<LocalObjectReference>,
     /// The AWS VersionId last written for each secret read, keyed by `key[@version]`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Always written (even empty): server-side apply on Kubernetes 1.20 turns a map field
+    /// that one apply sets and the next omits into `null`, which the schema refuses.
+    #[serde(default)]
     pub synced_versions: BTreeMap<String, String>,
 }
 

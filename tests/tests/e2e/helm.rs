@@ -15,14 +15,16 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Namespace, Pod, PodSpec, Secret, ServiceAccount,
+};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, ResourceExt};
-use secret_bridge_controller::api::ExternalSecret;
+use secret_bridge_controller::api::{ClusterExternalSecret, ExternalSecret};
 use secret_bridge_controller::eso_trigger::FORCE_SYNC_ANNOTATION;
 use secret_bridge_tests::aws::Aws;
 use secret_bridge_tests::kube_helpers::*;
@@ -90,7 +92,7 @@ async fn chart_renders_the_crds_only_when_asked() {
             )
         })
         .collect();
-    assert_eq!(committed.len(), 3);
+    assert_eq!(committed.len(), 4);
 
     let rendered = render(&stack, &["--set", "crds.install=true"]).await;
     let crds: BTreeMap<String, Value> = rendered
@@ -101,6 +103,21 @@ async fn chart_renders_the_crds_only_when_asked() {
                 crd["metadata"]["name"].as_str().expect("name").to_owned(),
                 crd,
             )
+        })
+        .collect();
+    let crds: BTreeMap<String, Value> = crds
+        .into_iter()
+        .map(|(name, mut crd)| {
+            let annotations = crd["metadata"]
+                .as_object_mut()
+                .and_then(|m| m.remove("annotations"))
+                .unwrap_or_default();
+            assert_eq!(
+                annotations,
+                json!({"helm.sh/resource-policy": "keep"}),
+                "{name}: kept on helm uninstall by default"
+            );
+            (name, crd)
         })
         .collect();
     assert_eq!(
@@ -124,15 +141,35 @@ async fn each_mode_gets_exactly_its_rules() {
     assert_eq!(
         sync,
         rules(&[
-            ("external-secrets.io", "externalsecrets", "list,watch"),
+            (
+                "external-secrets.io",
+                "externalsecrets",
+                "create,delete,list,patch,watch"
+            ),
             ("external-secrets.io", "externalsecrets/status", "patch"),
+            (
+                "external-secrets.io",
+                "clusterexternalsecrets",
+                "list,watch"
+            ),
+            (
+                "external-secrets.io",
+                "clusterexternalsecrets/status",
+                "patch"
+            ),
             ("external-secrets.io", "secretstores", "get,list,watch"),
             (
                 "external-secrets.io",
                 "clustersecretstores",
                 "get,list,watch"
             ),
+            ("external-secrets.io", "secretstores/status", "patch"),
+            ("external-secrets.io", "clustersecretstores/status", "patch"),
             ("", "secrets", "create,delete,get,list,patch,watch"),
+            ("", "namespaces", "list,watch"),
+            ("", "configmaps", "get"),
+            ("", "serviceaccounts", "get"),
+            ("", "serviceaccounts/token", "create"),
             ("events.k8s.io", "events", "create,patch"),
         ])
     );
@@ -333,8 +370,8 @@ async fn installed_release_runs_the_controller_with_only_its_role() {
         || async { secret_data(kube, ns, "app").await.is_none().then_some(()) },
     )
     .await;
-    let (reason, message) = wait_for_ready(kube, ns, "app", "False", Duration::from_secs(10)).await;
-    assert_eq!(reason, "SecretDeleted", "{message}");
+    // As ESO, a Secret deleted by deletionPolicy Delete is the expected outcome: Ready=True.
+    crate::delivery::wait_for_reason(kube, ns, "app", "True", "SecretDeleted").await;
 
     // A store missing from the controller's cache is read from the API (`get`).
     for (es, kind) in [
@@ -405,22 +442,23 @@ async fn installed_release_runs_the_controller_with_only_its_role() {
             .await,
     );
     assert_forbidden(
-        "delete an ExternalSecret",
-        external_secrets
-            .delete("app", &DeleteParams::default())
+        "delete a ClusterExternalSecret",
+        Api::<ClusterExternalSecret>::all(sa_client.clone())
+            .delete("any", &DeleteParams::default())
             .await,
     );
     assert_forbidden(
-        "change an ExternalSecret's spec (sync mode writes only its status)",
-        external_secrets
-            .patch(
-                "app",
-                &PatchParams::apply("secret-bridge").force(),
-                &Patch::Apply(json!({
-                    "apiVersion": "external-secrets.io/v1",
-                    "kind": "ExternalSecret",
-                    "metadata": {"name": "app", "annotations": {"force-sync": "1"}},
-                })),
+        "write a ConfigMap (templates are only read)",
+        Api::<ConfigMap>::namespaced(sa_client.clone(), ns)
+            .create(
+                &PostParams::default(),
+                &ConfigMap {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some(unique("cm")),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
             )
             .await,
     );
