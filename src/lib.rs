@@ -6,10 +6,16 @@
 //! - [`mapping`]: turning a Secrets Manager value into Kubernetes Secret data (ESO semantics).
 //! - [`normalized`]: the compact message the fan-out Lambda sends to cluster queues.
 //! - [`duration`]: Go-style durations, as ESO's `refreshInterval` uses them.
+//! - [`decoding`], [`conversion`], [`rewrite`], [`go_regex`]: what ESO does to the values and keys
+//!   read (`decodingStrategy`, `conversionStrategy`, `nullBytePolicy`, `rewrite`), with Go's rules.
 
+pub mod conversion;
+pub mod decoding;
 pub mod duration;
 pub mod event;
+pub mod go_regex;
 pub mod mapping;
 pub mod matching;
 pub mod normalized;
+pub mod rewrite;
 pub mod secret_id;

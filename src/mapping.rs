@@ -1,10 +1,15 @@
 //! From a Secrets Manager value to Kubernetes Secret data, with ESO's semantics:
 //!
-//! - `remoteRef.property` is a gjson path (ESO uses gjson too). A property containing dots is
-//!   first tried as one literal key (`"a.b"`), then as a path (`a` → `b`), as ESO does.
-//!   A string result is its unquoted text; any other JSON value is its raw JSON text.
+//! - `remoteRef.property` is a gjson path (ESO uses gjson too), applied to whatever text the
+//!   secret holds: like ESO, a value that is not JSON simply has no such property. A property
+//!   containing dots is first tried as one literal key (`"a.b"`), then as a path (`a` → `b`).
+//!   The result is gjson's `String()`: a string unquoted, `null` empty, an integer as written,
+//!   any other number in Go's shortest decimal form (`1.50` → `1.5`, `1e3` → `1000`), objects
+//!   and arrays as their raw JSON text.
 //! - `dataFrom.extract` turns every top-level key of a JSON object into a data key; string values
 //!   are unquoted, other values keep their raw JSON text and `null` becomes empty, as ESO does.
+//! - `metadataPolicy: Fetch` reads the secret's tags as a JSON object, encoded as Go's
+//!   `json.Marshal` encodes a `map[string]string` ([`tags_json`]).
 //!
 //! Errors name the secret and the property, never the value.
 
@@ -14,29 +19,24 @@ use serde_json::value::RawValue;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MappingError {
-    #[error("secret {secret:?} is not valid JSON, so property {property:?} cannot be read from it")]
-    NotJson { secret: String, property: String },
-    #[error("property {property:?} does not exist in secret {secret:?}")]
+    /// ESO's words: `key <property> does not exist in secret <key>`.
+    #[error("key {property} does not exist in secret {secret}")]
     MissingProperty { secret: String, property: String },
-    #[error("secret {secret:?} is not a JSON object, so its keys cannot be extracted")]
+    #[error(
+        "unable to unmarshal secret {secret}: it is not a JSON object, so its keys cannot be extracted"
+    )]
     NotJsonObject { secret: String },
     #[error("secret {secret:?} is binary and not UTF-8 text, so {what} cannot be read from it")]
     NotText { secret: String, what: &'static str },
 }
 
-/// Reads `property` (a gjson path) from the JSON text of the secret named `secret`.
+/// Reads `property` (a gjson path) from the text of the secret `secret` (as the spec names it).
 pub fn property(secret: &str, payload: &str, property: &str) -> Result<Vec<u8>, MappingError> {
-    if !gjson::valid(payload) {
-        return Err(MappingError::NotJson {
-            secret: secret.to_owned(),
-            property: property.to_owned(),
-        });
-    }
     if property.contains('.') {
         let escaped = property.replace('.', "\\.");
         let literal = gjson::get(payload, &escaped);
         if literal.exists() {
-            return Ok(result_bytes(&literal));
+            return Ok(go_string(&literal).into_bytes());
         }
     }
     let value = gjson::get(payload, property);
@@ -46,18 +46,69 @@ pub fn property(secret: &str, payload: &str, property: &str) -> Result<Vec<u8>, 
             property: property.to_owned(),
         });
     }
-    Ok(result_bytes(&value))
+    Ok(go_string(&value).into_bytes())
 }
 
-fn result_bytes(value: &gjson::Value) -> Vec<u8> {
+/// gjson's Go `Result.String()`.
+fn go_string(value: &gjson::Value) -> String {
     match value.kind() {
-        gjson::Kind::String => value.str().as_bytes().to_vec(),
-        _ => value.json().as_bytes().to_vec(),
+        gjson::Kind::Number => {
+            let raw = value.json();
+            let digits = raw.strip_prefix('-').unwrap_or(raw);
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                raw.to_owned()
+            } else {
+                // Go's strconv.FormatFloat(f, 'f', -1, 64): shortest round-trip, no exponent.
+                format!("{}", raw.parse::<f64>().unwrap_or_else(|_| value.f64()))
+            }
+        }
+        _ => value.str().to_owned(),
     }
+}
+
+/// The JSON object of a secret's tags, byte for byte as Go's `json.Marshal` writes a
+/// `map[string]string`: keys sorted, no spaces, `<`, `>`, `&`, U+2028 and U+2029 escaped.
+pub fn tags_json<'t>(tags: impl IntoIterator<Item = (&'t str, &'t str)>) -> String {
+    let sorted: BTreeMap<&str, &str> = tags.into_iter().collect();
+    let mut out = String::from("{");
+    for (i, (key, value)) in sorted.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        go_json_string(&mut out, key);
+        out.push(':');
+        go_json_string(&mut out, value);
+    }
+    out.push('}');
+    out
+}
+
+fn go_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || matches!(c, '<' | '>' | '&' | '\u{2028}' | '\u{2029}') => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// Every top-level key of the JSON object in the secret named `secret`.
 pub fn extract(secret: &str, payload: &str) -> Result<BTreeMap<String, Vec<u8>>, MappingError> {
+    // Go's json.Unmarshal of `null` into a map leaves it empty, without error.
+    if payload.trim() == "null" {
+        return Ok(BTreeMap::new());
+    }
     let object: BTreeMap<String, &RawValue> =
         serde_json::from_str(payload).map_err(|_| MappingError::NotJsonObject {
             secret: secret.to_owned(),
@@ -95,7 +146,23 @@ mod tests {
             r#"{"b":"deep"}"#
         );
         assert_eq!(text(property("s", DOC, "list.1").unwrap()), "y");
+        assert_eq!(text(property("s", DOC, "list.#").unwrap()), "2");
         assert_eq!(text(property("s", DOC, "flag").unwrap()), "true");
+    }
+
+    #[test]
+    fn property_results_are_gjson_go_strings() {
+        let doc =
+            r#"{"n":null,"f":1.50,"e":1e3,"neg":-7,"big":12345678901234567890,"esc":"a\u0041\n"}"#;
+        assert_eq!(text(property("s", doc, "n").unwrap()), "");
+        assert_eq!(text(property("s", doc, "f").unwrap()), "1.5");
+        assert_eq!(text(property("s", doc, "e").unwrap()), "1000");
+        assert_eq!(text(property("s", doc, "neg").unwrap()), "-7");
+        assert_eq!(
+            text(property("s", doc, "big").unwrap()),
+            "12345678901234567890"
+        );
+        assert_eq!(text(property("s", doc, "esc").unwrap()), "aA\n");
     }
 
     #[test]
@@ -104,15 +171,28 @@ mod tests {
     }
 
     #[test]
-    fn property_errors_name_secret_and_property_but_not_value() {
+    fn property_errors_say_what_eso_says_without_the_value() {
         let missing = property("app/db", DOC, "nope").unwrap_err();
         assert_eq!(
             missing.to_string(),
-            r#"property "nope" does not exist in secret "app/db""#
+            "key nope does not exist in secret app/db"
         );
         let not_json = property("app/db", "plain-text-value", "user").unwrap_err();
-        assert!(matches!(not_json, MappingError::NotJson { .. }));
+        assert_eq!(
+            not_json.to_string(),
+            "key user does not exist in secret app/db"
+        );
         assert!(!not_json.to_string().contains("plain-text-value"));
+    }
+
+    #[test]
+    fn tags_are_go_json() {
+        let tags = [("team", "a&b"), ("env", "<prod>"), ("q", "say \"hi\"\n")];
+        assert_eq!(
+            tags_json(tags),
+            r#"{"env":"\u003cprod\u003e","q":"say \"hi\"\n","team":"a\u0026b"}"#
+        );
+        assert_eq!(tags_json([]), "{}");
     }
 
     #[test]
@@ -129,6 +209,7 @@ mod tests {
 
     #[test]
     fn extract_refuses_non_objects_without_echoing_them() {
+        assert!(extract("s", "null").unwrap().is_empty());
         for payload in ["not json at all", "[1,2]", "\"text\"", "42"] {
             let error = extract("s", payload).unwrap_err();
             assert_eq!(error, MappingError::NotJsonObject { secret: "s".into() });
