@@ -4,11 +4,15 @@
 #
 #   lambda/package.sh                 # host target → target/lambda/secret-bridge-lambda.zip
 #   TARGET=aarch64-unknown-linux-gnu lambda/package.sh
-#                                     # another target; needs that Rust target and its linker
+#                                     # another target → target/lambda/secret-bridge-lambda-<TARGET>.zip;
+#                                     # needs that Rust target and its linker
 #                                     # (see lambda/README.md, "Packaging", for arm64)
 #
 # Environment: TARGET (a Rust target triple; default: the host), STRIP (the strip program for
-# TARGET; default `strip` for the host, none for other targets).
+# TARGET; default `strip` for the host, none for other targets), OUT (the zip to write).
+#
+# The script reads the ELF header of the built binary and prints the template's matching
+# LambdaArchitecture (x86_64 or arm64); it fails if the binary is for neither.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
@@ -16,10 +20,16 @@ root=$PWD
 build=(cargo build --release --locked -p secret-bridge-lambda)
 binary=target/release/secret-bridge-lambda
 strip_tool=${STRIP:-strip}
+out=${OUT:-$root/target/lambda/secret-bridge-lambda.zip}
 if [[ -n "${TARGET:-}" ]]; then
+  if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$TARGET"; then
+    echo "package.sh: the Rust target $TARGET is not installed: rustup target add $TARGET" >&2
+    exit 1
+  fi
   build+=(--target "$TARGET")
   binary=target/$TARGET/release/secret-bridge-lambda
   strip_tool=${STRIP:-}
+  out=${OUT:-$root/target/lambda/secret-bridge-lambda-$TARGET.zip}
 fi
 
 echo "==> ${build[*]}"
@@ -34,7 +44,13 @@ if [[ -n "$strip_tool" ]] && command -v "$strip_tool" >/dev/null; then
   "$strip_tool" "$stage/bootstrap"
 fi
 
-out=$root/target/lambda/secret-bridge-lambda.zip
+# ELF e_machine (2 bytes, little endian, at offset 18): 62 is x86-64, 183 is AArch64.
+case $(od -An -tu2 -j18 -N2 "$stage/bootstrap" | tr -d ' ') in
+  62) architecture=x86_64 ;;
+  183) architecture=arm64 ;;
+  *) echo "package.sh: bootstrap is neither an x86-64 nor an arm64 ELF executable" >&2; exit 1 ;;
+esac
+
 mkdir -p "$(dirname "$out")"
 rm -f "$out"
 if command -v zip >/dev/null; then
@@ -54,4 +70,5 @@ PY
 fi
 
 echo "==> ${out#"$root"/}: bootstrap $(stat -c %s "$stage/bootstrap") bytes, zip $(stat -c %s "$out") bytes"
+echo "    built for LambdaArchitecture=$architecture"
 echo "    upload it, e.g. aws s3 cp ${out#"$root"/} s3://BUCKET/secret-bridge-lambda-$(git rev-parse --short HEAD 2>/dev/null || echo dev).zip"

@@ -6,6 +6,7 @@
 
 pub mod aws;
 pub mod controller;
+pub mod deploy_steps;
 pub mod kube_helpers;
 pub mod stack;
 pub mod tutorial;

@@ -740,7 +740,7 @@ fn assert_hardened(container: &Container) {
 }
 
 /// The container's plain `value` environment variables.
-fn container_env(container: &Container) -> BTreeMap<String, String> {
+pub(crate) fn container_env(container: &Container) -> BTreeMap<String, String> {
     container
         .env
         .iter()
@@ -842,20 +842,14 @@ impl Release {
     /// Runs the controller as the release's pod would (there is no kubelet): with the
     /// Deployment's environment and a token of the release's ServiceAccount.
     async fn run_controller(&self, stack: &Stack) -> (ControllerProcess, ServiceAccountKubeconfig) {
-        let pod = self.pod_spec(stack).await;
-        let account = pod
-            .service_account_name
-            .clone()
-            .expect("the pod runs as the release's ServiceAccount");
-        let kubeconfig = ServiceAccountKubeconfig::create(stack, &self.namespace, &account).await;
-        let mut env: Vec<(String, String)> =
-            container_env(&pod.containers[0]).into_iter().collect();
-        env.push(("KUBECONFIG".into(), kubeconfig.path.display().to_string()));
-        // The downward API's value.
-        env.push(("POD_NAME".into(), self.pod_name()));
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let controller = ControllerProcess::start_with_env(stack, &self.name, &[], &env);
-        (controller, kubeconfig)
+        run_deployment(
+            stack,
+            &self.namespace,
+            &self.fullname(),
+            &self.pod_name(),
+            &self.name,
+        )
+        .await
     }
 
     /// The apiserver's RBAC refusals name the user; other 403s (for example writes into a
@@ -917,9 +911,40 @@ impl Drop for Release {
     }
 }
 
+/// Runs the controller as a pod of the Deployment `namespace/deployment` would (there is no
+/// kubelet): with the container's environment, `POD_NAME` = `pod_name` and a TokenRequest token
+/// of the pod's ServiceAccount. Its log is `target/test-logs/<log_name>.log`.
+pub(crate) async fn run_deployment(
+    stack: &Stack,
+    namespace: &str,
+    deployment: &str,
+    pod_name: &str,
+    log_name: &str,
+) -> (ControllerProcess, ServiceAccountKubeconfig) {
+    let pod = Api::<Deployment>::namespaced(stack.kube.clone(), namespace)
+        .get(deployment)
+        .await
+        .unwrap_or_else(|e| panic!("Deployment {namespace}/{deployment}: {e}"))
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("pod template");
+    let account = pod
+        .service_account_name
+        .clone()
+        .expect("the pod runs as a ServiceAccount of the release");
+    let kubeconfig = ServiceAccountKubeconfig::create(stack, namespace, &account).await;
+    let mut env: Vec<(String, String)> = container_env(&pod.containers[0]).into_iter().collect();
+    env.push(("KUBECONFIG".into(), kubeconfig.path.display().to_string()));
+    // The downward API's value.
+    env.push(("POD_NAME".into(), pod_name.to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let controller = ControllerProcess::start_with_env(stack, log_name, &[], &env);
+    (controller, kubeconfig)
+}
+
 /// A kubeconfig file that authenticates as a ServiceAccount with a TokenRequest token;
 /// removed when dropped.
-struct ServiceAccountKubeconfig {
+pub(crate) struct ServiceAccountKubeconfig {
     path: PathBuf,
 }
 

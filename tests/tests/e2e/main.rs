@@ -9,6 +9,7 @@ mod emulator;
 mod errors;
 mod fixtures;
 mod helm;
+mod multi_cluster;
 mod queue;
 mod regions;
 mod stores;
