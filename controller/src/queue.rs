@@ -424,7 +424,9 @@ impl Consumer {
 }
 
 /// Whether `es` (whose store has `prefix` and `store_region`, when known) reads the secret of
-/// `change`. An unknown region matches: at worst a harmless refresh.
+/// `change`: by a key it names, or by a `dataFrom.find` that may select the secret (its
+/// `name.regexp` and `path`; tags are not in the event, and the store prefix does not apply to
+/// a find, as in ESO). An unknown region matches: at worst a harmless refresh.
 fn reads_in_region(
     es: &ExternalSecret,
     prefix: &str,
@@ -436,7 +438,7 @@ fn reads_in_region(
     {
         return false;
     }
-    es.remote_keys().any(|key| {
+    let by_key = es.remote_keys().any(|key| {
         if let (Some(arn), Some(event_region)) = (SecretArn::parse(key), change.region.as_deref())
             && arn.region != event_region
         {
@@ -447,7 +449,15 @@ fn reads_in_region(
             .secret_ids
             .iter()
             .any(|id| secret_id::may_match(&key, id))
-    })
+    });
+    by_key
+        || crate::index::find_rules(es).iter().any(|rule| {
+            change
+                .secret_ids
+                .iter()
+                .flat_map(|id| secret_id::candidate_names(id))
+                .any(|name| rule.may_select(name))
+        })
 }
 
 /// How long ago SQS received the message (its `SentTimestamp`, in epoch milliseconds).
@@ -531,6 +541,84 @@ mod tests {
         assert!(
             !reads_in_region(&es(arn), "", None, &event),
             "an ARN names its region"
+        );
+    }
+
+    #[test]
+    fn finds_match_by_regexp_and_path_in_their_region() {
+        use crate::api::external_secret::{ExternalSecretDataFrom, ExternalSecretFind, FindName};
+        let finding = |regexp: Option<&str>, path: Option<&str>, tags: &[(&str, &str)]| {
+            ExternalSecret::new(
+                "es",
+                crate::api::ExternalSecretSpec {
+                    data_from: vec![ExternalSecretDataFrom {
+                        find: Some(ExternalSecretFind {
+                            name: regexp.map(|r| FindName {
+                                regexp: Some(r.into()),
+                            }),
+                            path: path.map(Into::into),
+                            tags: tags
+                                .iter()
+                                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                                .collect(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            )
+        };
+        let arn = "arn:aws:secretsmanager:eu-west-1:1:secret:team/db-AbCdEf";
+        let event = change(&[arn], Some("eu-west-1"));
+        let region = Some("eu-west-1");
+        assert!(reads_in_region(
+            &finding(Some("^team/"), None, &[]),
+            "",
+            region,
+            &event
+        ));
+        assert!(reads_in_region(
+            &finding(Some("db$"), None, &[]),
+            "",
+            region,
+            &event
+        ));
+        assert!(!reads_in_region(
+            &finding(Some("^app/"), None, &[]),
+            "",
+            region,
+            &event
+        ));
+        assert!(reads_in_region(
+            &finding(None, Some("team/"), &[]),
+            "",
+            region,
+            &event
+        ));
+        assert!(!reads_in_region(
+            &finding(None, Some("app/"), &[]),
+            "",
+            region,
+            &event
+        ));
+        let by_tags = finding(None, None, &[("env", "prod")]);
+        assert!(
+            reads_in_region(&by_tags, "", region, &event),
+            "tags: every event"
+        );
+        assert!(
+            !reads_in_region(&by_tags, "", Some("us-east-1"), &event),
+            "but only in the store's region"
+        );
+        assert!(
+            reads_in_region(
+                &finding(Some("^team/"), None, &[]),
+                "other/",
+                region,
+                &event
+            ),
+            "the store prefix does not apply to find"
         );
     }
 
