@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod aws;
+pub mod cluster_external_secret;
 pub mod controller;
 pub mod credentials;
 pub mod eso_trigger;

@@ -4,6 +4,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use secret_bridge_controller::cluster_external_secret::{self, ClusterExternalSecretController};
 use secret_bridge_controller::controller::{
     Context, ExternalSecretController, external_secret_cache, run_cache_only,
 };
@@ -29,6 +30,12 @@ struct Args {
     /// Serve only stores whose `spec.controller` is this class (default: stores without one).
     #[arg(long, env = "CONTROLLER_CLASS")]
     controller_class: Option<String>,
+
+    /// Serve ClusterExternalSecrets (stamp ExternalSecrets into the namespaces they select).
+    /// Default: only without `--controller-class`, since a secret-bridge running beside ESO
+    /// must leave them to ESO, which serves every ClusterExternalSecret (they have no class).
+    #[arg(long, env = "CLUSTER_EXTERNAL_SECRETS", action = clap::ArgAction::Set)]
+    cluster_external_secrets: Option<bool>,
 
     /// Reconciles running at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 32)]
@@ -92,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
         mode = ?args.mode,
         queue = args.queue_url.as_deref().unwrap_or("none (periodic resync only)"),
         controller_class = args.controller_class.as_deref().unwrap_or(""),
+        cluster_external_secrets = args.cluster_external_secrets.unwrap_or(args.controller_class.is_none()),
         "starting secret-bridge controller"
     );
     let (stores, run_stores) = StoreCache::new(&client);
@@ -124,11 +132,27 @@ async fn main() -> anyhow::Result<()> {
                 controller.index(),
                 Refresher::Reconcile(controller.triggers()),
             );
-            (
-                controller.store(),
-                consumer,
-                controller.run(context, stopped(stop_rx.clone())).boxed(),
-            )
+            let serve_cluster_secrets = args
+                .cluster_external_secrets
+                .unwrap_or(args.controller_class.is_none());
+            let cluster_secrets = serve_cluster_secrets.then(|| {
+                let cluster = ClusterExternalSecretController::new(&client);
+                let context = Arc::new(cluster_external_secret::Context {
+                    client: client.clone(),
+                    external_secrets: controller.store(),
+                    namespaces: cluster.namespaces(),
+                });
+                tokio::spawn(cluster.run(context, stopped(stop_rx.clone())))
+            });
+            let store = controller.store();
+            let run = controller.run(context, stopped(stop_rx.clone()));
+            let main_task = async move {
+                run.await;
+                if let Some(task) = cluster_secrets {
+                    let _ = task.await;
+                }
+            };
+            (store, consumer, main_task.boxed())
         }
         Mode::EsoTrigger => {
             if args.queue_url.is_none() {

@@ -1,14 +1,13 @@
 //! One reconcile of an ExternalSecret: resolve its store, read AWS, write the Secret, report.
 
 use std::collections::BTreeMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
@@ -141,14 +140,44 @@ impl ExternalSecret {
                 sync::fetch_skipping_deleted(&self.spec, prefix, &source).await?
             }
         };
-        if fetched.data.is_empty()
-            && !fetched.deleted.is_empty()
-            && deletion == DeletionPolicy::Delete
-        {
-            return self
-                .source_deleted(ctx, &fetched.deleted, creation, existing)
-                .await
-                .map(|()| next);
+        if !fetched.deleted.is_empty() {
+            self.publish(
+                ctx,
+                EventType::Normal,
+                "MissingProviderSecret",
+                &format!(
+                    "secret does not exist at provider: {}",
+                    fetched.deleted.join(", ")
+                ),
+            )
+            .await;
+        }
+        // ESO: a provider that returns no data at all (every secret gone, or a `find` that
+        // matches nothing) deletes the Secret (`Delete`), leaves it alone (`Retain`), or goes
+        // on to drop only our keys (`Merge`).
+        if fetched.data.is_empty() {
+            match deletion {
+                DeletionPolicy::Delete => {
+                    return self
+                        .source_deleted(ctx, &fetched.deleted, creation, existing)
+                        .await
+                        .map(|()| next);
+                }
+                DeletionPolicy::Retain => {
+                    self.write_status(
+                        ctx,
+                        Condition::ready(
+                            true,
+                            "SecretSynced",
+                            "secret retained due to DeletionPolicy=Retain",
+                        ),
+                        Some(fetched.versions),
+                    )
+                    .await?;
+                    return Ok(next);
+                }
+                DeletionPolicy::Merge => {}
+            }
         }
         match creation {
             CreationPolicy::None => {
@@ -174,16 +203,28 @@ impl ExternalSecret {
                 .await?;
                 return Ok(next);
             }
+            CreationPolicy::Owner => {
+                // The target name may have changed: the Secrets written under an older name
+                // go, as ESO's `deleteOrphanedSecrets` (only after a spec change, to save a
+                // List per sync).
+                if self.status_version() != Some(current_version.as_str()) {
+                    self.delete_orphaned_secrets(ctx).await?;
+                }
+            }
             _ => {}
         }
         let sources = self.template_sources(ctx).await?;
         let desired = target::build(self, fetched.data, &sources, &render_template)?;
-        let changed = self.write_secret(ctx, desired, creation, existing).await?;
         let name = self.target_name();
-        if changed {
-            info!(externalsecret = %ObjectRef::from_obj(self), secret = %name, "secret updated");
-            self.publish(ctx, EventType::Normal, "Updated", "Updated Secret")
-                .await;
+        let created = existing.is_none();
+        if self.write_secret(ctx, desired, creation, existing).await? {
+            let (reason, note) = if created {
+                ("Created", "secret created")
+            } else {
+                ("Updated", "secret updated")
+            };
+            info!(externalsecret = %ObjectRef::from_obj(self), secret = %name, "{note}");
+            self.publish(ctx, EventType::Normal, reason, note).await;
         } else {
             debug!(externalsecret = %ObjectRef::from_obj(self), secret = %name, "secret already up to date");
         }
@@ -196,8 +237,56 @@ impl ExternalSecret {
         Ok(next)
     }
 
-    /// Every secret this ExternalSecret reads is gone from AWS and `deletionPolicy` is
-    /// `Delete`: delete the Secret we wrote (ESO refuses unless we own it).
+    fn status_version(&self) -> Option<&str> {
+        self.status
+            .as_ref()
+            .and_then(|s| s.synced_resource_version.as_deref())
+    }
+
+    /// Deletes the Secrets this ExternalSecret created under another name (its `created-by`
+    /// label, a name other than the current target).
+    async fn delete_orphaned_secrets(&self, ctx: &Context) -> Result<()> {
+        let namespace = self.namespace().unwrap_or_default();
+        let name = self.target_name();
+        let api = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
+        let owned = format!(
+            "{}={}",
+            target::OWNER_LABEL,
+            target::owner_label_value(&namespace, &self.name_any())
+        );
+        let list = api
+            .list_metadata(&ListParams::default().labels(&owned))
+            .await
+            .map_err(Error::kube(format!(
+                "listing Secrets of {namespace}/{}",
+                self.name_any()
+            )))?;
+        for orphan in list.items.iter().filter(|s| s.name_any() != name) {
+            let orphan_name = orphan.name_any();
+            match api.delete(&orphan_name, &Default::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.is_not_found() => continue,
+                Err(source) => {
+                    return Err(Error::Kube {
+                        action: format!("deleting orphaned Secret {namespace}/{orphan_name}"),
+                        source,
+                    });
+                }
+            }
+            info!(externalsecret = %ObjectRef::from_obj(self), secret = %orphan_name, "deleted orphaned secret");
+            self.publish(
+                ctx,
+                EventType::Normal,
+                "Deleted",
+                "secret deleted because it was orphaned",
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// No data came back from AWS and `deletionPolicy` is `Delete`: delete the Secret we
+    /// wrote (ESO refuses unless `creationPolicy` is `Owner`).
     async fn source_deleted(
         &self,
         ctx: &Context,
@@ -209,7 +298,7 @@ impl ExternalSecret {
         let name = self.target_name();
         if creation != CreationPolicy::Owner {
             return Err(Error::Spec(format!(
-                "will not delete Secret {namespace}/{name}: deletionPolicy Delete needs creationPolicy Owner, not {creation:?}"
+                "could not delete secret: unable to delete secret {name}: creationPolicy={creation:?} is not Owner"
             )));
         }
         let ours = existing
@@ -220,12 +309,12 @@ impl ExternalSecret {
                 .delete(&name, &Default::default())
                 .await
                 .map_err(Error::kube(format!("deleting Secret {namespace}/{name}")))?;
-            info!(externalsecret = %ObjectRef::from_obj(self), secret = %name, ?deleted, "secret deleted: its sources are gone (deletionPolicy Delete)");
+            info!(externalsecret = %ObjectRef::from_obj(self), secret = %name, ?deleted, "secret deleted: no data left in AWS (deletionPolicy Delete)");
             self.publish(
                 ctx,
                 EventType::Normal,
                 "Deleted",
-                "Deleted Secret: its sources were deleted in AWS",
+                "secret deleted due to DeletionPolicy=Delete",
             )
             .await;
         }
@@ -234,10 +323,7 @@ impl ExternalSecret {
             Condition::ready(
                 true,
                 "SecretDeleted",
-                format!(
-                    "secret deleted due to DeletionPolicy=Delete (gone from AWS: {})",
-                    deleted.join(", ")
-                ),
+                "secret deleted due to DeletionPolicy=Delete",
             ),
             Some(Default::default()),
         )
@@ -329,7 +415,7 @@ impl ExternalSecret {
             .unwrap_or_else(|| self.name_any())
     }
 
-    /// Writes the target Secret with server-side apply; returns whether its data changed.
+    /// Writes the target Secret with server-side apply; returns whether it changed.
     async fn write_secret(
         &self,
         ctx: &Context,
@@ -342,32 +428,19 @@ impl ExternalSecret {
         let owner = self
             .controller_owner_ref(&())
             .expect("an ExternalSecret from the API has a name and uid");
-        let existing_data: BTreeMap<String, Vec<u8>> = existing
+        let existing_data = existing
             .as_ref()
-            .and_then(|s| s.data.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0))
-            .collect();
+            .map(target::secret_data)
+            .unwrap_or_default();
         if let Some(existing) = &existing {
-            let foreign_owner = existing
-                .owner_references()
-                .iter()
-                .find(|o| o.controller == Some(true) && o.uid != owner.uid);
-            if let Some(foreign) = foreign_owner {
-                return Err(Error::Conflict(format!(
-                    "Secret {namespace}/{name} is already controlled by {} {:?}",
-                    foreign.kind, foreign.name
-                )));
-            }
+            target::check_owner(existing, &self.name_any(), creation)?;
         }
-        // The data the Secret ends up with: server-side apply keeps the keys others own.
-        let mut final_data = if creation.keeps_other_keys() {
-            existing_data.clone()
-        } else {
-            BTreeMap::new()
-        };
-        final_data.extend(desired.data.clone());
+        let applied_before = existing
+            .as_ref()
+            .map(|s| target::applied_data_keys(s, FIELD_MANAGER))
+            .unwrap_or_default();
+        let final_data =
+            target::final_data(creation, &desired.data, &existing_data, &applied_before);
         let owned = creation == CreationPolicy::Owner;
         let mut labels = desired.labels;
         labels.insert(MANAGED_LABEL.to_owned(), "true".to_owned());
@@ -382,17 +455,12 @@ impl ExternalSecret {
             target::DATA_HASH_ANNOTATION.to_owned(),
             target::data_hash(&final_data),
         );
-        let changed = existing.is_none()
-            || desired
-                .data
-                .iter()
-                .any(|(k, v)| existing_data.get(k) != Some(v))
-            || (!creation.keeps_other_keys() && existing_data.len() != desired.data.len());
+        let data_changed = existing.is_none() || final_data != existing_data;
         if let Some(existing) = &existing {
             if existing.immutable == Some(true) {
-                if changed {
+                if data_changed {
                     return Err(Error::Conflict(format!(
-                        "could not update Secret {namespace}/{name}: it is immutable"
+                        "could not update secret, target is immutable: Secret {namespace}/{name}"
                     )));
                 }
                 return Ok(false);
@@ -409,22 +477,23 @@ impl ExternalSecret {
                 .any(|o| o.uid == owner.uid)
                 == owned;
             let type_matches = desired.type_.is_none() || desired.type_ == existing.type_;
-            if !changed && same_metadata && owner_matches && type_matches {
+            let finalizers_match = desired
+                .finalizers
+                .iter()
+                .all(|f| existing.finalizers().contains(f));
+            if !data_changed && same_metadata && owner_matches && type_matches && finalizers_match {
                 // Already what we would write: save the apiserver a write.
                 return Ok(false);
             }
         }
+        // ESO keeps the existing type when the template names none (new Secrets: Opaque).
         let type_ = desired.type_.clone().or_else(|| {
-            if creation.keeps_other_keys() {
-                None
-            } else {
-                Some(
-                    existing
-                        .as_ref()
-                        .and_then(|s| s.type_.clone())
-                        .unwrap_or_else(|| "Opaque".into()),
-                )
-            }
+            (!creation.keeps_other_keys()).then(|| {
+                existing
+                    .as_ref()
+                    .and_then(|s| s.type_.clone())
+                    .unwrap_or_else(|| "Opaque".into())
+            })
         });
         let immutable = self
             .spec
@@ -447,13 +516,14 @@ impl ExternalSecret {
             data: Some(
                 desired
                     .data
-                    .into_iter()
-                    .map(|(k, v)| (k, ByteString(v)))
+                    .iter()
+                    .map(|(k, v)| (k.clone(), ByteString(v.clone())))
                     .collect(),
             ),
             ..Default::default()
         };
-        Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+        let api = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
+        let written = api
             .patch(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
@@ -461,7 +531,28 @@ impl ExternalSecret {
             )
             .await
             .map_err(Error::kube(format!("writing Secret {namespace}/{name}")))?;
-        Ok(changed)
+        // Keys other field managers wrote survive an apply; ESO's Owner/Orphan Secret holds
+        // only what the ExternalSecret gives, so they are removed explicitly.
+        let foreign = target::foreign_keys(creation, &desired.data, &target::secret_data(&written));
+        if !foreign.is_empty() && immutable.is_none() {
+            let removal: serde_json::Map<String, serde_json::Value> = foreign
+                .iter()
+                .map(|key| (key.clone(), serde_json::Value::Null))
+                .collect();
+            api.patch(
+                &name,
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(json!({ "data": removal })),
+            )
+            .await
+            .map_err(Error::kube(format!(
+                "removing keys {foreign:?} that others wrote to Secret {namespace}/{name}"
+            )))?;
+        }
+        Ok(true)
     }
 
     async fn write_status(
@@ -509,14 +600,13 @@ impl ExternalSecret {
         Ok(())
     }
 
-    /// `<generation>-<hash of labels and annotations>`, as ESO records what it synced.
+    /// `<generation>-<hash of labels and annotations>`, exactly as ESO's `GetResourceVersion`,
+    /// so an ExternalSecret ESO synced is not re-read after the switch.
     fn synced_resource_version(&self) -> String {
-        let mut hasher = DefaultHasher::new();
-        (self.labels(), self.annotations()).hash(&mut hasher);
         format!(
-            "{}-{:016x}",
+            "{}-{}",
             self.meta().generation.unwrap_or_default(),
-            hasher.finish()
+            target::meta_hash(self.labels(), self.annotations())
         )
     }
 
@@ -546,14 +636,8 @@ fn secret_is_valid(existing: Option<&Secret>, creation: CreationPolicy) -> bool 
     if secret.labels().get(MANAGED_LABEL).map(String::as_str) != Some("true") {
         return false;
     }
-    let data: BTreeMap<String, Vec<u8>> = secret
-        .data
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    secret.annotations().get(target::DATA_HASH_ANNOTATION) == Some(&target::data_hash(&data))
+    secret.annotations().get(target::DATA_HASH_ANNOTATION)
+        == Some(&target::data_hash(&target::secret_data(secret)))
 }
 
 /// The Go-template engine of ESO's `engineVersion: v2`.

@@ -6,9 +6,11 @@
 //! data at all). Without a template, the ExternalSecret's own labels and annotations are
 //! copied to the Secret; with one, `template.metadata` gives them instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use md5::{Digest, Md5};
+use k8s_openapi::api::core::v1::Secret;
+
+use sha3::{Digest, Sha3_224};
 
 use crate::Error;
 use crate::api::ExternalSecret;
@@ -77,30 +79,41 @@ impl DeletionPolicy {
     }
 }
 
-/// ESO's `ObjectHash`: the MD5 of Go's `%+v` rendering of the value.
+/// ESO's `ObjectHash` (since v0.17): the SHA3-224 of Go's `%+v` rendering of the value.
 pub fn data_hash(data: &BTreeMap<String, Vec<u8>>) -> String {
-    let mut text = String::from("map[");
-    for (i, (key, value)) in data.iter().enumerate() {
-        if i > 0 {
-            text.push(' ');
-        }
-        text.push_str(key);
-        text.push_str(":[");
+    let entries = data.iter().map(|(key, value)| {
         let bytes: Vec<String> = value.iter().map(u8::to_string).collect();
-        text.push_str(&bytes.join(" "));
-        text.push(']');
-    }
-    text.push(']');
-    md5_hex(text.as_bytes())
+        format!("{key}:[{}]", bytes.join(" "))
+    });
+    object_hash(&go_map(entries))
+}
+
+/// ESO's `HashMeta`: the hash of `struct{annotations, labels map[string]string}`, the
+/// second half of `status.syncedResourceVersion` (`<generation>-<hash>`).
+pub fn meta_hash(
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+) -> String {
+    let text = |map: &BTreeMap<String, String>| go_map(map.iter().map(|(k, v)| format!("{k}:{v}")));
+    object_hash(&format!(
+        "{{annotations:{} labels:{}}}",
+        text(annotations),
+        text(labels)
+    ))
 }
 
 /// The `created-by` label value for the ExternalSecret `namespace/name`.
 pub fn owner_label_value(namespace: &str, name: &str) -> String {
-    md5_hex(format!("{namespace}/{name}").as_bytes())
+    object_hash(&format!("{namespace}/{name}"))
 }
 
-fn md5_hex(bytes: &[u8]) -> String {
-    Md5::digest(bytes)
+/// Go's `%+v` of a map whose entries are already rendered in key order (Go sorts map keys).
+fn go_map(entries: impl Iterator<Item = String>) -> String {
+    format!("map[{}]", entries.collect::<Vec<_>>().join(" "))
+}
+
+fn object_hash(text: &str) -> String {
+    Sha3_224::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -347,6 +360,104 @@ fn put(
 
 fn text_of(bytes: Vec<u8>, at: &str) -> Result<String, Error> {
     String::from_utf8(bytes).map_err(|_| Error::Spec(format!("{at}: rendered value is not UTF-8")))
+}
+
+/// The keys of `secret.data` that `manager` set with server-side apply: a later apply without
+/// them removes them (ESO's `getManagedDataKeys`, for its own field owner).
+pub fn applied_data_keys(secret: &Secret, manager: &str) -> BTreeSet<String> {
+    secret
+        .managed_fields()
+        .iter()
+        .filter(|entry| {
+            entry.manager.as_deref() == Some(manager) && entry.operation.as_deref() == Some("Apply")
+        })
+        .filter_map(|entry| entry.fields_v1.as_ref())
+        .filter_map(|fields| fields.0.get("f:data")?.as_object())
+        .flat_map(|data| data.keys())
+        .filter_map(|key| key.strip_prefix("f:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The data the target Secret ends up with once `desired` is applied to `existing`: with
+/// `Merge`/`CreateOrMerge`, the keys others wrote stay and the keys we applied before and no
+/// longer want go; otherwise only the desired keys remain.
+pub fn final_data(
+    creation: CreationPolicy,
+    desired: &BTreeMap<String, Vec<u8>>,
+    existing: &BTreeMap<String, Vec<u8>>,
+    applied_before: &BTreeSet<String>,
+) -> BTreeMap<String, Vec<u8>> {
+    let mut data: BTreeMap<String, Vec<u8>> = if creation.keeps_other_keys() {
+        existing
+            .iter()
+            .filter(|(key, _)| !applied_before.contains(*key))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    data.extend(desired.iter().map(|(k, v)| (k.clone(), v.clone())));
+    data
+}
+
+/// The keys an apply leaves behind that the Secret must not keep: with `Owner`/`Orphan`, ESO
+/// replaces the whole data, but an apply cannot remove a key another field manager owns.
+pub fn foreign_keys(
+    creation: CreationPolicy,
+    desired: &BTreeMap<String, Vec<u8>>,
+    after_apply: &BTreeMap<String, Vec<u8>>,
+) -> Vec<String> {
+    if creation.keeps_other_keys() {
+        return Vec::new();
+    }
+    after_apply
+        .keys()
+        .filter(|key| !desired.contains_key(*key))
+        .cloned()
+        .collect()
+}
+
+/// The data of a Secret as bytes.
+pub fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+    secret
+        .data
+        .as_ref()
+        .map(|data| data.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// How the controller of an existing Secret relates to this ExternalSecret (ESO's
+/// `applyOwnership`): another ExternalSecret's Secret is never touched; a Secret controlled by
+/// anything else cannot be taken over with `creationPolicy: Owner`.
+pub fn check_owner(
+    existing: &Secret,
+    es_name: &str,
+    creation: CreationPolicy,
+) -> Result<(), Error> {
+    let Some(controller) = existing
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true))
+    else {
+        return Ok(());
+    };
+    let is_external_secret = controller.kind == "ExternalSecret"
+        && controller.api_version.starts_with("external-secrets.io/");
+    let name = existing.name_any();
+    if is_external_secret && controller.name != es_name {
+        return Err(Error::Conflict(format!(
+            "target is owned by another ExternalSecret: Secret {name} is controlled by ExternalSecret {:?}",
+            controller.name
+        )));
+    }
+    if !is_external_secret && creation == CreationPolicy::Owner {
+        return Err(Error::Conflict(format!(
+            "failed to take ownership of target secret: Secret {name} is already controlled by {} {:?}",
+            controller.kind, controller.name
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

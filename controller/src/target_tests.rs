@@ -192,13 +192,34 @@ fn engine_v1_is_unsupported() {
 
 #[test]
 fn hashes_match_eso() {
-    // Go: fmt.Sprintf("%x", md5.Sum([]byte(fmt.Sprintf("%+v", map[string][]byte{"a": []byte("hi")}))))
-    // hashes "map[a:[104 105]]".
+    // Go: fmt.Sprintf("%x", sha3.Sum224([]byte(fmt.Sprintf("%+v", v)))), as ESO's ObjectHash.
     let data = BTreeMap::from([("a".to_owned(), b"hi".to_vec())]);
-    assert_eq!(data_hash(&data), md5_hex(b"map[a:[104 105]]"));
-    assert_eq!(data_hash(&BTreeMap::new()), md5_hex(b"map[]"));
-    assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
-    assert_eq!(owner_label_value("ns", "app"), md5_hex(b"ns/app"));
+    // "map[a:[104 105]]"
+    assert_eq!(
+        data_hash(&data),
+        "4ff142fdfbffa99a208cef0e7968b5e48868cbd34ac0c9be3b668e0f"
+    );
+    // "map[]"
+    assert_eq!(
+        data_hash(&BTreeMap::new()),
+        "74a974446e359fb3e6baff9bd0058950e6edd0f040888d9989b0a11b"
+    );
+    // "ns/app"
+    assert_eq!(
+        owner_label_value("ns", "app"),
+        "167f89bed2a98a8e396edb2463d96fd47c9f917511cc1c2a3817e80e"
+    );
+    // "{annotations:map[note:n] labels:map[team:blue]}"
+    let es = es(None);
+    assert_eq!(
+        meta_hash(es.labels(), es.annotations()),
+        "8728abac928e95249d577829fbf657875051e346812496de5237ab90"
+    );
+    // "{annotations:map[] labels:map[]}"
+    assert_eq!(
+        meta_hash(&BTreeMap::new(), &BTreeMap::new()),
+        "f47fe3c0b255b6dd8047cdffa772587bb829efe7a1cb70febeda2eb2"
+    );
 }
 
 #[test]
@@ -214,4 +235,100 @@ fn policies_parse() {
         DeletionPolicy::Merge
     );
     assert!(DeletionPolicy::parse(Some("Keep")).is_err());
+}
+
+fn bytes(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+fn managed_secret(entries: &[(&str, &str, serde_json::Value)]) -> Secret {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+    let mut secret = Secret::default();
+    secret.metadata.managed_fields = Some(
+        entries
+            .iter()
+            .map(|(manager, operation, fields)| ManagedFieldsEntry {
+                manager: Some(manager.to_string()),
+                operation: Some(operation.to_string()),
+                fields_v1: Some(FieldsV1(fields.clone())),
+                ..Default::default()
+            })
+            .collect(),
+    );
+    secret
+}
+
+#[test]
+fn applied_keys_come_from_our_apply_entries_only() {
+    let secret = managed_secret(&[
+        (
+            "secret-bridge",
+            "Apply",
+            serde_json::json!({"f:data": {".": {}, "f:user": {}, "f:pass": {}}}),
+        ),
+        (
+            "secret-bridge",
+            "Update",
+            serde_json::json!({"f:data": {"f:removed": {}}}),
+        ),
+        (
+            "kubectl",
+            "Apply",
+            serde_json::json!({"f:data": {"f:other": {}}}),
+        ),
+    ]);
+    let keys: Vec<String> = applied_data_keys(&secret, "secret-bridge")
+        .into_iter()
+        .collect();
+    assert_eq!(keys, ["pass", "user"]);
+}
+
+#[test]
+fn merge_keeps_other_keys_and_drops_keys_we_no_longer_want() {
+    let existing = bytes(&[("theirs", "t"), ("old", "o"), ("user", "u0")]);
+    let desired = bytes(&[("user", "u1")]);
+    let applied: BTreeSet<String> = ["old".to_owned(), "user".to_owned()].into();
+    let merged = final_data(CreationPolicy::Merge, &desired, &existing, &applied);
+    assert_eq!(merged, bytes(&[("theirs", "t"), ("user", "u1")]));
+    let owned = final_data(CreationPolicy::Owner, &desired, &existing, &applied);
+    assert_eq!(owned, desired);
+    // Owner/Orphan: whatever an apply leaves behind that we did not ask for goes.
+    assert_eq!(
+        foreign_keys(CreationPolicy::Orphan, &desired, &existing),
+        ["old", "theirs"]
+    );
+    assert!(foreign_keys(CreationPolicy::CreateOrMerge, &desired, &existing).is_empty());
+}
+
+#[test]
+fn ownership_as_eso() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    let owned_by = |api_version: &str, kind: &str, name: &str| {
+        let mut secret = Secret::default();
+        secret.metadata.name = Some("target".into());
+        secret.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            name: name.into(),
+            uid: "u".into(),
+            controller: Some(true),
+            ..Default::default()
+        }]);
+        secret
+    };
+    let other_es = owned_by("external-secrets.io/v1", "ExternalSecret", "other");
+    let error = check_owner(&other_es, "app", CreationPolicy::Merge).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("owned by another ExternalSecret")
+    );
+    let ours = owned_by("external-secrets.io/v1", "ExternalSecret", "app");
+    assert!(check_owner(&ours, "app", CreationPolicy::Orphan).is_ok());
+    let deployment = owned_by("apps/v1", "Deployment", "web");
+    assert!(check_owner(&deployment, "app", CreationPolicy::Owner).is_err());
+    assert!(check_owner(&deployment, "app", CreationPolicy::Merge).is_ok());
 }
