@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::Future;
 
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 
 /// Which version of a secret to read.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -14,6 +15,11 @@ pub enum VersionSelector {
 }
 
 impl VersionSelector {
+    /// `AWSCURRENT`, the version read when none is named.
+    pub fn current() -> Self {
+        VersionSelector::Stage("AWSCURRENT".into())
+    }
+
     /// ESO's `remoteRef.version`: empty means `AWSCURRENT`, `uuid/<id>` a VersionId, else a stage.
     pub fn from_remote_ref(version: Option<&str>) -> Self {
         match version.filter(|v| !v.is_empty()) {
@@ -96,6 +102,56 @@ impl AwsError {
     }
 }
 
+/// A secret's name, ARN and tags (DescribeSecret), for `metadataPolicy: Fetch`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SecretMetadata {
+    pub name: String,
+    pub arn: String,
+    pub tags: Vec<(String, String)>,
+}
+
+/// A ListSecrets / BatchGetSecretValue filter, as ESO builds them for `dataFrom.find`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretFilter {
+    pub key: FilterKey,
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterKey {
+    Name,
+    TagKey,
+    TagValue,
+}
+
+/// What one BatchGetSecretValue call asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum BatchSelection<'a> {
+    /// At most [`BATCH_SIZE`] secret ids (names or ARNs).
+    Ids(&'a [String]),
+    /// Every secret the filters select, a page at a time.
+    Filters(&'a [SecretFilter]),
+}
+
+/// The most secret ids one BatchGetSecretValue call takes.
+pub const BATCH_SIZE: usize = 20;
+
+/// One page of BatchGetSecretValue: the values read and, per secret, what failed.
+#[derive(Debug, Default)]
+pub struct BatchPage {
+    pub values: Vec<SecretValue>,
+    /// Each with the failing secret id in `secret`.
+    pub errors: Vec<AwsError>,
+    pub next_token: Option<String>,
+}
+
+/// One page of ListSecrets: secret names.
+#[derive(Debug, Default)]
+pub struct ListPage {
+    pub names: Vec<String>,
+    pub next_token: Option<String>,
+}
+
 /// What the sync logic needs from Secrets Manager.
 pub trait SecretsSource: Send + Sync {
     fn get_secret_value(
@@ -103,6 +159,52 @@ pub trait SecretsSource: Send + Sync {
         key: &str,
         version: &VersionSelector,
     ) -> impl Future<Output = Result<SecretValue, AwsError>> + Send;
+
+    fn describe_secret(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<SecretMetadata, AwsError>> + Send;
+
+    /// The `AWSCURRENT` values of several secrets in one call.
+    fn batch_get_secret_value(
+        &self,
+        selection: BatchSelection<'_>,
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<BatchPage, AwsError>> + Send;
+
+    fn list_secrets(
+        &self,
+        filters: &[SecretFilter],
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<ListPage, AwsError>> + Send;
+}
+
+fn sdk_filter(filter: &SecretFilter) -> Filter {
+    let key = match filter.key {
+        FilterKey::Name => FilterNameStringType::Name,
+        FilterKey::TagKey => FilterNameStringType::TagKey,
+        FilterKey::TagValue => FilterNameStringType::TagValue,
+    };
+    Filter::builder()
+        .key(key)
+        .set_values(Some(filter.values.clone()))
+        .build()
+}
+
+/// How a batch or list names what it asked for, in errors.
+fn described(selection: BatchSelection<'_>) -> String {
+    match selection {
+        BatchSelection::Ids(ids) => ids.join(","),
+        BatchSelection::Filters(filters) => describe_filters(filters),
+    }
+}
+
+fn describe_filters(filters: &[SecretFilter]) -> String {
+    filters
+        .iter()
+        .map(|f| format!("{:?}={}", f.key, f.values.join("|")))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl SecretsSource for aws_sdk_secretsmanager::Client {
@@ -128,7 +230,99 @@ impl SecretsSource for aws_sdk_secretsmanager::Client {
             binary: output.secret_binary.map(|b| b.into_inner()),
         })
     }
+
+    async fn describe_secret(&self, key: &str) -> Result<SecretMetadata, AwsError> {
+        let output = self
+            .describe_secret()
+            .secret_id(key)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DescribeSecret", key, e))?;
+        Ok(SecretMetadata {
+            name: output.name.unwrap_or_default(),
+            arn: output.arn.unwrap_or_default(),
+            tags: output
+                .tags
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+                .collect(),
+        })
+    }
+
+    async fn batch_get_secret_value(
+        &self,
+        selection: BatchSelection<'_>,
+        next_token: Option<&str>,
+    ) -> Result<BatchPage, AwsError> {
+        let request = self
+            .batch_get_secret_value()
+            .set_next_token(next_token.map(str::to_owned));
+        let request = match selection {
+            BatchSelection::Ids(ids) => request.set_secret_id_list(Some(ids.to_vec())),
+            BatchSelection::Filters(filters) => request
+                .set_filters(Some(filters.iter().map(sdk_filter).collect()))
+                .max_results(BATCH_SIZE as i32),
+        };
+        let output = request
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("BatchGetSecretValue", &described(selection), e))?;
+        Ok(BatchPage {
+            values: output
+                .secret_values
+                .unwrap_or_default()
+                .into_iter()
+                .map(|entry| SecretValue {
+                    name: entry.name.unwrap_or_default(),
+                    arn: entry.arn.unwrap_or_default(),
+                    version_id: entry.version_id.unwrap_or_default(),
+                    string: entry.secret_string,
+                    binary: entry.secret_binary.map(|b| b.into_inner()),
+                })
+                .collect(),
+            errors: output
+                .errors
+                .unwrap_or_default()
+                .into_iter()
+                .map(|error| AwsError {
+                    operation: "BatchGetSecretValue",
+                    secret: error.secret_id.unwrap_or_default(),
+                    code: error.error_code.unwrap_or_else(|| "Unknown".into()),
+                    message: error.message.unwrap_or_default(),
+                })
+                .collect(),
+            next_token: output.next_token,
+        })
+    }
+
+    async fn list_secrets(
+        &self,
+        filters: &[SecretFilter],
+        next_token: Option<&str>,
+    ) -> Result<ListPage, AwsError> {
+        let output = self
+            .list_secrets()
+            .set_filters(Some(filters.iter().map(sdk_filter).collect()))
+            .set_next_token(next_token.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ListSecrets", &describe_filters(filters), e))?;
+        Ok(ListPage {
+            names: output
+                .secret_list
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|entry| entry.name)
+                .collect(),
+            next_token: output.next_token,
+        })
+    }
 }
+
+#[cfg(test)]
+#[path = "aws_fake.rs"]
+pub(crate) mod fake;
 
 #[cfg(test)]
 mod tests {

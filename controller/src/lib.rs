@@ -7,6 +7,7 @@ pub mod cluster_external_secret;
 pub mod controller;
 pub mod credentials;
 pub mod eso_trigger;
+pub mod find;
 pub mod http;
 pub mod index;
 pub mod metrics;

@@ -1,17 +1,32 @@
 //! Reads what an ExternalSecret asks for from Secrets Manager and builds the Secret's data.
 //!
-//! Depends only on [`SecretsSource`], so the logic is tested with a fake. `dataFrom` is applied
-//! first and `data` after it, so an explicit `data` key wins over an extracted one, as in ESO.
+//! Depends only on [`SecretsSource`], so the logic is tested with a fake. It follows ESO's
+//! `GetProviderSecretData`: `dataFrom` entries in order (later keys win), then `data` (which
+//! wins over `dataFrom`). For each `dataFrom` entry: read (`extract` or `find`), `rewrite`, or
+//! else `conversionStrategy`, key validation, `decodingStrategy`, `nullBytePolicy`. For each
+//! `data` entry: read, `property`, `decodingStrategy`, `nullBytePolicy`.
+//!
+//! Each secret is read once per sync. When a sync reads several different secrets at
+//! `AWSCURRENT`, they are read with BatchGetSecretValue, 20 per call; a failed batch call (for
+//! example a policy without `secretsmanager:BatchGetSecretValue`) falls back to one
+//! GetSecretValue per secret, so the batch never makes a sync fail that would have succeeded.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Display;
 
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
-use secret_bridge::mapping;
+use secret_bridge::conversion::{self, Conversion, NullBytePolicy};
+use secret_bridge::decoding::Decoding;
+use secret_bridge::{mapping, rewrite};
+use tracing::debug;
 
 use crate::Error;
-use crate::api::external_secret::{ExternalSecretSpec, RemoteRef};
-use crate::aws::{SecretValue, SecretsSource, VersionSelector};
+use crate::api::external_secret::{
+    ExternalSecretDataFrom, ExternalSecretRewrite, ExternalSecretSpec, RemoteRef,
+};
+use crate::aws::{
+    AwsError, BATCH_SIZE, BatchSelection, SecretValue, SecretsSource, VersionSelector,
+};
+use crate::find;
 
 /// The Secret data, and the AWS VersionId read for each `key[@version]`.
 #[derive(Default, PartialEq)]
@@ -32,7 +47,8 @@ impl std::fmt::Debug for SecretData {
     }
 }
 
-/// Refuses the fields this version does not implement, naming them, rather than ignoring them.
+/// Refuses the fields this version does not implement, naming them, rather than ignoring them,
+/// and values no strategy accepts.
 pub fn check_supported(spec: &ExternalSecretSpec) -> Result<(), Error> {
     let unsupported = |field: String| Err(Error::Unsupported(field));
     for (i, data) in spec.data.iter().enumerate() {
@@ -43,18 +59,30 @@ pub fn check_supported(spec: &ExternalSecretSpec) -> Result<(), Error> {
     }
     for (i, from) in spec.data_from.iter().enumerate() {
         let at = format!("spec.dataFrom[{i}]");
-        if from.find.is_some() {
-            return unsupported(format!("{at}.find"));
-        }
-        if !from.rewrite.is_empty() {
-            return unsupported(format!("{at}.rewrite"));
-        }
         if from.source_ref.is_some() {
             return unsupported(format!("{at}.sourceRef (generators)"));
         }
-        match &from.extract {
-            Some(extract) => check_remote_ref(extract, &format!("{at}.extract"))?,
-            None => return Err(Error::Spec(format!("{at} has no `extract`"))),
+        for (j, rewrite) in from.rewrite.iter().enumerate() {
+            if rewrite.merge.is_some() {
+                return unsupported(format!("{at}.rewrite[{j}].merge"));
+            }
+            if rewrite.transform.is_some() {
+                return unsupported(format!("{at}.rewrite[{j}].transform"));
+            }
+        }
+        match (&from.extract, &from.find) {
+            (Some(extract), _) => check_remote_ref(extract, &format!("{at}.extract"))?,
+            (None, Some(find)) => {
+                let at = format!("{at}.find");
+                spec_value(&at, Conversion::parse(find.conversion_strategy.as_deref()))?;
+                spec_value(&at, Decoding::parse(find.decoding_strategy.as_deref()))?;
+                spec_value(&at, NullBytePolicy::parse(find.null_byte_policy.as_deref()))?;
+            }
+            (None, None) => {
+                return Err(Error::Spec(format!(
+                    "{at} has none of `extract`, `find`, `sourceRef`"
+                )));
+            }
         }
     }
     Ok(())
@@ -64,60 +92,39 @@ fn check_remote_ref(remote: &RemoteRef, at: &str) -> Result<(), Error> {
     if remote.key.is_empty() {
         return Err(Error::Spec(format!("{at}.key is empty")));
     }
-    if let Some(policy) = remote.metadata_policy.as_deref().filter(|p| *p != "None") {
-        return Err(Error::Unsupported(format!("{at}.metadataPolicy {policy}")));
-    }
-    if let Some(strategy) = remote
-        .conversion_strategy
-        .as_deref()
-        .filter(|s| *s != "Default")
-    {
-        return Err(Error::Unsupported(format!(
-            "{at}.conversionStrategy {strategy}"
-        )));
-    }
-    decoding(remote, at).map(|_| ())
+    metadata_fetch(remote, at)?;
+    spec_value(at, Conversion::parse(remote.conversion_strategy.as_deref()))?;
+    spec_value(at, Decoding::parse(remote.decoding_strategy.as_deref()))?;
+    spec_value(
+        at,
+        NullBytePolicy::parse(remote.null_byte_policy.as_deref()),
+    )?;
+    Ok(())
 }
 
-#[derive(Clone, Copy)]
-enum Decoding {
-    None,
-    Base64,
-    Base64Url,
-    Auto,
+fn spec_value<T, E: Display>(at: &str, parsed: Result<T, E>) -> Result<T, Error> {
+    parsed.map_err(|e| Error::Spec(format!("{at}: {e}")))
 }
 
-fn decoding(remote: &RemoteRef, at: &str) -> Result<Decoding, Error> {
-    match remote.decoding_strategy.as_deref() {
-        None | Some("") | Some("None") => Ok(Decoding::None),
-        Some("Base64") => Ok(Decoding::Base64),
-        Some("Base64URL") => Ok(Decoding::Base64Url),
-        Some("Auto") => Ok(Decoding::Auto),
-        Some(other) => Err(Error::Spec(format!(
-            "{at}.decodingStrategy {other:?} is not one of None, Base64, Base64URL, Auto"
+/// Whether `metadataPolicy` is `Fetch` (read the secret's tags, not its value).
+fn metadata_fetch(remote: &RemoteRef, at: &str) -> Result<bool, Error> {
+    match remote.metadata_policy.as_deref().unwrap_or_default() {
+        "" | "None" => Ok(false),
+        "Fetch" => Ok(true),
+        other => Err(Error::Spec(format!(
+            "{at}.metadataPolicy {other:?} is not one of None, Fetch"
         ))),
     }
 }
 
-fn decode(bytes: Vec<u8>, decoding: Decoding, secret: &str) -> Result<Vec<u8>, Error> {
-    let failed =
-        |name: &str| Error::Spec(format!("a value of secret {secret:?} is not valid {name}"));
-    match decoding {
-        Decoding::None => Ok(bytes),
-        Decoding::Base64 => STANDARD.decode(&bytes).map_err(|_| failed("base64")),
-        Decoding::Base64Url => URL_SAFE
-            .decode(&bytes)
-            .or_else(|_| URL_SAFE_NO_PAD.decode(&bytes))
-            .map_err(|_| failed("base64url")),
-        Decoding::Auto => Ok(STANDARD
-            .decode(&bytes)
-            .or_else(|_| URL_SAFE.decode(&bytes))
-            .unwrap_or(bytes)),
-    }
+/// An error about the data of the field at `at`, worded as ESO words it.
+fn processing(at: &str) -> impl FnOnce(String) -> Error + '_ {
+    move |reason| Error::Spec(format!("error processing {at}, err: {reason}"))
 }
 
 /// Reads every secret the spec names (each `key`/`version` once) and builds the Secret data.
-/// `prefix` is the store's `prefix`, prepended to every key.
+/// `prefix` is the store's `prefix`, prepended to every `remoteRef.key` (not to `find`, which
+/// matches full names).
 pub async fn fetch<S: SecretsSource>(
     spec: &ExternalSecretSpec,
     prefix: &str,
@@ -151,52 +158,66 @@ async fn fetch_inner<S: SecretsSource>(
         }
         other => other.map(Some),
     };
-    let mut reader = Reader {
-        source,
-        prefix,
-        cache: HashMap::new(),
-        versions: BTreeMap::new(),
-    };
+    let mut reader = Reader::new(source, prefix);
+    reader.prefetch(current_keys(spec, prefix)).await;
     let mut data = BTreeMap::new();
     for (i, from) in spec.data_from.iter().enumerate() {
-        let Some(remote) = &from.extract else {
-            continue;
+        let (map, conversion, decoding, null_bytes, at) = match (&from.extract, &from.find) {
+            (Some(remote), _) => {
+                let at = format!("spec.dataFrom[{i}].extract");
+                let Some(value) = skipped(reader.read(remote).await)? else {
+                    continue;
+                };
+                let json = String::from_utf8(get_secret(remote, &value)?)
+                    .map_err(|_| processing(&at)("the value is not UTF-8 text".into()))?;
+                let map = mapping::extract(&remote.key, &json)?;
+                (
+                    map,
+                    remote.conversion_strategy.as_deref(),
+                    remote.decoding_strategy.as_deref(),
+                    remote.null_byte_policy.as_deref(),
+                    at,
+                )
+            }
+            (None, Some(spec_find)) => {
+                let at = format!("spec.dataFrom[{i}].find");
+                let map =
+                    find::find_all(spec_find, &mut reader)
+                        .await
+                        .map_err(|error| match error {
+                            find::FindError::Aws(aws) => Error::Aws(aws),
+                            find::FindError::Spec(reason) => processing(&at)(reason),
+                        })?;
+                (
+                    map,
+                    spec_find.conversion_strategy.as_deref(),
+                    spec_find.decoding_strategy.as_deref(),
+                    spec_find.null_byte_policy.as_deref(),
+                    at,
+                )
+            }
+            (None, None) => continue,
         };
-        let at = format!("spec.dataFrom[{i}].extract");
-        let Some(value) = skipped(reader.read(remote).await)? else {
-            continue;
-        };
-        let text = text_of(&value, "its keys")?;
-        let json = match remote.property.as_deref().filter(|p| !p.is_empty()) {
-            Some(property) => String::from_utf8(mapping::property(&value.name, text, property)?)
-                .map_err(|_| Error::Spec(format!("{at}: property is not text")))?,
-            None => text.to_owned(),
-        };
-        let decoding = decoding(remote, &at)?;
-        for (key, bytes) in mapping::extract(&value.name, &json)? {
-            data.insert(key, decode(bytes, decoding, &value.name)?);
-        }
+        let map =
+            post_process(from, map, conversion, decoding, null_bytes).map_err(processing(&at))?;
+        data.extend(map);
     }
     for (i, item) in spec.data.iter().enumerate() {
         let remote = &item.remote_ref;
-        let at = format!("spec.data[{i}].remoteRef");
+        let at = format!("spec.data[{i}] (key: {})", remote.key);
         let Some(value) = skipped(reader.read(remote).await)? else {
             continue;
         };
-        let bytes = match remote.property.as_deref().filter(|p| !p.is_empty()) {
-            Some(property) => {
-                mapping::property(&value.name, text_of(&value, "a property")?, property)?
-            }
-            None => match (&value.string, &value.binary) {
-                (Some(text), _) => text.clone().into_bytes(),
-                (None, Some(binary)) => binary.clone(),
-                (None, None) => Vec::new(),
-            },
-        };
-        data.insert(
-            item.secret_key.clone(),
-            decode(bytes, decoding(remote, &at)?, &value.name)?,
-        );
+        let bytes = get_secret(remote, &value)?;
+        let decoding = Decoding::parse(remote.decoding_strategy.as_deref())
+            .map_err(|e| processing(&at)(e.to_string()))?;
+        let bytes = decoding
+            .decode(&item.secret_key, bytes)
+            .map_err(|e| processing(&at)(e.to_string()))?;
+        NullBytePolicy::parse(remote.null_byte_policy.as_deref())
+            .and_then(|policy| policy.check(&item.secret_key, &bytes))
+            .map_err(|e| processing(&at)(e.to_string()))?;
+        data.insert(item.secret_key.clone(), bytes);
     }
     Ok(SecretData {
         data,
@@ -205,50 +226,236 @@ async fn fetch_inner<S: SecretsSource>(
     })
 }
 
-fn text_of<'v>(value: &'v SecretValue, what: &'static str) -> Result<&'v str, Error> {
-    if let Some(text) = &value.string {
-        return Ok(text);
+/// ESO's `GetSecret`: the whole value (string, else binary), or the gjson `property` of it.
+fn get_secret(remote: &RemoteRef, value: &SecretValue) -> Result<Vec<u8>, Error> {
+    match remote.property.as_deref().filter(|p| !p.is_empty()) {
+        None => match (&value.string, &value.binary) {
+            (Some(text), _) => Ok(text.clone().into_bytes()),
+            (None, Some(binary)) => Ok(binary.clone()),
+            (None, None) => Err(Error::Spec(format!(
+                "invalid secret received. no secret string nor binary for key: {}",
+                remote.key
+            ))),
+        },
+        Some(property) => {
+            // As ESO: the binary value wins when both are set; it is read as text.
+            let payload = match (&value.binary, &value.string) {
+                (Some(binary), _) => String::from_utf8_lossy(binary),
+                (None, Some(text)) => text.as_str().into(),
+                (None, None) => "".into(),
+            };
+            Ok(mapping::property(&remote.key, &payload, property)?)
+        }
     }
-    let binary = value.binary.as_deref().unwrap_or_default();
-    std::str::from_utf8(binary).map_err(|_| {
-        mapping::MappingError::NotText {
-            secret: value.name.clone(),
-            what,
+}
+
+/// `rewrite` (or, without one, `conversionStrategy`), key validation, decoding and the null
+/// byte check of one `dataFrom` entry's keys, in ESO's order.
+fn post_process(
+    from: &ExternalSecretDataFrom,
+    mut map: BTreeMap<String, Vec<u8>>,
+    conversion: Option<&str>,
+    decoding: Option<&str>,
+    null_bytes: Option<&str>,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let text = |e: &dyn Display| e.to_string();
+    for (j, operation) in from.rewrite.iter().enumerate() {
+        map = apply_rewrite(j, operation, map)?;
+    }
+    if from.rewrite.is_empty() {
+        let conversion = Conversion::parse(conversion).map_err(|e| text(&e))?;
+        map = conversion.convert_keys(map).map_err(|e| text(&e))?;
+    }
+    conversion::validate_keys(&mut map).map_err(|e| text(&e))?;
+    let decoding = Decoding::parse(decoding).map_err(|e| text(&e))?;
+    let map = map
+        .into_iter()
+        .map(|(key, value)| {
+            let value = decoding.decode(&key, value)?;
+            Ok((key, value))
+        })
+        .collect::<Result<BTreeMap<_, _>, secret_bridge::decoding::DecodingError>>()
+        .map_err(|e| text(&e))?;
+    NullBytePolicy::parse(null_bytes)
+        .and_then(|policy| policy.check_all(&map))
+        .map_err(|e| text(&e))?;
+    Ok(map)
+}
+
+fn apply_rewrite(
+    index: usize,
+    operation: &ExternalSecretRewrite,
+    map: BTreeMap<String, Vec<u8>>,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    match &operation.regexp {
+        Some(regexp) => {
+            rewrite::regexp(index, &regexp.source, &regexp.target, map).map_err(|e| e.to_string())
         }
-        .into()
+        // As ESO: an operation with nothing set leaves the keys as they are.
+        None => Ok(map),
+    }
+}
+
+/// The distinct secrets (with the store prefix) that the spec reads at `AWSCURRENT`: those a
+/// batch can read.
+fn current_keys(spec: &ExternalSecretSpec, prefix: &str) -> Vec<String> {
+    let refs = spec
+        .data
+        .iter()
+        .map(|d| &d.remote_ref)
+        .chain(spec.data_from.iter().filter_map(|d| d.extract.as_ref()));
+    let mut seen = HashSet::new();
+    refs.filter(|r| {
+        VersionSelector::from_remote_ref(r.version.as_deref()) == VersionSelector::current()
+            && !matches!(r.metadata_policy.as_deref(), Some("Fetch"))
     })
+    .map(|r| format!("{prefix}{}", r.key))
+    .filter(|key| seen.insert(key.clone()))
+    .collect()
 }
 
-struct Reader<'s, S> {
-    source: &'s S,
+/// What one read is keyed by: the secret id, the version, and whether tags are read.
+type CacheKey = (String, VersionSelector, bool);
+
+/// Reads secrets once per sync, and records the versions read.
+pub(crate) struct Reader<'s, S> {
+    pub(crate) source: &'s S,
     prefix: &'s str,
-    cache: HashMap<(String, VersionSelector), SecretValue>,
-    versions: BTreeMap<String, String>,
+    cache: HashMap<CacheKey, Result<SecretValue, AwsError>>,
+    pub(crate) versions: BTreeMap<String, String>,
 }
 
-impl<S: SecretsSource> Reader<'_, S> {
-    async fn read(&mut self, remote: &RemoteRef) -> Result<SecretValue, Error> {
-        let key = format!("{}{}", self.prefix, remote.key);
-        let version = VersionSelector::from_remote_ref(remote.version.as_deref());
-        let cache_key = (key, version);
-        if let Some(value) = self.cache.get(&cache_key) {
-            return Ok(value.clone());
+impl<'s, S: SecretsSource> Reader<'s, S> {
+    pub(crate) fn new(source: &'s S, prefix: &'s str) -> Self {
+        Reader {
+            source,
+            prefix,
+            cache: HashMap::new(),
+            versions: BTreeMap::new(),
         }
-        let mut value = self
-            .source
-            .get_secret_value(&cache_key.0, &cache_key.1)
+    }
+
+    /// Reads the `AWSCURRENT` values of `ids` with BatchGetSecretValue when there are several,
+    /// keeping each secret's value or error for [`Reader::read`]. Secrets a batch did not
+    /// answer for are left to GetSecretValue.
+    pub(crate) async fn prefetch(&mut self, ids: Vec<String>) {
+        if ids.len() < 2 {
+            return;
+        }
+        for chunk in ids.chunks(BATCH_SIZE) {
+            let page = match self
+                .source
+                .batch_get_secret_value(BatchSelection::Ids(chunk), None)
+                .await
+            {
+                Ok(page) => page,
+                Err(error) => {
+                    debug!(%error, "BatchGetSecretValue failed; reading secrets one by one");
+                    return;
+                }
+            };
+            let mut values = page.values;
+            for id in chunk {
+                let found = values
+                    .iter()
+                    .position(|v| answers(id, v))
+                    .map(|at| Ok(values.swap_remove(at)))
+                    .or_else(|| {
+                        page.errors
+                            .iter()
+                            .find(|e| e.secret == *id)
+                            .cloned()
+                            .map(Err)
+                    });
+                if let Some(result) = found {
+                    let key = (id.clone(), VersionSelector::current(), false);
+                    self.cache.insert(key, result);
+                }
+            }
+        }
+    }
+
+    /// Keeps values read by a batch, so that a later read of the same secret needs no call.
+    pub(crate) fn remember(&mut self, value: &SecretValue) {
+        let key = (value.name.clone(), VersionSelector::current(), false);
+        self.versions
+            .insert(value.name.clone(), value.version_id.clone());
+        self.cache.insert(key, Ok(value.clone()));
+    }
+
+    /// The `AWSCURRENT` value of the secret named `name` (no prefix applied).
+    pub(crate) async fn current(&mut self, name: &str) -> Result<SecretValue, AwsError> {
+        let value = self
+            .cached(name.to_owned(), VersionSelector::current(), false)
             .await?;
-        if value.name.is_empty() {
-            value.name = cache_key.0.clone();
-        }
-        let version_key = match remote.version.as_deref().filter(|v| !v.is_empty()) {
-            Some(version) => format!("{}@{version}", remote.key),
-            None => remote.key.clone(),
-        };
-        self.versions.insert(version_key, value.version_id.clone());
-        self.cache.insert(cache_key, value.clone());
+        self.versions
+            .insert(name.to_owned(), value.version_id.clone());
         Ok(value)
     }
+
+    /// Reads what `remote` names: its value at its version, or its tags (`metadataPolicy: Fetch`).
+    pub(crate) async fn read(&mut self, remote: &RemoteRef) -> Result<SecretValue, Error> {
+        let key = format!("{}{}", self.prefix, remote.key);
+        let version = VersionSelector::from_remote_ref(remote.version.as_deref());
+        let tags = metadata_fetch(remote, "remoteRef")?;
+        let value = self.cached(key, version, tags).await?;
+        if !tags {
+            let version_key = match remote.version.as_deref().filter(|v| !v.is_empty()) {
+                Some(version) => format!("{}@{version}", remote.key),
+                None => remote.key.clone(),
+            };
+            self.versions.insert(version_key, value.version_id.clone());
+        }
+        Ok(value)
+    }
+
+    async fn cached(
+        &mut self,
+        key: String,
+        version: VersionSelector,
+        tags: bool,
+    ) -> Result<SecretValue, AwsError> {
+        let cache_key = (key, version, tags);
+        if let Some(result) = self.cache.get(&cache_key) {
+            return result.clone();
+        }
+        let (key, version, _) = &cache_key;
+        let result = if tags {
+            self.source.describe_secret(key).await.map(|metadata| {
+                let tags = metadata.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                SecretValue {
+                    string: Some(mapping::tags_json(tags)),
+                    binary: None,
+                    name: metadata.name,
+                    arn: metadata.arn,
+                    version_id: String::new(),
+                }
+            })
+        } else {
+            self.source.get_secret_value(key, version).await
+        };
+        let result = result.map(|mut value| {
+            if value.name.is_empty() {
+                value.name = key.clone();
+            }
+            value
+        });
+        self.cache.insert(cache_key, result.clone());
+        result
+    }
+}
+
+/// Whether the batch entry `value` is the secret requested as `id` (a name, full ARN or
+/// partial ARN).
+fn answers(id: &str, value: &SecretValue) -> bool {
+    if id == value.name || id == value.arn {
+        return true;
+    }
+    value
+        .arn
+        .strip_prefix(id)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|suffix| suffix.len() == 6 && id.starts_with("arn:"))
 }
 
 #[cfg(test)]
