@@ -47,7 +47,8 @@ use super::{Condition, any_json, any_object};
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    )
+    ),
+    printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.refreshTime")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalSecretSpec {
