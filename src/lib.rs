@@ -19,3 +19,4 @@ pub mod matching;
 pub mod normalized;
 pub mod rewrite;
 pub mod secret_id;
+pub mod template;

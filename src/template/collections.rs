@@ -1,0 +1,466 @@
+//! sprig's defaults, JSON, dictionary, list, number and type functions, and ESO's YAML functions.
+
+use std::collections::BTreeMap;
+
+use super::encoding::{self, JsonStyle};
+use super::functions::{FnResult, bool_arg, bytes_arg, list_arg, map_arg, string_arg};
+use super::strings::strval;
+use super::value::{Kind, Value};
+
+/// sprig's `empty`: nil, false, zero and empty strings, lists and maps.
+pub(crate) fn is_empty(v: &Value) -> bool {
+    !v.is_true()
+}
+
+pub(crate) fn default(args: &[Value]) -> FnResult {
+    match args.get(1) {
+        Some(given) if !is_empty(given) => Ok(given.clone()),
+        _ => Ok(args[0].clone()),
+    }
+}
+
+pub(crate) fn empty(args: &[Value]) -> FnResult {
+    Ok(Value::Bool(is_empty(&args[0])))
+}
+
+pub(crate) fn coalesce(args: &[Value]) -> FnResult {
+    Ok(args
+        .iter()
+        .find(|v| !is_empty(v))
+        .cloned()
+        .unwrap_or(Value::Null))
+}
+
+pub(crate) fn all(args: &[Value]) -> FnResult {
+    Ok(Value::Bool(args.iter().all(|v| !is_empty(v))))
+}
+
+pub(crate) fn any(args: &[Value]) -> FnResult {
+    Ok(Value::Bool(args.iter().any(|v| !is_empty(v))))
+}
+
+pub(crate) fn compact(args: &[Value]) -> FnResult {
+    let list = list_arg(args, 0, "compact")?;
+    Ok(Value::List(
+        list.into_iter().filter(|v| !is_empty(v)).collect(),
+    ))
+}
+
+pub(crate) fn ternary(args: &[Value]) -> FnResult {
+    Ok(args[if bool_arg(args, 2)? { 0 } else { 1 }].clone())
+}
+
+pub(crate) fn identity(args: &[Value]) -> FnResult {
+    Ok(args[0].clone())
+}
+
+/// sprig's `fromJson`: invalid JSON gives nil, not an error.
+pub(crate) fn from_json(args: &[Value]) -> FnResult {
+    Ok(encoding::from_json(bytes_arg(args, 0)?).unwrap_or(Value::Null))
+}
+
+pub(crate) fn must_from_json(args: &[Value]) -> FnResult {
+    encoding::from_json(bytes_arg(args, 0)?).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+fn json(args: &[Value], escape_html: bool, indent: bool) -> FnResult {
+    Ok(Value::String(encoding::to_json(
+        &args[0],
+        JsonStyle {
+            escape_html,
+            indent,
+        },
+    )))
+}
+
+pub(crate) fn to_json(args: &[Value]) -> FnResult {
+    json(args, true, false)
+}
+
+pub(crate) fn to_pretty_json(args: &[Value]) -> FnResult {
+    json(args, true, true)
+}
+
+pub(crate) fn to_raw_json(args: &[Value]) -> FnResult {
+    json(args, false, false)
+}
+
+pub(crate) fn to_yaml(args: &[Value]) -> FnResult {
+    Ok(Value::String(encoding::to_yaml(&args[0])))
+}
+
+pub(crate) fn from_yaml(args: &[Value]) -> FnResult {
+    Ok(encoding::from_yaml(&string_arg(args, 0)?))
+}
+
+pub(crate) fn dict(args: &[Value]) -> FnResult {
+    let mut map = BTreeMap::new();
+    for pair in args.chunks(2) {
+        let key = String::from_utf8_lossy(&strval(&pair[0])).into_owned();
+        map.insert(
+            key,
+            pair.get(1)
+                .cloned()
+                .unwrap_or_else(|| Value::String(String::new())),
+        );
+    }
+    Ok(Value::Map(map))
+}
+
+pub(crate) fn get(args: &[Value]) -> FnResult {
+    let map = map_arg(args, 0)?;
+    Ok(map
+        .get(&string_arg(args, 1)?)
+        .cloned()
+        .unwrap_or_else(|| Value::String(String::new())))
+}
+
+/// `set`: returns the updated map; the evaluator also stores it back into the variable it came
+/// from, since Go maps are references and templates rely on `$_ := set $d "k" "v"`.
+pub(crate) fn set(args: &[Value]) -> FnResult {
+    let mut map = map_arg(args, 0)?.clone();
+    map.insert(string_arg(args, 1)?, args[2].clone());
+    Ok(Value::Map(map))
+}
+
+pub(crate) fn unset(args: &[Value]) -> FnResult {
+    let mut map = map_arg(args, 0)?.clone();
+    map.remove(&string_arg(args, 1)?);
+    Ok(Value::Map(map))
+}
+
+pub(crate) fn has_key(args: &[Value]) -> FnResult {
+    Ok(Value::Bool(
+        map_arg(args, 0)?.contains_key(&string_arg(args, 1)?),
+    ))
+}
+
+pub(crate) fn pluck(args: &[Value]) -> FnResult {
+    let key = string_arg(args, 0)?;
+    let mut found = Vec::new();
+    for n in 1..args.len() {
+        if let Some(v) = map_arg(args, n)?.get(&key) {
+            found.push(v.clone());
+        }
+    }
+    Ok(Value::List(found))
+}
+
+/// `keys`, sorted (Go's map order is random, so any order is ESO-compatible).
+pub(crate) fn keys(args: &[Value]) -> FnResult {
+    let mut keys = Vec::new();
+    for n in 0..args.len() {
+        keys.extend(map_arg(args, n)?.keys().map(|k| Value::String(k.clone())));
+    }
+    Ok(Value::List(keys))
+}
+
+pub(crate) fn pick(args: &[Value]) -> FnResult {
+    let map = map_arg(args, 0)?;
+    let mut picked = BTreeMap::new();
+    for n in 1..args.len() {
+        let key = string_arg(args, n)?;
+        if let Some(v) = map.get(&key) {
+            picked.insert(key, v.clone());
+        }
+    }
+    Ok(Value::Map(picked))
+}
+
+pub(crate) fn omit(args: &[Value]) -> FnResult {
+    let mut map = map_arg(args, 0)?.clone();
+    for n in 1..args.len() {
+        map.remove(&string_arg(args, n)?);
+    }
+    Ok(Value::Map(map))
+}
+
+pub(crate) fn values(args: &[Value]) -> FnResult {
+    Ok(Value::List(map_arg(args, 0)?.values().cloned().collect()))
+}
+
+/// mergo's deep merge: keys missing (or empty, when not overwriting) in `dst` come from `src`.
+fn merge_into(dst: &mut BTreeMap<String, Value>, src: &BTreeMap<String, Value>, overwrite: bool) {
+    for (k, v) in src {
+        match (dst.get_mut(k), v) {
+            (Some(Value::Map(d)), Value::Map(s)) => merge_into(d, s, overwrite),
+            (Some(existing), _) if !(overwrite && !is_empty(v)) && !is_empty(existing) => {}
+            (_, _) => {
+                dst.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+fn merge_all(args: &[Value], overwrite: bool) -> FnResult {
+    let mut dst = map_arg(args, 0)?.clone();
+    for n in 1..args.len() {
+        merge_into(&mut dst, map_arg(args, n)?, overwrite);
+    }
+    Ok(Value::Map(dst))
+}
+
+pub(crate) fn merge(args: &[Value]) -> FnResult {
+    merge_all(args, false)
+}
+
+pub(crate) fn merge_overwrite(args: &[Value]) -> FnResult {
+    merge_all(args, true)
+}
+
+/// `dig "a" "b" default map`.
+pub(crate) fn dig(args: &[Value]) -> FnResult {
+    let (path, rest) = args.split_at(args.len() - 2);
+    let default = &rest[0];
+    let mut current = map_arg(args, args.len() - 1)?;
+    for n in 0..path.len() {
+        let key = string_arg(path, n)?;
+        match current.get(&key) {
+            None => return Ok(default.clone()),
+            Some(v) if n == path.len() - 1 => return Ok(v.clone()),
+            Some(Value::Map(m)) => current = m,
+            Some(other) => {
+                return Err(format!(
+                    "dig: cannot descend into type {}",
+                    other.type_name()
+                ));
+            }
+        }
+    }
+    Ok(default.clone())
+}
+
+pub(crate) fn list(args: &[Value]) -> FnResult {
+    Ok(Value::List(args.to_vec()))
+}
+
+/// The Go reflect kind name, used in sprig's list errors and `kindOf`.
+pub(crate) fn kind_name(v: &Value) -> &'static str {
+    match v.kind() {
+        Kind::String => "string",
+        Kind::Bool => "bool",
+        Kind::Int => "int",
+        Kind::Uint => "uint64",
+        Kind::Float => "float64",
+        Kind::List => "slice",
+        Kind::Map => "map",
+        Kind::Nil => "invalid",
+    }
+}
+
+pub(crate) fn append(args: &[Value]) -> FnResult {
+    let mut list = list_arg(args, 0, "push")?;
+    list.push(args[1].clone());
+    Ok(Value::List(list))
+}
+
+pub(crate) fn prepend(args: &[Value]) -> FnResult {
+    let mut list = list_arg(args, 0, "prepend")?;
+    list.insert(0, args[1].clone());
+    Ok(Value::List(list))
+}
+
+pub(crate) fn first(args: &[Value]) -> FnResult {
+    Ok(list_arg(args, 0, "find first")?
+        .into_iter()
+        .next()
+        .unwrap_or(Value::Null))
+}
+
+pub(crate) fn last(args: &[Value]) -> FnResult {
+    Ok(list_arg(args, 0, "find last")?.pop().unwrap_or(Value::Null))
+}
+
+pub(crate) fn rest(args: &[Value]) -> FnResult {
+    let list = list_arg(args, 0, "find rest")?;
+    Ok(if list.is_empty() {
+        Value::Null
+    } else {
+        Value::List(list[1..].to_vec())
+    })
+}
+
+pub(crate) fn initial(args: &[Value]) -> FnResult {
+    let mut list = list_arg(args, 0, "find initial")?;
+    Ok(if list.pop().is_none() {
+        Value::Null
+    } else {
+        Value::List(list)
+    })
+}
+
+pub(crate) fn reverse(args: &[Value]) -> FnResult {
+    let mut list = list_arg(args, 0, "find reverse")?;
+    list.reverse();
+    Ok(Value::List(list))
+}
+
+pub(crate) fn uniq(args: &[Value]) -> FnResult {
+    let mut out: Vec<Value> = Vec::new();
+    for v in list_arg(args, 0, "find uniq")? {
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    Ok(Value::List(out))
+}
+
+pub(crate) fn without(args: &[Value]) -> FnResult {
+    let list = list_arg(args, 0, "find without")?;
+    Ok(Value::List(
+        list.into_iter()
+            .filter(|v| !args[1..].contains(v))
+            .collect(),
+    ))
+}
+
+pub(crate) fn has(args: &[Value]) -> FnResult {
+    match &args[1] {
+        Value::Null => Ok(Value::Bool(false)),
+        Value::List(list) => Ok(Value::Bool(list.contains(&args[0]))),
+        other => Err(format!("cannot find has on type {}", kind_name(other))),
+    }
+}
+
+pub(crate) fn concat(args: &[Value]) -> FnResult {
+    let mut out = Vec::new();
+    for n in 0..args.len() {
+        out.extend(list_arg(args, n, "concat")?);
+    }
+    Ok(Value::List(out))
+}
+
+pub(crate) fn slice(args: &[Value]) -> FnResult {
+    let list = list_arg(args, 0, "slice")?;
+    if list.is_empty() {
+        return Ok(Value::Null);
+    }
+    let start = args.get(1).map_or(0, to_i64);
+    let end = args.get(2).map_or(list.len() as i64, to_i64);
+    if start < 0 || end < start || end as usize > list.len() {
+        return Err("slice bounds out of range".into());
+    }
+    Ok(Value::List(list[start as usize..end as usize].to_vec()))
+}
+
+/// spf13/cast's `ToInt64` as sprig uses it: unparsable values are 0.
+fn to_i64(v: &Value) -> i64 {
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .unwrap_or_else(|| n.as_f64().unwrap_or_default() as i64),
+        Value::Bool(b) => i64::from(*b),
+        Value::String(s) => parse_int(s).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn parse_int(s: &str) -> Option<i64> {
+    let s = s.strip_suffix(".0").unwrap_or(s);
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let lower = digits.to_ascii_lowercase();
+    let magnitude = if let Some(h) = lower.strip_prefix("0x") {
+        i64::from_str_radix(h, 16).ok()?
+    } else if let Some(b) = lower.strip_prefix("0b") {
+        i64::from_str_radix(b, 2).ok()?
+    } else if let Some(o) = lower.strip_prefix("0o") {
+        i64::from_str_radix(o, 8).ok()?
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        i64::from_str_radix(&lower[1..], 8).ok()?
+    } else {
+        lower.parse().ok()?
+    };
+    Some(if negative { -magnitude } else { magnitude })
+}
+
+fn to_f64(v: &Value) -> f64 {
+    match v {
+        Value::Number(n) => n.as_f64().unwrap_or_default(),
+        Value::Bool(b) => f64::from(u8::from(*b)),
+        Value::String(s) => s.parse().unwrap_or(0.0),
+        _ => 0.0,
+    }
+}
+
+pub(crate) fn atoi(args: &[Value]) -> FnResult {
+    Ok(Value::int(string_arg(args, 0)?.parse().unwrap_or(0)))
+}
+
+pub(crate) fn to_int(args: &[Value]) -> FnResult {
+    Ok(Value::int(to_i64(&args[0])))
+}
+
+pub(crate) fn to_float(args: &[Value]) -> FnResult {
+    Ok(Value::float(to_f64(&args[0])))
+}
+
+pub(crate) fn add(args: &[Value]) -> FnResult {
+    Ok(Value::int(
+        args.iter().map(to_i64).fold(0i64, i64::wrapping_add),
+    ))
+}
+
+pub(crate) fn add1(args: &[Value]) -> FnResult {
+    Ok(Value::int(to_i64(&args[0]).wrapping_add(1)))
+}
+
+pub(crate) fn sub(args: &[Value]) -> FnResult {
+    Ok(Value::int(to_i64(&args[0]).wrapping_sub(to_i64(&args[1]))))
+}
+
+pub(crate) fn mul(args: &[Value]) -> FnResult {
+    Ok(Value::int(
+        args.iter().map(to_i64).fold(1i64, i64::wrapping_mul),
+    ))
+}
+
+pub(crate) fn div(args: &[Value]) -> FnResult {
+    let divisor = to_i64(&args[1]);
+    if divisor == 0 {
+        return Err("integer divide by zero".into());
+    }
+    Ok(Value::int(to_i64(&args[0]).wrapping_div(divisor)))
+}
+
+pub(crate) fn modulo(args: &[Value]) -> FnResult {
+    let divisor = to_i64(&args[1]);
+    if divisor == 0 {
+        return Err("integer divide by zero".into());
+    }
+    Ok(Value::int(to_i64(&args[0]).wrapping_rem(divisor)))
+}
+
+pub(crate) fn max(args: &[Value]) -> FnResult {
+    Ok(Value::int(
+        args.iter().map(to_i64).max().unwrap_or_default(),
+    ))
+}
+
+pub(crate) fn min(args: &[Value]) -> FnResult {
+    Ok(Value::int(
+        args.iter().map(to_i64).min().unwrap_or_default(),
+    ))
+}
+
+pub(crate) fn type_of(args: &[Value]) -> FnResult {
+    Ok(Value::from(args[0].type_name()))
+}
+
+pub(crate) fn type_is(args: &[Value]) -> FnResult {
+    Ok(Value::Bool(string_arg(args, 0)? == args[1].type_name()))
+}
+
+pub(crate) fn kind_of(args: &[Value]) -> FnResult {
+    Ok(Value::from(kind_name(&args[0])))
+}
+
+pub(crate) fn kind_is(args: &[Value]) -> FnResult {
+    Ok(Value::Bool(string_arg(args, 0)? == kind_name(&args[1])))
+}
+
+pub(crate) fn deep_equal(args: &[Value]) -> FnResult {
+    Ok(Value::Bool(args[0] == args[1]))
+}
