@@ -26,8 +26,6 @@ pub enum MappingError {
         "unable to unmarshal secret {secret}: it is not a JSON object, so its keys cannot be extracted"
     )]
     NotJsonObject { secret: String },
-    #[error("secret {secret:?} is binary and not UTF-8 text, so {what} cannot be read from it")]
-    NotText { secret: String, what: &'static str },
 }
 
 /// Reads `property` (a gjson path) from the text of the secret `secret` (as the spec names it).

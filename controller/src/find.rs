@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 
 use secret_bridge::go_regex;
+use tracing::debug;
 
 use crate::api::external_secret::ExternalSecretFind;
 use crate::aws::{AwsError, BatchSelection, FilterKey, SecretFilter, SecretValue, SecretsSource};
@@ -74,7 +75,6 @@ pub(crate) async fn find_all<S: SecretsSource>(
         })
         .collect();
     let matches = |name: &str| matcher.as_ref().is_none_or(|re| re.is_match(name));
-    let mut data = BTreeMap::new();
     if let Some(path) = &find.path {
         filters.push(SecretFilter {
             key: FilterKey::Name,
@@ -82,25 +82,15 @@ pub(crate) async fn find_all<S: SecretsSource>(
         });
     }
     if find.path.is_some() || matcher.is_none() {
-        let mut token: Option<String> = None;
-        loop {
-            let page = reader
-                .source
-                .batch_get_secret_value(BatchSelection::Filters(&filters), token.as_deref())
-                .await?;
-            if let Some(error) = page.errors.into_iter().find(|e| !e.is_deleted()) {
-                return Err(error.into());
-            }
-            for value in page.values.into_iter().filter(|v| matches(&v.name)) {
-                reader.remember(&value);
-                insert(&mut data, value);
-            }
-            token = page.next_token;
-            if token.is_none() {
-                break;
+        match batch_by_filters(&filters, &matches, reader).await {
+            Ok(found) => return Ok(found?),
+            // BatchGetSecretValue refused as a whole: not allowed by the policy, or (the local
+            // emulator) a selected secret is scheduled for deletion. ListSecrets selects the
+            // same secrets, so read them that way.
+            Err(error) => {
+                debug!(%error, "filtered BatchGetSecretValue failed; listing the secrets instead");
             }
         }
-        return Ok(data);
     }
     let mut names = Vec::new();
     let mut token: Option<String> = None;
@@ -116,6 +106,7 @@ pub(crate) async fn find_all<S: SecretsSource>(
         }
     }
     reader.prefetch(names.clone()).await;
+    let mut data = BTreeMap::new();
     for name in names {
         match reader.current(&name).await {
             Ok(value) => insert(&mut data, value),
@@ -125,6 +116,34 @@ pub(crate) async fn find_all<S: SecretsSource>(
         }
     }
     Ok(data)
+}
+
+/// The secrets one filtered BatchGetSecretValue selects, page by page, that `matches` keeps.
+/// The outer error is a call that failed, the inner one a secret that could not be read.
+async fn batch_by_filters<S: SecretsSource>(
+    filters: &[SecretFilter],
+    matches: &impl Fn(&str) -> bool,
+    reader: &mut Reader<'_, S>,
+) -> Result<Result<BTreeMap<String, Vec<u8>>, AwsError>, AwsError> {
+    let mut data = BTreeMap::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = reader
+            .source
+            .batch_get_secret_value(BatchSelection::Filters(filters), token.as_deref())
+            .await?;
+        if let Some(error) = page.errors.into_iter().find(|e| !e.is_deleted()) {
+            return Ok(Err(error));
+        }
+        for value in page.values.into_iter().filter(|v| matches(&v.name)) {
+            reader.remember(&value);
+            insert(&mut data, value);
+        }
+        token = page.next_token;
+        if token.is_none() {
+            return Ok(Ok(data));
+        }
+    }
 }
 
 /// As ESO: the binary value wins when both are set; a secret with neither adds no key.

@@ -265,3 +265,26 @@ async fn later_entries_and_data_win_over_found_keys() {
     let fetched = fetch(&spec, "", &source).await.unwrap();
     assert_eq!(text(&fetched, "app_db"), "other-value");
 }
+
+#[tokio::test]
+async fn a_refused_filtered_batch_falls_back_to_listing() {
+    let source = source().without_batch();
+    let fetched = fetch(
+        &spec(find(None, Some("app/"), &[("env", "prod")])),
+        "",
+        &source,
+    )
+    .await
+    .unwrap();
+    assert_eq!(keys(&fetched), ["app_cache", "app_db"]);
+    assert_eq!(
+        source.calls(),
+        [
+            "BatchGetSecretValue TagKey=env,TagValue=prod,Name=app/",
+            "ListSecrets TagKey=env,TagValue=prod,Name=app/",
+            "BatchGetSecretValue app/db,app/cache",
+            "GetSecretValue app/db",
+            "GetSecretValue app/cache",
+        ]
+    );
+}

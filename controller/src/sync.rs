@@ -211,9 +211,12 @@ async fn fetch_inner<S: SecretsSource>(
         let bytes = get_secret(remote, &value)?;
         let decoding = Decoding::parse(remote.decoding_strategy.as_deref())
             .map_err(|e| processing(&at)(e.to_string()))?;
-        let bytes = decoding
-            .decode(&item.secret_key, bytes)
-            .map_err(|e| processing(&at)(e.to_string()))?;
+        let bytes = decoding.decode(&item.secret_key, bytes).map_err(|e| {
+            let strategy = remote.decoding_strategy.as_deref().unwrap_or("None");
+            processing(&at)(format!(
+                "error applying decoding strategy {strategy} to data: {e}"
+            ))
+        })?;
         NullBytePolicy::parse(remote.null_byte_policy.as_deref())
             .and_then(|policy| policy.check(&item.secret_key, &bytes))
             .map_err(|e| processing(&at)(e.to_string()))?;
@@ -260,22 +263,31 @@ fn post_process(
 ) -> Result<BTreeMap<String, Vec<u8>>, String> {
     let text = |e: &dyn Display| e.to_string();
     for (j, operation) in from.rewrite.iter().enumerate() {
-        map = apply_rewrite(j, operation, map)?;
+        map = apply_rewrite(j, operation, map)
+            .map_err(|e| format!("error applying rewrite to keys: {e}"))?;
     }
     if from.rewrite.is_empty() {
-        let conversion = Conversion::parse(conversion).map_err(|e| text(&e))?;
-        map = conversion.convert_keys(map).map_err(|e| text(&e))?;
+        let converted = Conversion::parse(conversion).and_then(|c| c.convert_keys(map));
+        map = converted.map_err(|e| {
+            let strategy = conversion.unwrap_or("Default");
+            format!("error applying conversion strategy {strategy} to keys: {e}")
+        })?;
     }
-    conversion::validate_keys(&mut map).map_err(|e| text(&e))?;
-    let decoding = Decoding::parse(decoding).map_err(|e| text(&e))?;
+    conversion::validate_keys(&mut map).map_err(|e| {
+        format!("invalid secret keys (TIP: use rewrite or conversionStrategy to change keys): {e}")
+    })?;
+    let strategy = Decoding::parse(decoding).map_err(|e| text(&e))?;
     let map = map
         .into_iter()
         .map(|(key, value)| {
-            let value = decoding.decode(&key, value)?;
+            let value = strategy.decode(&key, value)?;
             Ok((key, value))
         })
         .collect::<Result<BTreeMap<_, _>, secret_bridge::decoding::DecodingError>>()
-        .map_err(|e| text(&e))?;
+        .map_err(|e| {
+            let strategy = decoding.unwrap_or("None");
+            format!("error applying decoding strategy {strategy} to data: {e}")
+        })?;
     NullBytePolicy::parse(null_bytes)
         .and_then(|policy| policy.check_all(&map))
         .map_err(|e| text(&e))?;

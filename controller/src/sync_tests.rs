@@ -190,7 +190,7 @@ async fn decoding_strategies_apply_after_the_property() {
     let error = fails(&data(vec![("k", with("bad", "Base64"))]), &source).await;
     assert_eq!(
         error,
-        "error processing spec.data[0] (key: enc), err: failure decoding key k: the value is not valid base64"
+        "error processing spec.data[0] (key: enc), err: error applying decoding strategy Base64 to data: failure decoding key k: the value is not valid base64"
     );
     let mut extracted = remote("enc", None);
     extracted.decoding_strategy = Some("Auto".into());
@@ -312,7 +312,7 @@ async fn extract_keys_are_converted_unless_rewritten() {
     let error = fails(&spec, &source).await;
     assert_eq!(
         error,
-        "error processing spec.dataFrom[0].extract, err: key has invalid character  , only alphanumeric, '-', '.' and '_' are allowed: db pass"
+        "error processing spec.dataFrom[0].extract, err: invalid secret keys (TIP: use rewrite or conversionStrategy to change keys): key has invalid character  , only alphanumeric, '-', '.' and '_' are allowed: db pass"
     );
     let collide = FakeSource::default().secret("c", r#"{"a/b":"1","a_b":"2"}"#);
     let error = fails(&extract(remote("c", None)), &collide).await;
