@@ -184,7 +184,8 @@ fn merge_into(dst: &mut BTreeMap<String, Value>, src: &BTreeMap<String, Value>, 
     for (k, v) in src {
         match (dst.get_mut(k), v) {
             (Some(Value::Map(d)), Value::Map(s)) => merge_into(d, s, overwrite),
-            (Some(existing), _) if !(overwrite && !is_empty(v)) && !is_empty(existing) => {}
+            // Keep a set value unless overwriting with a set one.
+            (Some(existing), _) if !is_empty(existing) && (!overwrite || is_empty(v)) => {}
             (_, _) => {
                 dst.insert(k.clone(), v.clone());
             }

@@ -154,42 +154,38 @@ impl Exec<'_> {
         let mark = self.vars.len();
         let value = self.eval_pipeline(dot, &branch.pipe)?;
         let pipe = &branch.pipe;
-        let items: Vec<(Value, Value)> = match value {
-            Value::List(items) => items
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| (Value::int(i as i64), v))
-                .collect(),
-            Value::Map(map) => map
-                .into_iter()
-                .map(|(k, v)| (Value::String(k), v))
-                .collect(),
-            Value::Null => Vec::new(),
+        // Lists and maps are already in memory; an integer range is counted, not built.
+        let (len, items): (i64, Box<dyn Iterator<Item = (Value, Value)>>) = match value {
+            Value::List(items) => (
+                items.len() as i64,
+                Box::new(
+                    items
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| (Value::int(i as i64), v)),
+                ),
+            ),
+            Value::Map(map) => (
+                map.len() as i64,
+                Box::new(map.into_iter().map(|(k, v)| (Value::String(k), v))),
+            ),
+            Value::Null => (0, Box::new(std::iter::empty())),
             Value::Number(ref n) if n.is_i64() => {
                 if pipe.decl.len() > 1 {
-                    return Err(self.error(
-                        pipe.pos,
-                        "",
-                        "can't use an integer to iterate over more than one variable".into(),
-                    ));
+                    let message = "can't use an integer to iterate over more than one variable";
+                    return Err(self.error(pipe.pos, "", message.into()));
                 }
-                let n = n.as_i64().unwrap_or_default();
-                (0..n.max(0))
-                    .map(|i| (Value::int(i), Value::int(i)))
-                    .collect()
+                let n = n.as_i64().unwrap_or_default().max(0);
+                (n, Box::new((0..n).map(|i| (Value::int(i), Value::int(i)))))
             }
             other => {
-                return Err(self.error(
-                    pipe.pos,
-                    "",
-                    format!(
-                        "range can't iterate over a value of type {}",
-                        other.type_name()
-                    ),
-                ));
+                let message = format!(
+                    "range can't iterate over a value of type {}",
+                    other.type_name()
+                );
+                return Err(self.error(pipe.pos, "", message));
             }
         };
-        let iterated = !items.is_empty();
         let body_mark = self.vars.len();
         for (index, elem) in items {
             self.step(pipe.pos)?;
@@ -200,8 +196,8 @@ impl Exec<'_> {
                 break;
             }
         }
-        let flow = match (&branch.else_list, iterated) {
-            (Some(else_list), false) => self.walk_list(dot, else_list),
+        let flow = match (&branch.else_list, len) {
+            (Some(else_list), 0) => self.walk_list(dot, else_list),
             _ => Ok(Flow::Normal),
         };
         self.vars.truncate(mark);
