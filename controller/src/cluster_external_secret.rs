@@ -84,7 +84,7 @@ fn selectors(spec: &ClusterExternalSecretSpec) -> impl Iterator<Item = &LabelSel
 
 /// Whether `namespace` is selected by the spec (terminating or not).
 pub fn selects(spec: &ClusterExternalSecretSpec, namespace: &NamespaceInfo) -> Result<bool> {
-    if spec.namespaces.iter().any(|n| *n == namespace.name) {
+    if spec.namespaces.contains(&namespace.name) {
         return Ok(true);
     }
     for selector in selectors(spec) {

@@ -203,13 +203,11 @@ impl ExternalSecret {
                 .await?;
                 return Ok(next);
             }
-            CreationPolicy::Owner => {
-                // The target name may have changed: the Secrets written under an older name
-                // go, as ESO's `deleteOrphanedSecrets` (only after a spec change, to save a
-                // List per sync).
-                if self.status_version() != Some(current_version.as_str()) {
-                    self.delete_orphaned_secrets(ctx).await?;
-                }
+            // The target name may have changed: the Secrets written under an older name go,
+            // as ESO's `deleteOrphanedSecrets` (only after a spec change, to save a List per
+            // sync).
+            CreationPolicy::Owner if self.status_version() != Some(current_version.as_str()) => {
+                self.delete_orphaned_secrets(ctx).await?;
             }
             _ => {}
         }
@@ -640,13 +638,9 @@ fn secret_is_valid(existing: Option<&Secret>, creation: CreationPolicy) -> bool 
         == Some(&target::data_hash(&target::secret_data(secret)))
 }
 
-/// The Go-template engine of ESO's `engineVersion: v2`.
+/// The Go-template engine of ESO's `engineVersion: v2`. Its errors name the template and
+/// the position, never a value.
 fn render_template(name: &str, text: &str, values: &BTreeMap<String, Vec<u8>>) -> Result<Vec<u8>> {
-    if !text.contains("{{") {
-        return Ok(text.as_bytes().to_vec());
-    }
-    let _ = values;
-    Err(Error::Unsupported(format!(
-        "{name}: Go templates are not available in this build"
-    )))
+    secret_bridge::template::render(name, text, values)
+        .map_err(|e| Error::Spec(format!("could not apply template: {e}")))
 }

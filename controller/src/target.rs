@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Secret;
 
+use secret_bridge::decoding::Decoding;
 use sha3::{Digest, Sha3_224};
 
 use crate::Error;
@@ -244,23 +245,34 @@ fn apply_template_from(
     render: Render<'_>,
 ) -> Result<(), Error> {
     let at = format!("spec.target.template.templateFrom[{i}]");
-    let target = match from.target.as_deref() {
-        None | Some("") | Some("Data") => Target::Data,
-        Some("Labels") => Target::Labels,
-        Some("Annotations") => Target::Annotations,
-        Some(other) => {
-            return Err(Error::Spec(format!(
-                "{at}.target {other:?} is not one of Data, Labels, Annotations"
+    // ESO compares the target without case; other targets are paths into generic
+    // (non-Secret) targets, which are not served.
+    let target = match from
+        .target
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("") | Some("data") => Target::Data,
+        Some("labels") => Target::Labels,
+        Some("annotations") => Target::Annotations,
+        Some(_) => {
+            return Err(Error::Unsupported(format!(
+                "{at}.target {:?} (only Data, Labels, Annotations of a Secret)",
+                from.target.as_deref().unwrap_or_default()
             )));
         }
     };
-    if from
-        .values_decoding_strategy
-        .as_deref()
-        .is_some_and(|s| !s.is_empty() && s != "None")
-    {
-        return Err(Error::Unsupported(format!("{at}.valuesDecodingStrategy")));
-    }
+    // ESO decodes each rendered value with `valuesDecodingStrategy`.
+    let decoding = Decoding::parse(from.values_decoding_strategy.as_deref())
+        .map_err(|e| Error::Spec(format!("{at}.valuesDecodingStrategy: {e}")))?;
+    let decode = |key: &str, value: Vec<u8>| {
+        decoding.decode(key, value).map_err(|e| {
+            Error::Spec(format!(
+                "{at}: failed to decode rendered template value: {e}"
+            ))
+        })
+    };
     let mut templates: Vec<(String, bool, Vec<u8>)> = Vec::new();
     if let Some(reference) = &from.config_map {
         let map = sources.config_maps.get(&reference.name).ok_or_else(|| {
@@ -314,10 +326,12 @@ fn apply_template_from(
                 ))
             })?;
             for (k, v) in pairs {
-                put(desired, target, k, v.into_bytes(), &name)?;
+                let value = decode(&k, v.into_bytes())?;
+                put(desired, target, k, value, &name)?;
             }
         } else {
-            put(desired, target, key, output, &name)?;
+            let value = decode(&key, output)?;
+            put(desired, target, key, value, &name)?;
         }
     }
     Ok(())

@@ -13,4 +13,5 @@ mod multi_cluster;
 mod queue;
 mod regions;
 mod stores;
+mod target;
 mod tutorial;
