@@ -66,9 +66,6 @@ pub fn check_supported(spec: &ExternalSecretSpec) -> Result<(), Error> {
             if rewrite.merge.is_some() {
                 return unsupported(format!("{at}.rewrite[{j}].merge"));
             }
-            if rewrite.transform.is_some() {
-                return unsupported(format!("{at}.rewrite[{j}].transform"));
-            }
         }
         match (&from.extract, &from.find) {
             (Some(extract), _) => check_remote_ref(extract, &format!("{at}.extract"))?,
@@ -299,13 +296,14 @@ fn apply_rewrite(
     operation: &ExternalSecretRewrite,
     map: BTreeMap<String, Vec<u8>>,
 ) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    match &operation.regexp {
-        Some(regexp) => {
-            rewrite::regexp(index, &regexp.source, &regexp.target, map).map_err(|e| e.to_string())
-        }
-        // As ESO: an operation with nothing set leaves the keys as they are.
-        None => Ok(map),
-    }
+    // As ESO: `regexp` before `transform` when both are set (only the first applies), and an
+    // operation with neither leaves the keys as they are.
+    let rewritten = match (&operation.regexp, &operation.transform) {
+        (Some(regexp), _) => rewrite::regexp(index, &regexp.source, &regexp.target, map),
+        (None, Some(transform)) => rewrite::transform(index, &transform.template, map),
+        (None, None) => Ok(map),
+    };
+    rewritten.map_err(|e| e.to_string())
 }
 
 /// The distinct secrets (with the store prefix) that the spec reads at `AWSCURRENT`: those a

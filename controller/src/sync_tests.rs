@@ -308,6 +308,15 @@ async fn extract_keys_are_converted_unless_rewritten() {
     );
     let fetched = fetch(&spec, "", &source).await.unwrap();
     assert_eq!(keys(&fetched), ["db-pass", "user_x", "é"]);
+    let upper = ExternalSecretRewrite {
+        transform: Some(RewriteTransform {
+            template: r#"{{ .value | upper | replace "/" "_" | replace " " "_" }}"#.into(),
+        }),
+        ..Default::default()
+    };
+    let spec = extract_with(remote("app", None), vec![rewrite("^db", "app"), upper]);
+    let fetched = fetch(&spec, "", &source).await.unwrap();
+    assert_eq!(keys(&fetched), ["APP_PASS", "APP_USER", "É"]);
     let spec = extract_with(remote("app", None), vec![rewrite("^x", "y")]);
     let error = fails(&spec, &source).await;
     assert_eq!(
@@ -413,19 +422,9 @@ async fn unsupported_and_invalid_fields_are_named() {
             ..Default::default()
         }],
     );
-    let transform = extract_with(
-        remote("a", None),
-        vec![ExternalSecretRewrite {
-            transform: Some(RewriteTransform {
-                template: "{{ .value | upper }}".into(),
-            }),
-            ..Default::default()
-        }],
-    );
     for (spec, field) in [
         (generator, "spec.dataFrom[0].sourceRef (generators)"),
         (merge, "spec.dataFrom[0].rewrite[0].merge"),
-        (transform, "spec.dataFrom[0].rewrite[0].transform"),
     ] {
         let error = fetch(&spec, "", &FakeSource::default()).await.unwrap_err();
         assert!(
