@@ -4,6 +4,7 @@
 
 mod accelerator;
 mod cloudformation;
+mod conformance;
 mod delivery;
 mod emulator;
 mod errors;
