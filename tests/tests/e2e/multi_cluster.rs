@@ -27,7 +27,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};
 
-use crate::helm::run_deployment;
+use crate::helm::{ServiceAccountKubeconfig, run_deployment};
 
 const GUIDE: &str = "infra/examples/multi-cluster/README.md";
 const FUNCTION: &str = "secret-bridge-fan-out-fan-out";
@@ -43,6 +43,8 @@ struct Cluster {
     namespace: String,
     secret: String,
     controller: ControllerProcess,
+    /// The ServiceAccount's kubeconfig, which the controller reads: kept while it runs.
+    _kubeconfig: ServiceAccountKubeconfig,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,7 +182,7 @@ aws events create-event-bus --name "$EVENT_BUS" >/dev/null
     let mut clusters = Vec::new();
     for letter in ["a", "b"] {
         let release = format!("secret-bridge-cluster-{letter}");
-        let (controller, _kubeconfig) = run_deployment(
+        let (controller, kubeconfig) = run_deployment(
             &stack,
             "secret-bridge",
             &release,
@@ -193,6 +195,7 @@ aws events create-event-bus --name "$EVENT_BUS" >/dev/null
             namespace: format!("team-{letter}"),
             secret: format!("team-{letter}/app"),
             controller,
+            _kubeconfig: kubeconfig,
         });
     }
     steps.run_through("check").await;
@@ -338,9 +341,46 @@ fn label_updated(region: &str, name: &str, written: &Written) -> Value {
 }
 
 /// `secret_bridge_sqs_messages_total{result="received"}` of a controller (0 when absent).
+/// The releases log JSON (`logFormat: json`), so the probe address comes from a JSON line.
 async fn received(controller: &ControllerProcess) -> u64 {
-    let (status, body) = controller.probe_get("/metrics").await;
-    assert_eq!(status, 200, "GET /metrics");
+    let address = wait_for(
+        "the controller's probe address in its JSON log",
+        Duration::from_secs(30),
+        || async {
+            controller.logs().lines().find_map(|line| {
+                let entry: Value = serde_json::from_str(line).ok()?;
+                let fields = &entry["fields"];
+                fields["message"]
+                    .as_str()?
+                    .starts_with("serving /healthz")
+                    .then(|| fields["address"].as_str().map(str::to_owned))?
+            })
+        },
+    )
+    .await;
+    let mut stream = TcpStream::connect(&address)
+        .await
+        .expect("connect to the probe endpoint");
+    stream
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("send GET /metrics");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("read /metrics");
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "GET /metrics: {response}"
+    );
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or("");
     body.lines()
         .find_map(|line| {
             line.strip_prefix(r#"secret_bridge_sqs_messages_total{result="received"} "#)
