@@ -311,7 +311,7 @@ async fn installed_release_runs_the_controller_with_only_its_role() {
     let (reason, message) = wait_for_ready(kube, ns, "app", "True", Duration::from_secs(10)).await;
     assert_eq!(reason, "SecretSynced", "{message}");
     let event = wait_for(
-        "the controller's Updated Event on the ExternalSecret",
+        "the controller's Created Event on the ExternalSecret (its first write, as ESO)",
         Duration::from_secs(10),
         || async {
             Api::<Event>::namespaced(kube.clone(), ns)
@@ -321,7 +321,7 @@ async fn installed_release_runs_the_controller_with_only_its_role() {
                 .items
                 .into_iter()
                 .find(|e| {
-                    e.reason.as_deref() == Some("Updated")
+                    e.reason.as_deref() == Some("Created")
                         && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("app")
                 })
         },
