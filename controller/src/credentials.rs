@@ -5,17 +5,15 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
-
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{self, ProvideCredentials, SharedCredentialsProvider, future};
 use aws_sdk_secretsmanager::config::Region;
-use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use aws_sdk_secretsmanager::error::{DisplayErrorContext, SdkError};
 use aws_sdk_sts::types::Tag;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
@@ -78,13 +76,24 @@ pub struct RoleToAssume {
 const SESSION_NAME: &str = "secret-bridge";
 
 /// Builds Secrets Manager clients from one base configuration, cached per (region, auth).
-/// Temporary credentials are cached by each client's identity cache until shortly before
-/// they expire, so a store with roles costs one STS call per role per hour, not per read.
+/// Temporary credentials are cached by the SDK's identity cache (shared by every client built
+/// from the base configuration, partitioned per credentials provider) until shortly before
+/// they expire, so a store with roles costs one STS call per role per session, not per read.
 pub struct ClientFactory {
     base: SdkConfig,
     kube: kube::Client,
-    cache: Mutex<HashMap<u64, aws_sdk_secretsmanager::Client>>,
+    cache: Mutex<HashMap<(String, StoreAuth), CachedClient>>,
 }
+
+struct CachedClient {
+    /// Shared with the store-status check, so that both use one cached session.
+    credentials: SharedCredentialsProvider,
+    secrets_manager: aws_sdk_secretsmanager::Client,
+    last_used: Instant,
+}
+
+/// A client unused this long is dropped (its store changed credentials or is gone).
+const UNUSED_CLIENT_LIFETIME: Duration = Duration::from_secs(3 * 3600);
 
 impl ClientFactory {
     pub fn new(base: SdkConfig, kube: kube::Client) -> Self {
@@ -100,21 +109,61 @@ impl ClientFactory {
         region: &str,
         auth: &StoreAuth,
     ) -> aws_sdk_secretsmanager::Client {
-        let mut hasher = DefaultHasher::new();
-        (region, auth).hash(&mut hasher);
-        let key = hasher.finish();
+        self.cached(region, auth, |c| c.secrets_manager.clone())
+    }
+
+    /// Checks that the store's credentials work: STS `GetCallerIdentity` with them (after every
+    /// role of the chain is assumed). It needs no IAM permission, so a least-privilege policy
+    /// never fails it; it does not prove Secrets Manager access (reads do that). Returns the
+    /// caller's ARN.
+    pub async fn verify(&self, region: &str, auth: &StoreAuth) -> Result<String, VerifyError> {
+        let credentials = self.cached(region, auth, |c| c.credentials.clone());
+        let sts = self.sts(&Region::new(region.to_owned()), credentials);
+        match sts.get_caller_identity().send().await {
+            Ok(identity) => Ok(identity.arn.unwrap_or_default()),
+            Err(error) => {
+                let message = DisplayErrorContext(&error).to_string();
+                // A credentials provider's own failure (a refused AssumeRole) is a dispatch
+                // failure too, but neither an I/O error nor a timeout.
+                let unreachable = match &error {
+                    SdkError::TimeoutError(_) => true,
+                    SdkError::DispatchFailure(failure) => failure.is_io() || failure.is_timeout(),
+                    _ => false,
+                };
+                Err(if unreachable {
+                    VerifyError::Unreachable(message)
+                } else {
+                    VerifyError::Rejected(message)
+                })
+            }
+        }
+    }
+
+    fn cached<T>(
+        &self,
+        region: &str,
+        auth: &StoreAuth,
+        take: impl FnOnce(&CachedClient) -> T,
+    ) -> T {
         let mut cache = self.cache.lock().expect("client cache lock");
-        cache
-            .entry(key)
-            .or_insert_with(|| {
-                let region = Region::new(region.to_owned());
-                let provider = self.credentials(&region, auth);
-                let config = aws_sdk_secretsmanager::config::Builder::from(&self.base)
-                    .region(region)
-                    .credentials_provider(provider);
-                aws_sdk_secretsmanager::Client::from_conf(config.build())
-            })
-            .clone()
+        let key = (region.to_owned(), auth.clone());
+        if !cache.contains_key(&key) {
+            cache.retain(|_, c| c.last_used.elapsed() < UNUSED_CLIENT_LIFETIME);
+            let region = Region::new(region.to_owned());
+            let credentials = self.credentials(&region, auth);
+            let config = aws_sdk_secretsmanager::config::Builder::from(&self.base)
+                .region(region)
+                .credentials_provider(credentials.clone());
+            let client = CachedClient {
+                credentials,
+                secrets_manager: aws_sdk_secretsmanager::Client::from_conf(config.build()),
+                last_used: Instant::now(),
+            };
+            cache.insert(key.clone(), client);
+        }
+        let entry = cache.get_mut(&key).expect("just inserted");
+        entry.last_used = Instant::now();
+        take(entry)
     }
 
     fn credentials(&self, region: &Region, auth: &StoreAuth) -> SharedCredentialsProvider {
@@ -154,6 +203,17 @@ impl ClientFactory {
             .credentials_provider(credentials);
         aws_sdk_sts::Client::from_conf(config.build())
     }
+}
+
+/// Why a store's credentials could not be verified.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// AWS answered and refused them (unknown key, bad signature, a role that cannot be assumed).
+    #[error("{0}")]
+    Rejected(String),
+    /// AWS (STS) could not be reached: the credentials may be fine.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// Used where no credentials exist: every AWS call then fails with a clear error.

@@ -14,6 +14,7 @@ use secret_bridge_controller::http;
 use secret_bridge_controller::index::ExternalSecretIndex;
 use secret_bridge_controller::metrics::Metrics;
 use secret_bridge_controller::queue::{Consumer, Refresher};
+use secret_bridge_controller::store_status;
 use secret_bridge_controller::stores::StoreCache;
 use tokio::sync::watch;
 use tracing::info;
@@ -118,6 +119,15 @@ async fn main() -> anyhow::Result<()> {
     };
     let (store, consumer, main_task): (_, _, BoxFuture<'static, ()>) = match args.mode {
         Mode::Sync => {
+            tokio::spawn(store_status::run(
+                store_status::StoreStatusContext::new(
+                    client.clone(),
+                    ClientFactory::new(base.clone(), client.clone()),
+                    stores.clone(),
+                    args.controller_class.clone(),
+                ),
+                stopped(stop_rx.clone()),
+            ));
             let controller = ExternalSecretController::new(&client, args.concurrency);
             let context = Arc::new(Context::new(
                 client.clone(),

@@ -1,16 +1,21 @@
-//! Resolving an ExternalSecret's store and the credentials it names.
+//! Resolving an ExternalSecret's store, which namespaces may use it, and the credentials it
+//! names.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::core::{Selector, SelectorExt};
 use kube::{Api, Client, ResourceExt};
+use regex::Regex;
 
 use crate::api::secret_store::{
-    AwsAuth, AwsJwtAuth, AwsProvider, AwsSecretRefAuth, SecretKeySelector, StoreSpec,
+    AwsAuth, AwsJwtAuth, AwsProvider, AwsSecretRefAuth, ClusterStoreCondition, SecretKeySelector,
+    StoreSpec,
 };
 use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore};
 use crate::credentials::{BaseCredentials, RoleToAssume, StaticKeys, StoreAuth, WebIdentity};
+use crate::namespaces::with_name_label;
 use crate::stores::StoreCache;
 use crate::{Error, Result};
 
@@ -29,15 +34,45 @@ impl StoreKind {
     }
 }
 
-/// The store an ExternalSecret uses, read from the API.
-#[derive(Debug, Clone)]
+/// The store an ExternalSecret uses, read from the store cache or the API.
+#[derive(Clone)]
 pub struct ResolvedStore {
     pub kind: StoreKind,
     pub name: String,
     pub spec: StoreSpec,
+    /// Namespace labels, credentials Secrets and ServiceAccounts are read through it when set.
+    cache: Option<StoreCache>,
 }
 
+impl std::fmt::Debug for ResolvedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedStore")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+/// ESO's refusal, word for word.
+const ANOTHER_NAMESPACE: &str = "namespace should either be empty or match the namespace of the SecretStore for a namespaced SecretStore";
+
 impl ResolvedStore {
+    pub fn new(kind: StoreKind, name: impl Into<String>, spec: StoreSpec) -> Self {
+        ResolvedStore {
+            kind,
+            name: name.into(),
+            spec,
+            cache: None,
+        }
+    }
+
+    /// Reads what the store needs (Namespace labels, Secrets, ServiceAccounts) through `cache`.
+    pub fn with_cache(mut self, cache: &StoreCache) -> Self {
+        self.cache = Some(cache.clone());
+        self
+    }
+
     /// Fetches the store named by `es.spec.secretStoreRef`.
     /// Reads the store from `cache` when it has it (no API call), else from the API.
     pub async fn get(client: &Client, cache: &StoreCache, es: &ExternalSecret) -> Result<Self> {
@@ -56,9 +91,11 @@ impl ResolvedStore {
             }
         };
         let name = reference.name.clone();
+        // A SecretStore is only ever looked up in the ExternalSecret's own namespace: that is
+        // what keeps namespace B from using namespace A's store and credentials.
         let namespace = es.namespace().unwrap_or_default();
         if let Some(spec) = cache.spec(kind, &namespace, &name) {
-            return Ok(ResolvedStore { kind, name, spec });
+            return Ok(ResolvedStore::new(kind, name, spec).with_cache(cache));
         }
         let missing = || Error::Store(format!("{} {name:?} not found", kind.as_str()));
         let spec = match kind {
@@ -83,7 +120,7 @@ impl ResolvedStore {
                     .store
             }
         };
-        Ok(ResolvedStore { kind, name, spec })
+        Ok(ResolvedStore::new(kind, name, spec).with_cache(cache))
     }
 
     /// Whether this controller serves the store: with no class, stores without
@@ -93,47 +130,30 @@ impl ResolvedStore {
         store_class == controller_class.filter(|c| !c.is_empty())
     }
 
-    /// Whether an ExternalSecret in `namespace` may use this store. A ClusterSecretStore with
-    /// `conditions` allows a namespace that any condition matches (by name, by a label selector
-    /// on the Namespace, or by a regular expression on its name); other stores allow all
-    /// namespaces (a SecretStore is only ever found from its own namespace).
+    /// Whether an ExternalSecret in `namespace` may use this store, as ESO decides it. A
+    /// ClusterSecretStore with `conditions` allows a namespace that any condition matches (by
+    /// name, by a label selector on the Namespace, or by a regular expression on its name);
+    /// other stores allow all namespaces (a SecretStore is only ever found from its own).
     pub async fn check_namespace_allowed(&self, client: &Client, namespace: &str) -> Result<()> {
         if self.kind != StoreKind::ClusterSecretStore || self.spec.conditions.is_empty() {
             return Ok(());
         }
-        let mut labels = None;
-        for (i, condition) in self.spec.conditions.iter().enumerate() {
-            if condition.namespaces.iter().any(|n| n == namespace) {
+        let conditions = NamespaceConditions::parse(&self.spec.conditions)
+            .map_err(|e| Error::Spec(format!("{}: {e}", self.describe())))?;
+        if conditions.allows_by_name(namespace) {
+            return Ok(());
+        }
+        if conditions.has_selectors() {
+            let labels = match &self.cache {
+                Some(cache) => cache.namespaces.labels(namespace).await?,
+                None => namespace_labels(client, namespace).await?,
+            };
+            if conditions.allows_by_labels(&labels) {
                 return Ok(());
-            }
-            for (j, pattern) in condition.namespace_regexes.iter().enumerate() {
-                let regex = regex::Regex::new(pattern).map_err(|e| {
-                    Error::Spec(format!(
-                        "{}: spec.conditions[{i}].namespaceRegexes[{j}] is not a valid regular expression: {e}",
-                        self.describe()
-                    ))
-                })?;
-                if regex.is_match(namespace) {
-                    return Ok(());
-                }
-            }
-            if let Some(selector) = &condition.namespace_selector {
-                let selector = Selector::try_from(selector.clone()).map_err(|e| {
-                    Error::Spec(format!(
-                        "{}: spec.conditions[{i}].namespaceSelector: {e}",
-                        self.describe()
-                    ))
-                })?;
-                if labels.is_none() {
-                    labels = Some(namespace_labels(client, namespace).await?);
-                }
-                if selector.matches(labels.as_ref().expect("just read")) {
-                    return Ok(());
-                }
             }
         }
         Err(Error::Spec(format!(
-            "using cluster store {:?} is not allowed from namespace {namespace:?}: denied by spec.conditions",
+            "using cluster store {:?} is not allowed from namespace {namespace:?}: denied by spec.condition",
             self.name
         )))
     }
@@ -171,54 +191,81 @@ impl ResolvedStore {
         Ok(aws)
     }
 
-    /// How to authenticate for `es`: the base credentials (static keys from the Secrets the
-    /// store names, IRSA for a ServiceAccount, or the default chain), then the roles to assume.
+    /// How to authenticate for `es`: see [`ResolvedStore::auth_in`].
     pub async fn auth(&self, client: &Client, es: &ExternalSecret) -> Result<StoreAuth> {
+        self.auth_in(client, &es.namespace().unwrap_or_default())
+            .await
+    }
+
+    /// How to authenticate for an ExternalSecret in `namespace`: the base credentials (IRSA for
+    /// a ServiceAccount, static keys from the Secrets the store names, or the SDK's default
+    /// chain, in ESO's order of precedence), then the roles to assume on top of them.
+    /// A SecretStore reads only objects of `namespace` (its own); a ClusterSecretStore reads
+    /// the namespaces its references name, else `namespace` (ESO's "referent" auth).
+    pub async fn auth_in(&self, client: &Client, namespace: &str) -> Result<StoreAuth> {
         let aws = self.aws()?;
-        let es_namespace = es.namespace().unwrap_or_default();
         let base = match aws.auth.as_ref() {
             Some(AwsAuth { jwt: Some(jwt), .. }) => {
-                self.web_identity(client, jwt, &es_namespace).await?
+                self.web_identity(client, jwt, namespace).await?
             }
             Some(AwsAuth {
                 secret_ref: Some(secret_ref),
                 ..
-            }) => {
-                BaseCredentials::Static(self.static_keys(client, secret_ref, &es_namespace).await?)
-            }
+            }) => BaseCredentials::Static(self.static_keys(client, secret_ref, namespace).await?),
             _ => BaseCredentials::DefaultChain,
         };
-        let role = |role_arn: &str, primary: bool| RoleToAssume {
-            role_arn: role_arn.to_owned(),
-            external_id: primary
-                .then(|| aws.external_id.clone())
-                .flatten()
-                .filter(|id| !id.is_empty()),
-            session_tags: if primary {
-                aws.session_tags
-                    .iter()
-                    .map(|t| (t.key.clone(), t.value.clone()))
-                    .collect()
-            } else {
-                Vec::new()
-            },
-            transitive_tag_keys: if primary {
-                aws.transitive_tag_keys.clone()
-            } else {
-                Vec::new()
-            },
-        };
-        // ESO's order: each additional role in turn, then `role` with the session options.
-        let mut roles: Vec<_> = aws
-            .additional_roles
-            .iter()
-            .filter(|r| !r.is_empty())
-            .map(|r| role(r, false))
-            .collect();
-        if let Some(primary) = aws.role.as_deref().filter(|r| !r.is_empty()) {
-            roles.push(role(primary, true));
-        }
+        let roles = role_chain(aws, self.kind, &self.name, namespace)
+            .map_err(|e| Error::Spec(format!("{}: {e}", self.describe())))?;
         Ok(StoreAuth { base, roles })
+    }
+
+    /// Whether a ClusterSecretStore reads its credentials from the ExternalSecret's namespace
+    /// (a reference without `namespace`), so that they can only be checked per ExternalSecret.
+    pub fn is_referent(&self) -> bool {
+        if self.kind != StoreKind::ClusterSecretStore {
+            return false;
+        }
+        let Some(auth) = self
+            .spec
+            .provider
+            .aws
+            .as_ref()
+            .and_then(|a| a.auth.as_ref())
+        else {
+            return false;
+        };
+        if let Some(jwt) = &auth.jwt {
+            return jwt
+                .service_account_ref
+                .as_ref()
+                .is_some_and(|sa| sa.namespace.is_none());
+        }
+        auth.secret_ref.as_ref().is_some_and(|r| {
+            r.access_key_id_secret_ref.namespace.is_none()
+                || r.secret_access_key_secret_ref.namespace.is_none()
+                || r.session_token_secret_ref
+                    .as_ref()
+                    .is_some_and(|t| t.namespace.is_none())
+        })
+    }
+
+    /// The namespace a reference reads from, or ESO's refusal for a SecretStore naming another.
+    fn reference_namespace<'a>(
+        &self,
+        named: Option<&'a str>,
+        es_namespace: &'a str,
+        at: &str,
+    ) -> Result<&'a str> {
+        match (self.kind, named) {
+            (StoreKind::ClusterSecretStore, Some(namespace)) => Ok(namespace),
+            (StoreKind::SecretStore, Some(namespace)) if namespace != es_namespace => {
+                Err(Error::Store(format!(
+                    "{}: {at}.namespace {namespace:?}: {ANOTHER_NAMESPACE}",
+                    self.describe()
+                )))
+            }
+            _ => Ok(es_namespace),
+        }
     }
 
     /// IRSA as ESO does it: the ServiceAccount's `eks.amazonaws.com/role-arn` annotation names
@@ -235,17 +282,12 @@ impl ResolvedStore {
             .service_account_ref
             .as_ref()
             .ok_or_else(|| Error::Spec(format!("{}: {at} is required", self.describe())))?;
-        let namespace = match (self.kind, selector.namespace.as_deref()) {
-            (StoreKind::ClusterSecretStore, Some(namespace)) => namespace,
-            _ => es_namespace,
-        };
+        let namespace =
+            self.reference_namespace(selector.namespace.as_deref(), es_namespace, at)?;
         let name = &selector.name;
-        let account = Api::<ServiceAccount>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map_err(Error::kube(format!(
-                "reading ServiceAccount {namespace}/{name}"
-            )))?
+        let account = self
+            .service_account(client, namespace, name)
+            .await?
             .ok_or_else(|| {
                 Error::Store(format!(
                     "{}: {at}: ServiceAccount {namespace}/{name} not found",
@@ -318,23 +360,11 @@ impl ResolvedStore {
         es_namespace: &str,
         at: String,
     ) -> Result<String> {
-        let namespace = match (self.kind, selector.namespace.as_deref()) {
-            (StoreKind::ClusterSecretStore, Some(namespace)) => namespace,
-            (StoreKind::SecretStore, Some(namespace)) if namespace != es_namespace => {
-                return Err(Error::Store(format!(
-                    "{}: {at} names namespace {namespace:?}, but a SecretStore may only read Secrets of its own namespace {es_namespace:?}",
-                    self.describe()
-                )));
-            }
-            _ => es_namespace,
-        };
-        let secret = Api::<Secret>::namespaced(client.clone(), namespace)
-            .get_opt(&selector.name)
-            .await
-            .map_err(Error::kube(format!(
-                "reading credentials Secret {namespace}/{}",
-                selector.name
-            )))?
+        let namespace =
+            self.reference_namespace(selector.namespace.as_deref(), es_namespace, &at)?;
+        let secret = self
+            .secret(client, namespace, &selector.name)
+            .await?
             .ok_or_else(|| {
                 Error::Store(format!(
                     "{}: {at}: Secret {namespace}/{} not found",
@@ -363,56 +393,166 @@ impl ResolvedStore {
             ))
         })
     }
+
+    async fn secret(
+        &self,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Arc<Secret>>> {
+        let action = || format!("reading credentials Secret {namespace}/{name}");
+        match &self.cache {
+            Some(cache) => cache.secrets.get(namespace, name).await,
+            None => Api::<Secret>::namespaced(client.clone(), namespace)
+                .get_opt(name)
+                .await
+                .map(|s| s.map(Arc::new)),
+        }
+        .map_err(Error::kube(action()))
+    }
+
+    async fn service_account(
+        &self,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Arc<ServiceAccount>>> {
+        let action = || format!("reading ServiceAccount {namespace}/{name}");
+        match &self.cache {
+            Some(cache) => cache.service_accounts.get(namespace, name).await,
+            None => Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+                .get_opt(name)
+                .await
+                .map(|s| s.map(Arc::new)),
+        }
+        .map_err(Error::kube(action()))
+    }
 }
 
-/// A Namespace's labels, with `kubernetes.io/metadata.name` as newer apiservers set it.
+/// The roles to assume, in ESO's order: each `additionalRoles` entry in turn on top of the
+/// base credentials, then `role`, the only one assumed with `externalID` and session tags.
+/// `sessionTagsPolicy` Simple or Custom replaces `sessionTags` with `esoNamespace`,
+/// `esoStoreName` and `esoStoreKind` (plus `customSessionTags` for Custom), as ESO does.
+pub fn role_chain(
+    aws: &AwsProvider,
+    kind: StoreKind,
+    store_name: &str,
+    namespace: &str,
+) -> Result<Vec<RoleToAssume>, String> {
+    let session_tags: Vec<(String, String)> = match aws.session_tags_policy.as_deref() {
+        None | Some("") | Some("None") => aws
+            .session_tags
+            .iter()
+            .map(|t| (t.key.clone(), t.value.clone()))
+            .collect(),
+        Some(policy @ ("Simple" | "Custom")) => {
+            let mut tags = BTreeMap::new();
+            if policy == "Custom" {
+                tags.extend(
+                    aws.custom_session_tags
+                        .iter()
+                        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+                        .map(|(k, v)| (k.clone(), v.clone())),
+                );
+            }
+            tags.insert("esoNamespace".into(), namespace.to_owned());
+            tags.insert("esoStoreName".into(), store_name.to_owned());
+            tags.insert("esoStoreKind".into(), kind.as_str().to_owned());
+            tags.into_iter().collect()
+        }
+        Some(other) => {
+            return Err(format!(
+                "spec.provider.aws.sessionTagsPolicy {other:?} is not None, Simple or Custom"
+            ));
+        }
+    };
+    let mut roles: Vec<RoleToAssume> = aws
+        .additional_roles
+        .iter()
+        .filter(|r| !r.is_empty())
+        .map(|r| RoleToAssume {
+            role_arn: r.clone(),
+            external_id: None,
+            session_tags: Vec::new(),
+            transitive_tag_keys: Vec::new(),
+        })
+        .collect();
+    if let Some(primary) = aws.role.as_deref().filter(|r| !r.is_empty()) {
+        roles.push(RoleToAssume {
+            role_arn: primary.to_owned(),
+            external_id: aws.external_id.clone().filter(|id| !id.is_empty()),
+            transitive_tag_keys: aws.transitive_tag_keys.clone(),
+            session_tags,
+        });
+    }
+    Ok(roles)
+}
+
+/// A ClusterSecretStore's `conditions`, parsed.
+#[derive(Debug)]
+pub struct NamespaceConditions {
+    names: Vec<String>,
+    regexes: Vec<Regex>,
+    selectors: Vec<Selector>,
+}
+
+impl NamespaceConditions {
+    /// Fails on an invalid regular expression or label selector, naming where it is.
+    pub fn parse(conditions: &[ClusterStoreCondition]) -> Result<Self, String> {
+        let mut parsed = NamespaceConditions {
+            names: Vec::new(),
+            regexes: Vec::new(),
+            selectors: Vec::new(),
+        };
+        for (i, condition) in conditions.iter().enumerate() {
+            parsed.names.extend(condition.namespaces.iter().cloned());
+            for (j, pattern) in condition.namespace_regexes.iter().enumerate() {
+                parsed.regexes.push(Regex::new(pattern).map_err(|e| {
+                    // The regex crate draws the error over several lines; its last says what.
+                    let e = e.to_string();
+                    let what = e.lines().last().unwrap_or_default().trim_start_matches("error: ");
+                    format!(
+                        "spec.conditions[{i}].namespaceRegexes[{j}] {pattern:?} is not a valid regular expression: {what}"
+                    )
+                })?);
+            }
+            if let Some(selector) = &condition.namespace_selector {
+                parsed.selectors.push(
+                    Selector::try_from(selector.clone())
+                        .map_err(|e| format!("spec.conditions[{i}].namespaceSelector: {e}"))?,
+                );
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// Allowed by a name in `namespaces` or a match of `namespaceRegexes` (unanchored, as Go's
+    /// `regexp.MatchString`).
+    pub fn allows_by_name(&self, namespace: &str) -> bool {
+        self.names.iter().any(|n| n == namespace)
+            || self.regexes.iter().any(|r| r.is_match(namespace))
+    }
+
+    pub fn has_selectors(&self) -> bool {
+        !self.selectors.is_empty()
+    }
+
+    /// Allowed by a `namespaceSelector` matching the Namespace's labels.
+    pub fn allows_by_labels(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.selectors.iter().any(|s| s.matches(labels))
+    }
+}
+
+/// A Namespace's labels read from the API (no cache at hand).
 async fn namespace_labels(client: &Client, namespace: &str) -> Result<BTreeMap<String, String>> {
-    let found = Api::<Namespace>::all(client.clone())
-        .get_opt(namespace)
+    let found = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .get_metadata_opt(namespace)
         .await
-        .map_err(Error::kube(format!("reading Namespace {namespace}")))?;
-    let mut labels = found.map(|n| n.labels().clone()).unwrap_or_default();
-    labels
-        .entry("kubernetes.io/metadata.name".into())
-        .or_insert_with(|| namespace.to_owned());
-    Ok(labels)
+        .map_err(Error::kube(format!("reading Namespace {namespace}")))?
+        .ok_or_else(|| Error::Store(format!("Namespace {namespace:?} not found")))?;
+    Ok(with_name_label(found.labels().clone(), namespace))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn store(controller: Option<&str>) -> ResolvedStore {
-        ResolvedStore {
-            kind: StoreKind::ClusterSecretStore,
-            name: "s".into(),
-            spec: StoreSpec {
-                controller: controller.map(Into::into),
-                ..Default::default()
-            },
-        }
-    }
-
-    #[test]
-    fn controller_class_selects_stores() {
-        assert!(store(None).is_served_by(None));
-        assert!(store(Some("")).is_served_by(None));
-        assert!(!store(Some("blue")).is_served_by(None));
-        assert!(store(Some("blue")).is_served_by(Some("blue")));
-        assert!(!store(None).is_served_by(Some("blue")));
-        assert!(!store(Some("green")).is_served_by(Some("blue")));
-    }
-
-    #[test]
-    fn other_providers_are_unsupported() {
-        let mut s = store(None);
-        s.spec
-            .provider
-            .other
-            .insert("vault".into(), serde_json::json!({}));
-        assert_eq!(
-            s.aws().unwrap_err().to_string(),
-            "unsupported field: ClusterSecretStore \"s\": spec.provider.vault (only aws is served)"
-        );
-    }
-}
+#[path = "store_tests.rs"]
+mod tests;

@@ -1,19 +1,35 @@
 //! A cache of SecretStores and ClusterSecretStores, so that events are matched with the region
-//! and `prefix` of the store each ExternalSecret uses, without an API call per event.
+//! and `prefix` of the store each ExternalSecret uses, without an API call per event; and of
+//! what stores read besides (Namespace labels, credentials Secrets, IRSA ServiceAccounts).
+
+use std::time::Duration;
 
 use futures::{StreamExt, future};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
 use crate::api::secret_store::{AwsProvider, StoreSpec};
 use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore};
+use crate::namespaces::NamespaceLabels;
+use crate::object_cache::ObjectCache;
 use crate::store::StoreKind;
+
+/// How long a credentials Secret is reused while no watch confirms it is unchanged.
+const SECRET_TTL: Duration = Duration::from_secs(30);
+/// How long a credentials Secret is reused while the watch would have dropped it on change.
+const WATCHED_SECRET_TTL: Duration = Duration::from_secs(300);
+/// How long an IRSA ServiceAccount (its role annotation) is reused.
+const SERVICE_ACCOUNT_TTL: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 pub struct StoreCache {
     namespaced: Store<SecretStore>,
     cluster: Store<ClusterSecretStore>,
+    pub namespaces: NamespaceLabels,
+    pub secrets: ObjectCache<Secret>,
+    pub service_accounts: ObjectCache<ServiceAccount>,
 }
 
 impl StoreCache {
@@ -42,6 +58,9 @@ impl StoreCache {
             StoreCache {
                 namespaced,
                 cluster,
+                namespaces: NamespaceLabels::new(client.clone()),
+                secrets: ObjectCache::watched(client.clone(), SECRET_TTL, WATCHED_SECRET_TTL),
+                service_accounts: ObjectCache::new(client.clone(), SERVICE_ACCOUNT_TTL),
             },
             run,
         )

@@ -22,7 +22,7 @@ pub struct StoreSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "any_object")]
     pub retry_settings: Option<Value>,
-    /// How often the store's credentials are re-validated.
+    /// How often, in seconds, the store is re-validated (default 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_interval: Option<i64>,
     /// ClusterSecretStore only: which namespaces may use the store.
@@ -62,7 +62,8 @@ pub struct AwsProvider {
     pub session_tags: Vec<AwsTag>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transitive_tag_keys: Vec<String>,
-    /// `None`, `Simple` or `Custom` (not served beyond `None`).
+    /// `None` (default: `sessionTags`), `Simple` (tags `esoNamespace`, `esoStoreName`,
+    /// `esoStoreKind`) or `Custom` (those and `customSessionTags`), on the `role` session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_tags_policy: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -1,0 +1,170 @@
+//! A short-lived cache of the few Kubernetes objects stores read on every sync: credentials
+//! Secrets and IRSA ServiceAccounts. Without it, each reconcile GETs them again; at cold start
+//! thousands of ExternalSecrets sharing one store would all GET the same Secret.
+//!
+//! Concurrent reads of one object share one GET. Entries live for a short time; for Secrets, a
+//! watch of metadata (unmanaged Secrets only, so the Secrets we write are not echoed back) drops
+//! an entry as soon as the object changes, so a replaced credentials Secret is used at once.
+//! Only objects a store names are cached, never every Secret of the cluster.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use kube::core::PartialObjectMeta;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::OnceCell;
+
+use crate::MANAGED_LABEL;
+
+type Key = (String, String);
+type Cell<K> = Arc<OnceCell<Option<Arc<K>>>>;
+
+struct Entry<K> {
+    created: Instant,
+    cell: Cell<K>,
+}
+
+struct Inner<K> {
+    client: Client,
+    /// How long an entry lives when no watch keeps it current.
+    ttl: Duration,
+    /// How long an entry lives while the invalidating watch is healthy.
+    watched_ttl: Option<Duration>,
+    entries: Mutex<HashMap<Key, Entry<K>>>,
+    watch_started: Once,
+    watch_healthy: AtomicBool,
+}
+
+pub struct ObjectCache<K> {
+    inner: Arc<Inner<K>>,
+}
+
+impl<K> Clone for ObjectCache<K> {
+    fn clone(&self) -> Self {
+        ObjectCache {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K> ObjectCache<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    /// Entries live `ttl`.
+    pub fn new(client: Client, ttl: Duration) -> Self {
+        Self::build(client, ttl, None)
+    }
+
+    /// Entries live `watched_ttl` while a metadata watch (started on first use) drops changed
+    /// objects, `ttl` while that watch is not running.
+    pub fn watched(client: Client, ttl: Duration, watched_ttl: Duration) -> Self {
+        Self::build(client, ttl, Some(watched_ttl))
+    }
+
+    fn build(client: Client, ttl: Duration, watched_ttl: Option<Duration>) -> Self {
+        ObjectCache {
+            inner: Arc::new(Inner {
+                client,
+                ttl,
+                watched_ttl,
+                entries: Mutex::default(),
+                watch_started: Once::new(),
+                watch_healthy: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The object, or `None` when it does not exist.
+    pub async fn get(&self, namespace: &str, name: &str) -> Result<Option<Arc<K>>, kube::Error> {
+        if self.inner.watched_ttl.is_some() {
+            self.inner
+                .watch_started
+                .call_once(|| self.start_invalidating_watch());
+        }
+        let cell = self.cell(namespace, name);
+        let client = self.inner.client.clone();
+        cell.get_or_try_init(|| async move {
+            Ok(Api::<K>::namespaced(client, namespace)
+                .get_opt(name)
+                .await?
+                .map(Arc::new))
+        })
+        .await
+        .cloned()
+    }
+
+    /// The entry's cell: a fresh one when the entry is missing or stale. Stale entries of
+    /// other keys are dropped on the way, so the map only holds what is in use.
+    fn cell(&self, namespace: &str, name: &str) -> Cell<K> {
+        let ttl = match self.inner.watched_ttl {
+            Some(watched) if self.inner.watch_healthy.load(Ordering::Relaxed) => watched,
+            _ => self.inner.ttl,
+        };
+        let mut entries = self.inner.entries.lock().expect("object cache lock");
+        let key = (namespace.to_owned(), name.to_owned());
+        if let Some(entry) = entries.get(&key)
+            && entry.created.elapsed() < ttl
+        {
+            return entry.cell.clone();
+        }
+        entries.retain(|_, entry| entry.created.elapsed() < ttl);
+        let cell = Cell::default();
+        entries.insert(
+            key,
+            Entry {
+                created: Instant::now(),
+                cell: cell.clone(),
+            },
+        );
+        cell
+    }
+
+    fn forget(&self, namespace: &str, name: &str) {
+        let mut entries = self.inner.entries.lock().expect("object cache lock");
+        entries.remove(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    fn start_invalidating_watch(&self) {
+        let cache = self.clone();
+        let config = watcher::Config::default().labels(&format!("!{MANAGED_LABEL}"));
+        let watch = watcher(
+            Api::<PartialObjectMeta<K>>::all(self.inner.client.clone()),
+            config,
+        )
+            .default_backoff()
+            .for_each(move |event| {
+                let healthy = &cache.inner.watch_healthy;
+                match event {
+                    Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => {
+                        cache.forget(&object.namespace().unwrap_or_default(), &object.name_any());
+                    }
+                    Ok(watcher::Event::InitApply(object)) => {
+                        cache.forget(&object.namespace().unwrap_or_default(), &object.name_any());
+                    }
+                    Ok(watcher::Event::InitDone) => healthy.store(true, Ordering::Relaxed),
+                    Ok(watcher::Event::Init) => {}
+                    Err(error) => {
+                        if healthy.swap(false, Ordering::Relaxed) {
+                            tracing::warn!(%error, kind = %K::kind(&()), "watch for the credentials cache failed; entries expire sooner until it recovers");
+                        }
+                    }
+                }
+                futures::future::ready(())
+            });
+        tokio::spawn(watch);
+    }
+}
