@@ -288,3 +288,16 @@ async fn a_refused_filtered_batch_falls_back_to_listing() {
         ]
     );
 }
+
+#[tokio::test]
+async fn find_wins_over_extract_in_one_entry_as_in_eso() {
+    let mut spec = spec(find(Some("^other/"), None, &[]));
+    spec.data_from[0].extract = Some(crate::api::external_secret::RemoteRef {
+        key: "app/db".into(),
+        ..Default::default()
+    });
+    let source = source();
+    let fetched = fetch(&spec, "", &source).await.unwrap();
+    assert_eq!(keys(&fetched), ["other_db"]);
+    assert!(!source.calls().iter().any(|c| c.contains("app/db")));
+}

@@ -67,9 +67,10 @@ pub fn check_supported(spec: &ExternalSecretSpec) -> Result<(), Error> {
                 return unsupported(format!("{at}.rewrite[{j}].merge"));
             }
         }
-        match (&from.extract, &from.find) {
-            (Some(extract), _) => check_remote_ref(extract, &format!("{at}.extract"))?,
-            (None, Some(find)) => {
+        // As ESO: `find` wins when an entry has both.
+        match (&from.find, &from.extract) {
+            (None, Some(extract)) => check_remote_ref(extract, &format!("{at}.extract"))?,
+            (Some(find), _) => {
                 let at = format!("{at}.find");
                 spec_value(&at, Conversion::parse(find.conversion_strategy.as_deref()))?;
                 spec_value(&at, Decoding::parse(find.decoding_strategy.as_deref()))?;
@@ -159,8 +160,8 @@ async fn fetch_inner<S: SecretsSource>(
     reader.prefetch(current_keys(spec, prefix)).await;
     let mut data = BTreeMap::new();
     for (i, from) in spec.data_from.iter().enumerate() {
-        let (map, conversion, decoding, null_bytes, at) = match (&from.extract, &from.find) {
-            (Some(remote), _) => {
+        let (map, conversion, decoding, null_bytes, at) = match (&from.find, &from.extract) {
+            (None, Some(remote)) => {
                 let at = format!("spec.dataFrom[{i}].extract");
                 let Some(value) = skipped(reader.read(remote).await)? else {
                     continue;
@@ -176,7 +177,7 @@ async fn fetch_inner<S: SecretsSource>(
                     at,
                 )
             }
-            (None, Some(spec_find)) => {
+            (Some(spec_find), _) => {
                 let at = format!("spec.dataFrom[{i}].find");
                 let map =
                     find::find_all(spec_find, &mut reader)
@@ -309,11 +310,12 @@ fn apply_rewrite(
 /// The distinct secrets (with the store prefix) that the spec reads at `AWSCURRENT`: those a
 /// batch can read.
 fn current_keys(spec: &ExternalSecretSpec, prefix: &str) -> Vec<String> {
-    let refs = spec
-        .data
-        .iter()
-        .map(|d| &d.remote_ref)
-        .chain(spec.data_from.iter().filter_map(|d| d.extract.as_ref()));
+    let refs = spec.data.iter().map(|d| &d.remote_ref).chain(
+        spec.data_from
+            .iter()
+            .filter(|d| d.find.is_none())
+            .filter_map(|d| d.extract.as_ref()),
+    );
     let mut seen = HashSet::new();
     refs.filter(|r| {
         VersionSelector::from_remote_ref(r.version.as_deref()) == VersionSelector::current()
