@@ -168,3 +168,66 @@ where
         tokio::spawn(watch);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::client::Body;
+
+    use super::*;
+
+    /// A client whose apiserver answers every GET of Secret `keys` (and 404 for any other),
+    /// slowly, counting the requests.
+    fn counting_client(requests: Arc<AtomicUsize>) -> Client {
+        let service = tower::service_fn(move |request: http::Request<Body>| {
+            let requests = requests.clone();
+            async move {
+                requests.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let found = request.uri().path().ends_with("/secrets/keys");
+                let (status, body) = if found {
+                    (
+                        200,
+                        r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"keys","namespace":"ns"},"data":{"id":"QUtJQQ=="}}"#,
+                    )
+                } else {
+                    (
+                        404,
+                        r#"{"apiVersion":"v1","kind":"Status","status":"Failure","reason":"NotFound","code":404}"#,
+                    )
+                };
+                http::Response::builder()
+                    .status(status)
+                    .body(Body::from(body.as_bytes().to_vec()))
+            }
+        });
+        Client::new(service, "default")
+    }
+
+    #[tokio::test]
+    async fn concurrent_reads_share_one_get_and_absence_is_cached() {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let cache =
+            ObjectCache::<Secret>::new(counting_client(requests.clone()), Duration::from_secs(60));
+        let reads = (0..50).map(|_| cache.get("ns", "keys"));
+        for secret in futures::future::join_all(reads).await {
+            let secret = secret.unwrap().expect("found");
+            assert_eq!(secret.data.as_ref().unwrap()["id"].0, b"AKIA");
+        }
+        assert_eq!(requests.load(Ordering::SeqCst), 1);
+        assert!(cache.get("ns", "missing").await.unwrap().is_none());
+        assert!(cache.get("ns", "missing").await.unwrap().is_none());
+        assert_eq!(requests.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn entries_expire() {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let cache = ObjectCache::<Secret>::new(counting_client(requests.clone()), Duration::ZERO);
+        cache.get("ns", "keys").await.unwrap();
+        cache.get("ns", "keys").await.unwrap();
+        assert_eq!(requests.load(Ordering::SeqCst), 2);
+    }
+}
