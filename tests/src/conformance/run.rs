@@ -39,8 +39,9 @@ struct Outcome {
 }
 
 /// Runs every case of `feature` (narrowed by `CONFORMANCE_FILTER`, a substring of
-/// `<feature>/<case>`) at once against one controller, then fails listing every failing case.
-pub async fn run_feature(feature: &str) {
+/// `<feature>/<case>`) at once against one controller started with `--controller-class` and
+/// `extra_args`, then fails listing every failing case.
+pub async fn run_feature(feature: &str, extra_args: &[&str]) {
     let filter = std::env::var("CONFORMANCE_FILTER").unwrap_or_default();
     let cases: Vec<Case> = load_cases(Some(feature))
         .unwrap_or_else(|e| panic!("invalid conformance cases:\n{e}"))
@@ -58,7 +59,9 @@ pub async fn run_feature(feature: &str) {
     let stack = Stack::connect().await;
     install_crds(&stack.kube).await;
     let class = unique(&format!("conformance-{feature}"));
-    let controller = ControllerProcess::start(&stack, &class, &["--controller-class", &class]);
+    let mut args = vec!["--controller-class", class.as_str()];
+    args.extend_from_slice(extra_args);
+    let controller = ControllerProcess::start(&stack, &class, &args);
 
     let tasks: Vec<_> = cases
         .into_iter()

@@ -5,11 +5,11 @@
 use secret_bridge_tests::conformance::run_feature;
 
 macro_rules! features {
-    ($($test:ident => $dir:literal),* $(,)?) => {
+    ($($test:ident => $dir:literal $([$($arg:literal),*])?),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $test() {
-                run_feature($dir).await;
+                run_feature($dir, &[$($($arg),*)?]).await;
             }
         )*
     };
@@ -25,7 +25,9 @@ features! {
     conformance_refresh => "refresh",
     conformance_status => "status",
     conformance_stores => "stores",
-    conformance_cluster_external_secret => "cluster-external-secret",
+    // A controller with a class serves no ClusterExternalSecret unless told to.
+    conformance_cluster_external_secret => "cluster-external-secret"
+        ["--cluster-external-secrets", "true"],
     conformance_unsupported => "unsupported",
     conformance_errors => "errors",
 }
