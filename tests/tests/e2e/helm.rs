@@ -166,7 +166,7 @@ async fn each_mode_gets_exactly_its_rules() {
             ("external-secrets.io", "secretstores/status", "patch"),
             ("external-secrets.io", "clustersecretstores/status", "patch"),
             ("", "secrets", "create,delete,get,list,patch,watch"),
-            ("", "namespaces", "list,watch"),
+            ("", "namespaces", "get,list,watch"),
             ("", "configmaps", "get"),
             ("", "serviceaccounts", "get"),
             ("", "serviceaccounts/token", "create"),
