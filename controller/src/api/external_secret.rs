@@ -272,6 +272,10 @@ pub struct ExternalSecretRewrite {
 #[serde(rename_all = "camelCase")]
 pub struct RewriteRegexp {
     pub source: String,
+    /// May be empty (strip what `source` matched). Nullable in the schema because Kubernetes
+    /// 1.20 apiservers turn an empty string there into `null` before validating it.
+    #[serde(default, deserialize_with = "super::null_as_empty")]
+    #[schemars(schema_with = "super::nullable_string")]
     pub target: String,
 }
 

@@ -24,3 +24,31 @@ pub(crate) fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 pub(crate) fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
 }
+
+/// Schema for a string that may arrive as `null` (read as empty).
+pub(crate) fn nullable_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string", "nullable": true })
+}
+
+/// Reads `null` as an empty string.
+pub(crate) fn null_as_empty<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<String, D::Error> {
+    use serde::Deserialize;
+    Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::external_secret::RewriteRegexp;
+
+    #[test]
+    fn an_empty_rewrite_target_may_arrive_as_null() {
+        let rewrite: RewriteRegexp =
+            serde_json::from_value(serde_json::json!({"source": "^a", "target": null})).unwrap();
+        assert_eq!(rewrite.target, "");
+        let rewrite: RewriteRegexp =
+            serde_json::from_value(serde_json::json!({"source": "^a"})).unwrap();
+        assert_eq!(rewrite.target, "");
+    }
+}
