@@ -71,7 +71,8 @@ async fn bad_references_report_clear_errors_while_others_keep_syncing() {
         ),
         (
             "not-json",
-            vec!["is not valid JSON", "property \"user\"", plain.as_str()],
+            // ESO's words: a secret that is not JSON just has no such key.
+            vec!["key user does not exist in secret", plain.as_str()],
         ),
         (
             "missing-store",
