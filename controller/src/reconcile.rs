@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -425,6 +425,11 @@ impl ExternalSecret {
         let name = self.target_name();
         let owner = self
             .controller_owner_ref(&())
+            .map(|owner| OwnerReference {
+                // As controller-runtime's SetControllerReference, which ESO uses.
+                block_owner_deletion: Some(true),
+                ..owner
+            })
             .expect("an ExternalSecret from the API has a name and uid");
         let existing_data = existing
             .as_ref()
