@@ -149,6 +149,11 @@ async fn each_mode_gets_exactly_its_rules() {
             ("external-secrets.io", "externalsecrets/status", "patch"),
             (
                 "external-secrets.io",
+                "externalsecrets/finalizers",
+                "update"
+            ),
+            (
+                "external-secrets.io",
                 "clusterexternalsecrets",
                 "list,watch"
             ),
