@@ -19,7 +19,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::channel::mpsc;
+use futures::future::{self, BoxFuture};
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::api::{Patch, PatchParams};
@@ -245,6 +247,8 @@ pub struct Context {
 pub struct ClusterExternalSecretController {
     controller: Controller<ClusterExternalSecret>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Drives the Namespace watch: fills `namespaces`, then triggers the controller.
+    namespace_watch: BoxFuture<'static, ()>,
 }
 
 impl ClusterExternalSecretController {
@@ -258,24 +262,50 @@ impl ClusterExternalSecretController {
         );
         let cluster_secrets = controller.store();
         let (namespaces, writer) = reflector::store();
-        let namespace_events = watcher(
+        // The Namespace cache is filled by its own task, so reconciles find it ready (they
+        // start only once it is) and the controller only sees the changes.
+        let (changed, namespace_events) = mpsc::unbounded();
+        let namespace_watch = watcher(
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
             watcher::Config::default(),
         )
         .default_backoff()
         .modify(|ns| ns.managed_fields_mut().clear())
         .reflect(writer)
-        .touched_objects();
+        .touched_objects()
+        .for_each(move |event| {
+            match event {
+                Ok(namespace) => {
+                    let _ = changed.unbounded_send(Ok(namespace));
+                }
+                Err(error) => warn!(%error, "watching Namespaces failed; retrying"),
+            }
+            future::ready(())
+        })
+        .boxed();
+        // ExternalSecrets are namespaced and their owner is not: map owner references to
+        // cluster-scoped references by hand (`owns` would give them the child's namespace).
         let owned = watcher(
             Api::<PartialObjectMeta<ExternalSecret>>::all(client.clone()),
             watcher::Config::default(),
         )
         .default_backoff()
         .touched_objects();
-        let controller =
-            controller
-                .owns_stream(owned)
-                .watches_stream(namespace_events, move |namespace| {
+        let controller = controller
+            .watches_stream(owned, |es| {
+                es.owner_references()
+                    .iter()
+                    .filter(|o| {
+                        o.controller == Some(true)
+                            && o.kind == "ClusterExternalSecret"
+                            && o.api_version.starts_with("external-secrets.io/")
+                    })
+                    .map(|o| ObjectRef::new(&o.name))
+                    .collect::<Vec<_>>()
+            })
+            .watches_stream(
+                namespace_events,
+                move |namespace: PartialObjectMeta<Namespace>| {
                     let namespace = NamespaceInfo::from_meta(&namespace);
                     cluster_secrets
                         .state()
@@ -288,10 +318,12 @@ impl ClusterExternalSecretController {
                         })
                         .map(|ces| ObjectRef::from_obj(&*ces))
                         .collect::<Vec<_>>()
-                });
+                },
+            );
         ClusterExternalSecretController {
             controller,
             namespaces,
+            namespace_watch,
         }
     }
 
@@ -299,12 +331,27 @@ impl ClusterExternalSecretController {
         self.namespaces.clone()
     }
 
-    /// Runs until `shutdown` resolves.
+    /// Runs until `shutdown` resolves. Reconciles start once the Namespace and ExternalSecret
+    /// caches are filled: an ExternalSecret missing from a cache still being listed would be
+    /// taken over instead of reported.
     pub async fn run(
         self,
         context: Arc<Context>,
         shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     ) {
+        let watch = tokio::spawn(self.namespace_watch);
+        let ready = async {
+            wait_until_ready(&self.namespaces).await;
+            wait_until_ready(&context.external_secrets).await;
+        };
+        let shutdown = shutdown.shared();
+        tokio::select! {
+            () = ready => {}
+            () = shutdown.clone() => {
+                watch.abort();
+                return;
+            }
+        }
         info!("ClusterExternalSecret controller started");
         self.controller
             .graceful_shutdown_on(shutdown)
@@ -316,7 +363,24 @@ impl ClusterExternalSecretController {
                 }
             })
             .await;
+        watch.abort();
         info!("ClusterExternalSecret controller stopped");
+    }
+}
+
+/// `Store::wait_until_ready` wakes only the last task that polled it (kube-runtime 5's
+/// `DelayedInit` keeps one waker), and the ExternalSecret controller waits on the same store:
+/// poll again every so often.
+async fn wait_until_ready<K>(store: &Store<K>)
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
+            Ok(_) => return,
+            Err(_elapsed) => continue,
+        }
     }
 }
 
@@ -351,16 +415,6 @@ pub async fn reconcile(ces: Arc<ClusterExternalSecret>, ctx: Arc<Context>) -> Re
         }
     }
 
-    // Both caches must be filled: an ExternalSecret missing from a cache still being listed
-    // would be taken over instead of reported.
-    ctx.namespaces
-        .wait_until_ready()
-        .await
-        .map_err(|e| Error::Spec(format!("namespace cache: {e}")))?;
-    ctx.external_secrets
-        .wait_until_ready()
-        .await
-        .map_err(|e| Error::Spec(format!("ExternalSecret cache: {e}")))?;
     let namespaces: Vec<NamespaceInfo> = ctx
         .namespaces
         .state()

@@ -172,6 +172,7 @@ impl ExternalSecret {
                             "secret retained due to DeletionPolicy=Retain",
                         ),
                         Some(fetched.versions),
+                        false,
                     )
                     .await?;
                     return Ok(next);
@@ -186,6 +187,7 @@ impl ExternalSecret {
                     ctx,
                     Condition::ready(true, "SecretSynced", "secret synced"),
                     Some(fetched.versions),
+                    false,
                 )
                 .await?;
                 return Ok(next);
@@ -199,6 +201,7 @@ impl ExternalSecret {
                         "secret will not be created due to CreationPolicy=Merge",
                     ),
                     Some(fetched.versions),
+                    false,
                 )
                 .await?;
                 return Ok(next);
@@ -230,6 +233,7 @@ impl ExternalSecret {
             ctx,
             Condition::ready(true, "SecretSynced", "secret synced"),
             Some(fetched.versions),
+            true,
         )
         .await?;
         Ok(next)
@@ -324,6 +328,7 @@ impl ExternalSecret {
                 "secret deleted due to DeletionPolicy=Delete",
             ),
             Some(Default::default()),
+            false,
         )
         .await
     }
@@ -386,7 +391,12 @@ impl ExternalSecret {
         self.publish(ctx, EventType::Warning, "UpdateFailed", &message)
             .await;
         if let Err(status_error) = self
-            .write_status(ctx, Condition::ready(false, error.reason(), message), None)
+            .write_status(
+                ctx,
+                Condition::ready(false, error.reason(), message),
+                None,
+                false,
+            )
             .await
         {
             warn!(externalsecret = %ObjectRef::from_obj(self), error = %status_error, "could not write status");
@@ -417,7 +427,7 @@ impl ExternalSecret {
     async fn write_secret(
         &self,
         ctx: &Context,
-        desired: Desired,
+        mut desired: Desired,
         creation: CreationPolicy,
         existing: Option<Secret>,
     ) -> Result<bool> {
@@ -437,6 +447,18 @@ impl ExternalSecret {
             .unwrap_or_default();
         if let Some(existing) = &existing {
             target::check_owner(existing, &self.name_any(), creation)?;
+        }
+        let immutable = self
+            .spec
+            .target
+            .as_ref()
+            .and_then(|t| t.immutable)
+            .filter(|i| *i);
+        // ESO: with `target.immutable`, an existing Secret's data is never replaced (a new
+        // value in AWS is not applied, and the sync still counts as done); only a missing
+        // Secret is written.
+        if immutable.is_some() && existing.is_some() {
+            desired.data = existing_data.clone();
         }
         let applied_before = existing
             .as_ref()
@@ -498,12 +520,6 @@ impl ExternalSecret {
                     .unwrap_or_else(|| "Opaque".into())
             })
         });
-        let immutable = self
-            .spec
-            .target
-            .as_ref()
-            .and_then(|t| t.immutable)
-            .filter(|i| *i);
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -563,6 +579,7 @@ impl ExternalSecret {
         ctx: &Context,
         condition: Condition,
         synced_versions: Option<BTreeMap<String, String>>,
+        bound: bool,
     ) -> Result<()> {
         let previous = self.status.clone().unwrap_or_default();
         let synced = synced_versions.is_some();
@@ -578,9 +595,14 @@ impl ExternalSecret {
                 previous.synced_resource_version
             },
             conditions: vec![condition.keep_transition_time(&previous.conditions)],
-            binding: Some(LocalObjectReference {
-                name: self.target_name(),
-            }),
+            // As ESO: the Secret written or updated; kept as it was otherwise.
+            binding: if bound {
+                Some(LocalObjectReference {
+                    name: self.target_name(),
+                })
+            } else {
+                previous.binding
+            },
             synced_versions: synced_versions.unwrap_or(previous.synced_versions),
         };
         let patch = json!({

@@ -219,17 +219,63 @@ async fn creation_policies_and_immutable_secrets_as_eso() {
     .await;
     assert!(secret(&stack, ns, "orphan").await.is_some());
 
-    // Immutable: written once; a new value in AWS cannot be applied and says so.
+    // Immutable: written once; as ESO, a new value in AWS is not applied to the existing
+    // Secret and the sync still counts as done.
     let frozen_secret = wait_for_secret(&stack, ns, "immutable").await;
     assert_eq!(frozen_secret.immutable, Some(true));
     aws.upsert_secret(&frozen, r#"{"pass":"frozen-value-2"}"#)
         .await;
-    let (reason, message) = wait_for_ready(kube, ns, "immutable", "False", TIMEOUT).await;
-    assert_eq!(reason, "SecretSyncedError");
-    assert!(message.contains("immutable"), "{message}");
+    let synced_before = external_secret(kube, ns, "immutable")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .refresh_time;
+    wait_for(
+        "a refresh of the immutable ExternalSecret",
+        TIMEOUT,
+        || async {
+            let status = external_secret(kube, ns, "immutable").await?.status?;
+            (status.refresh_time != synced_before).then_some(())
+        },
+    )
+    .await;
+    let (reason, _) = wait_for_ready(kube, ns, "immutable", "True", TIMEOUT).await;
+    assert_eq!(reason, "SecretSynced");
     assert_eq!(
         secret_data(kube, ns, "immutable").await.unwrap()["pass"],
         "frozen-value-1"
+    );
+    // A Secret someone else made immutable cannot take new data: that is an error.
+    let sealed = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("sealed".into()),
+            ..Default::default()
+        },
+        string_data: Some([("pass".to_owned(), "old".to_owned())].into()),
+        immutable: Some(true),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(kube.clone(), ns)
+        .create(&Default::default(), &sealed)
+        .await
+        .expect("create an immutable Secret");
+    tenant
+        .external_secret(
+            &stack,
+            "into-sealed",
+            &format!(
+                "  target:\n    name: sealed\n    creationPolicy: Merge\n{}",
+                extract(&frozen)
+            ),
+        )
+        .await;
+    let (reason, message) = wait_for_ready(kube, ns, "into-sealed", "False", TIMEOUT).await;
+    assert_eq!(reason, "SecretSyncedError");
+    assert!(message.contains("immutable"), "{message}");
+    assert_eq!(
+        secret_data(kube, ns, "sealed").await.unwrap()["pass"],
+        "old"
     );
 
     controller.assert_logs_hide(&["target-value-1", "frozen-value-1", "frozen-value-2"]);
