@@ -206,10 +206,10 @@ impl ExternalSecret {
                 .await?;
                 return Ok(next);
             }
-            // The target name may have changed: the Secrets written under an older name go,
-            // as ESO's `deleteOrphanedSecrets` (only after a spec change, to save a List per
-            // sync).
-            CreationPolicy::Owner if self.status_version() != Some(current_version.as_str()) => {
+            // The target name changed: the Secrets written under an older name go, as ESO's
+            // `deleteOrphanedSecrets` (which lists them on every sync; `status.binding` tells
+            // us when there can be any, so a sync costs no List).
+            CreationPolicy::Owner if self.bound_elsewhere() => {
                 self.delete_orphaned_secrets(ctx).await?;
             }
             _ => {}
@@ -239,10 +239,12 @@ impl ExternalSecret {
         Ok(next)
     }
 
-    fn status_version(&self) -> Option<&str> {
+    /// Whether the last Secret written had another name than the target now.
+    fn bound_elsewhere(&self) -> bool {
         self.status
             .as_ref()
-            .and_then(|s| s.synced_resource_version.as_deref())
+            .and_then(|s| s.binding.as_ref())
+            .is_some_and(|b| !b.name.is_empty() && b.name != self.target_name())
     }
 
     /// Deletes the Secrets this ExternalSecret created under another name (its `created-by`
