@@ -375,13 +375,9 @@ impl ExternalSecret {
                         reference.name
                     )))?;
                 if let Some(secret) = found {
-                    let data = secret
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.0))
-                        .collect();
-                    sources.secrets.insert(reference.name.clone(), data);
+                    sources
+                        .secrets
+                        .insert(reference.name.clone(), target::secret_data(&secret));
                 }
             }
         }

@@ -507,7 +507,7 @@ impl NamespaceConditions {
         for (i, condition) in conditions.iter().enumerate() {
             parsed.names.extend(condition.namespaces.iter().cloned());
             for (j, pattern) in condition.namespace_regexes.iter().enumerate() {
-                parsed.regexes.push(Regex::new(pattern).map_err(|e| {
+                parsed.regexes.push(secret_bridge::go_regex::compile(pattern).map_err(|e| {
                     // The regex crate draws the error over several lines; its last says what.
                     let e = e.to_string();
                     let what = e.lines().last().unwrap_or_default().trim_start_matches("error: ");

@@ -443,7 +443,7 @@ pub(crate) fn sha512sum(args: &[Value]) -> FnResult {
 /// The function's pattern must compile; the message does not quote it (it may be computed from data).
 fn regex(args: &[Value]) -> Result<regex::Regex, String> {
     let pattern = string_arg(args, 0)?;
-    regex::Regex::new(&pattern).map_err(|_| "invalid regular expression".to_owned())
+    crate::go_regex::compile(&pattern).map_err(|_| "invalid regular expression".to_owned())
 }
 
 pub(crate) fn regex_match(args: &[Value]) -> FnResult {
