@@ -25,7 +25,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, ResourceExt};
 use secret_bridge_controller::api::{ClusterExternalSecret, ExternalSecret};
-use secret_bridge_controller::eso_trigger::FORCE_SYNC_ANNOTATION;
+use secret_bridge_controller::events::eso_trigger::FORCE_SYNC_ANNOTATION;
 use secret_bridge_tests::aws::Aws;
 use secret_bridge_tests::kube_helpers::*;
 use secret_bridge_tests::stack::workspace_root;

@@ -26,7 +26,7 @@ use crate::api::external_secret::{
 use crate::aws::{
     AwsError, BATCH_SIZE, BatchSelection, SecretValue, SecretsSource, VersionSelector,
 };
-use crate::find;
+use crate::external_secret::find;
 
 /// The Secret data, and the AWS VersionId read for each `key[@version]`.
 #[derive(Default, PartialEq)]
@@ -77,7 +77,7 @@ pub fn check_supported(spec: &ExternalSecretSpec) -> Result<(), Error> {
                 spec_value(&at, NullBytePolicy::parse(find.null_byte_policy.as_deref()))?;
             }
             (None, None) => {
-                return Err(Error::Spec(format!(
+                return Err(Error::Misconfigured(format!(
                     "{at} has none of `extract`, `find`, `sourceRef`"
                 )));
             }
@@ -88,7 +88,7 @@ pub fn check_supported(spec: &ExternalSecretSpec) -> Result<(), Error> {
 
 fn check_remote_ref(remote: &RemoteRef, at: &str) -> Result<(), Error> {
     if remote.key.is_empty() {
-        return Err(Error::Spec(format!("{at}.key is empty")));
+        return Err(Error::Misconfigured(format!("{at}.key is empty")));
     }
     metadata_fetch(remote, at)?;
     spec_value(at, Conversion::parse(remote.conversion_strategy.as_deref()))?;
@@ -101,7 +101,7 @@ fn check_remote_ref(remote: &RemoteRef, at: &str) -> Result<(), Error> {
 }
 
 fn spec_value<T, E: Display>(at: &str, parsed: Result<T, E>) -> Result<T, Error> {
-    parsed.map_err(|e| Error::Spec(format!("{at}: {e}")))
+    parsed.map_err(|e| Error::Misconfigured(format!("{at}: {e}")))
 }
 
 /// Whether `metadataPolicy` is `Fetch` (read the secret's tags, not its value).
@@ -109,7 +109,7 @@ fn metadata_fetch(remote: &RemoteRef, at: &str) -> Result<bool, Error> {
     match remote.metadata_policy.as_deref().unwrap_or_default() {
         "" | "None" => Ok(false),
         "Fetch" => Ok(true),
-        other => Err(Error::Spec(format!(
+        other => Err(Error::Misconfigured(format!(
             "{at}.metadataPolicy {other:?} is not one of None, Fetch"
         ))),
     }
@@ -117,7 +117,7 @@ fn metadata_fetch(remote: &RemoteRef, at: &str) -> Result<bool, Error> {
 
 /// An error about the data of the field at `at`, worded as ESO words it.
 fn processing(at: &str) -> impl FnOnce(String) -> Error + '_ {
-    move |reason| Error::Spec(format!("error processing {at}, err: {reason}"))
+    move |reason| Error::Misconfigured(format!("error processing {at}, err: {reason}"))
 }
 
 /// Reads every secret the spec names (each `key`/`version` once) and builds the Secret data.
@@ -184,7 +184,7 @@ async fn fetch_inner<S: SecretsSource>(
                         .await
                         .map_err(|error| match error {
                             find::FindError::Aws(aws) => Error::Aws(aws),
-                            find::FindError::Spec(reason) => processing(&at)(reason),
+                            find::FindError::Misconfigured(reason) => processing(&at)(reason),
                         })?;
                 (
                     map,
@@ -233,7 +233,7 @@ fn get_secret(remote: &RemoteRef, value: &SecretValue) -> Result<Vec<u8>, Error>
         None => match (&value.string, &value.binary) {
             (Some(text), _) => Ok(text.clone().into_bytes()),
             (None, Some(binary)) => Ok(binary.clone()),
-            (None, None) => Err(Error::Spec(format!(
+            (None, None) => Err(Error::Misconfigured(format!(
                 "invalid secret received. no secret string nor binary for key: {}",
                 remote.key
             ))),
@@ -471,5 +471,5 @@ fn answers(id: &str, value: &SecretValue) -> bool {
 }
 
 #[cfg(test)]
-#[path = "sync_tests.rs"]
+#[path = "fetch_tests.rs"]
 mod tests;

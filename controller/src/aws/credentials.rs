@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -81,10 +81,13 @@ const SESSION_NAME: &str = "secret-bridge";
 /// before they expire, so a store with roles costs one STS call per role per session, not per
 /// read. The SDK's own `AssumeRoleProvider` is not used: it cannot send `TransitiveTagKeys`;
 /// nor its web-identity provider, which reads the token from a file instead of TokenRequest.
+///
+/// One per process, shared by clones: every role is assumed once, whoever asks.
+#[derive(Clone)]
 pub struct ClientFactory {
     base: SdkConfig,
     kube: kube::Client,
-    cache: Mutex<HashMap<(String, StoreAuth), CachedClient>>,
+    cache: Arc<Mutex<HashMap<(String, StoreAuth), CachedClient>>>,
 }
 
 struct CachedClient {
@@ -103,7 +106,7 @@ impl ClientFactory {
         ClientFactory {
             base,
             kube,
-            cache: Mutex::default(),
+            cache: Arc::default(),
         }
     }
 

@@ -25,7 +25,7 @@ impl RefreshPolicy {
             None | Some("") | Some("Periodic") => Ok(RefreshPolicy::Periodic),
             Some("OnChange") => Ok(RefreshPolicy::OnChange),
             Some("CreatedOnce") => Ok(RefreshPolicy::CreatedOnce),
-            Some(other) => Err(Error::Spec(format!(
+            Some(other) => Err(Error::Misconfigured(format!(
                 "spec.refreshPolicy {other:?} is not one of Periodic, OnChange, CreatedOnce"
             ))),
         }
@@ -63,7 +63,10 @@ pub fn skip(inputs: &Inputs<'_>) -> Option<Option<Duration>> {
         RefreshPolicy::CreatedOnce => Some(None),
         RefreshPolicy::OnChange => (synced == inputs.current_version).then_some(None),
         RefreshPolicy::Periodic => {
-            if inputs.event {
+            // A failed sync (not Ready) is retried by reading AWS again, never skipped: an
+            // event whose refresh failed is only remembered this way once its message is gone
+            // (deleted as final, or in the dead-letter queue), and across restarts.
+            if inputs.event || !is_ready(inputs.status) {
                 return None;
             }
             // ESO: with `refreshInterval: 0`, an ExternalSecret synced once is not synced
@@ -80,6 +83,13 @@ pub fn skip(inputs: &Inputs<'_>) -> Option<Option<Duration>> {
     }
 }
 
+/// Whether the last sync succeeded (`Ready` is `True`).
+fn is_ready(status: Option<&ExternalSecretStatus>) -> bool {
+    status
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True")
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -90,8 +100,46 @@ mod tests {
         ExternalSecretStatus {
             synced_resource_version: Some(version.into()),
             refresh_time: Some(Time(refreshed)),
+            conditions: vec![crate::api::Condition::ready(
+                true,
+                "SecretSynced",
+                "secret synced",
+            )],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_failed_sync_is_retried_by_reading_aws_until_it_succeeds() {
+        let now = Timestamp::now();
+        let mut failed = status("2-abc", now - Duration::from_secs(5));
+        failed.conditions = vec![crate::api::Condition::ready(
+            false,
+            "SecretSyncedError",
+            "ThrottlingException",
+        )];
+        // Not due by its interval, no event now: read AWS anyway, the sync failed.
+        assert_eq!(
+            skip(&inputs(
+                RefreshPolicy::Periodic,
+                Some(3600),
+                Some(&failed),
+                false,
+                now
+            )),
+            None
+        );
+        let ready = status("2-abc", now - Duration::from_secs(5));
+        assert!(
+            skip(&inputs(
+                RefreshPolicy::Periodic,
+                Some(3600),
+                Some(&ready),
+                false,
+                now
+            ))
+            .is_some()
+        );
     }
 
     fn inputs<'a>(

@@ -5,7 +5,7 @@ use crate::api::external_secret::{
     FindName, RewriteRegexp,
 };
 use crate::aws::fake::FakeSource;
-use crate::sync::{SecretData, fetch};
+use crate::external_secret::fetch::{SecretData, fetch};
 
 fn find(regexp: Option<&str>, path: Option<&str>, tags: &[(&str, &str)]) -> ExternalSecretFind {
     ExternalSecretFind {

@@ -14,9 +14,9 @@ use crate::api::secret_store::{
     StoreSpec,
 };
 use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore};
-use crate::credentials::{BaseCredentials, RoleToAssume, StaticKeys, StoreAuth, WebIdentity};
-use crate::namespaces::with_name_label;
-use crate::stores::StoreCache;
+use crate::aws::credentials::{BaseCredentials, RoleToAssume, StaticKeys, StoreAuth, WebIdentity};
+use crate::cache::Caches;
+use crate::cache::namespaces::with_name_label;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub struct ResolvedStore {
     pub name: String,
     pub spec: StoreSpec,
     /// Namespace labels, credentials Secrets and ServiceAccounts are read through it when set.
-    cache: Option<StoreCache>,
+    cache: Option<Caches>,
 }
 
 impl std::fmt::Debug for ResolvedStore {
@@ -68,24 +68,24 @@ impl ResolvedStore {
     }
 
     /// Reads what the store needs (Namespace labels, Secrets, ServiceAccounts) through `cache`.
-    pub fn with_cache(mut self, cache: &StoreCache) -> Self {
+    pub fn with_cache(mut self, cache: &Caches) -> Self {
         self.cache = Some(cache.clone());
         self
     }
 
     /// Fetches the store named by `es.spec.secretStoreRef`.
     /// Reads the store from `cache` when it has it (no API call), else from the API.
-    pub async fn get(client: &Client, cache: &StoreCache, es: &ExternalSecret) -> Result<Self> {
+    pub async fn get(client: &Client, cache: &Caches, es: &ExternalSecret) -> Result<Self> {
         let reference = es
             .spec
             .secret_store_ref
             .as_ref()
-            .ok_or_else(|| Error::Spec("spec.secretStoreRef is required".into()))?;
+            .ok_or_else(|| Error::Misconfigured("spec.secretStoreRef is required".into()))?;
         let kind = match reference.kind.as_deref() {
             None | Some("") | Some("SecretStore") => StoreKind::SecretStore,
             Some("ClusterSecretStore") => StoreKind::ClusterSecretStore,
             Some(other) => {
-                return Err(Error::Spec(format!(
+                return Err(Error::Misconfigured(format!(
                     "spec.secretStoreRef.kind {other:?} is not SecretStore or ClusterSecretStore"
                 )));
             }
@@ -94,10 +94,10 @@ impl ResolvedStore {
         // A SecretStore is only ever looked up in the ExternalSecret's own namespace: that is
         // what keeps namespace B from using namespace A's store and credentials.
         let namespace = es.namespace().unwrap_or_default();
-        if let Some(spec) = cache.spec(kind, &namespace, &name) {
+        if let Some(spec) = cache.store_spec(kind, &namespace, &name) {
             return Ok(ResolvedStore::new(kind, name, spec).with_cache(cache));
         }
-        let missing = || Error::Store(format!("{} {name:?} not found", kind.as_str()));
+        let missing = || Error::NotFound(format!("{} {name:?} not found", kind.as_str()));
         let spec = match kind {
             StoreKind::SecretStore => {
                 Api::<SecretStore>::namespaced(client.clone(), &namespace)
@@ -139,7 +139,7 @@ impl ResolvedStore {
             return Ok(());
         }
         let conditions = NamespaceConditions::parse(&self.spec.conditions)
-            .map_err(|e| Error::Spec(format!("{}: {e}", self.describe())))?;
+            .map_err(|e| Error::Misconfigured(format!("{}: {e}", self.describe())))?;
         if conditions.allows_by_name(namespace) {
             return Ok(());
         }
@@ -152,7 +152,7 @@ impl ResolvedStore {
                 return Ok(());
             }
         }
-        Err(Error::Spec(format!(
+        Err(Error::Misconfigured(format!(
             "using cluster store {:?} is not allowed from namespace {namespace:?}: denied by spec.condition",
             self.name
         )))
@@ -171,10 +171,9 @@ impl ResolvedStore {
                 self.describe()
             )));
         }
-        let aws = provider
-            .aws
-            .as_ref()
-            .ok_or_else(|| Error::Spec(format!("{} has no spec.provider.aws", self.describe())))?;
+        let aws = provider.aws.as_ref().ok_or_else(|| {
+            Error::Misconfigured(format!("{} has no spec.provider.aws", self.describe()))
+        })?;
         if aws.service != "SecretsManager" {
             return Err(Error::Unsupported(format!(
                 "{}: spec.provider.aws.service {:?} (only SecretsManager is served)",
@@ -183,7 +182,7 @@ impl ResolvedStore {
             )));
         }
         if aws.region.is_empty() {
-            return Err(Error::Spec(format!(
+            return Err(Error::Misconfigured(format!(
                 "{}: spec.provider.aws.region is empty",
                 self.describe()
             )));
@@ -215,7 +214,7 @@ impl ResolvedStore {
             _ => BaseCredentials::DefaultChain,
         };
         let roles = role_chain(aws, self.kind, &self.name, namespace)
-            .map_err(|e| Error::Spec(format!("{}: {e}", self.describe())))?;
+            .map_err(|e| Error::Misconfigured(format!("{}: {e}", self.describe())))?;
         Ok(StoreAuth { base, roles })
     }
 
@@ -259,7 +258,7 @@ impl ResolvedStore {
         match (self.kind, named) {
             (StoreKind::ClusterSecretStore, Some(namespace)) => Ok(namespace),
             (StoreKind::SecretStore, Some(namespace)) if namespace != es_namespace => {
-                Err(Error::Store(format!(
+                Err(Error::Misconfigured(format!(
                     "{}: {at}.namespace {namespace:?}: {ANOTHER_NAMESPACE}",
                     self.describe()
                 )))
@@ -278,10 +277,9 @@ impl ResolvedStore {
         es_namespace: &str,
     ) -> Result<BaseCredentials> {
         let at = "spec.provider.aws.auth.jwt.serviceAccountRef";
-        let selector = jwt
-            .service_account_ref
-            .as_ref()
-            .ok_or_else(|| Error::Spec(format!("{}: {at} is required", self.describe())))?;
+        let selector = jwt.service_account_ref.as_ref().ok_or_else(|| {
+            Error::Misconfigured(format!("{}: {at} is required", self.describe()))
+        })?;
         let namespace =
             self.reference_namespace(selector.namespace.as_deref(), es_namespace, at)?;
         let name = &selector.name;
@@ -289,7 +287,7 @@ impl ResolvedStore {
             .service_account(client, namespace, name)
             .await?
             .ok_or_else(|| {
-                Error::Store(format!(
+                Error::NotFound(format!(
                     "{}: {at}: ServiceAccount {namespace}/{name} not found",
                     self.describe()
                 ))
@@ -302,7 +300,7 @@ impl ResolvedStore {
                 .cloned()
         };
         let role_arn = annotation("eks.amazonaws.com/role-arn").ok_or_else(|| {
-            Error::Spec(format!(
+            Error::Misconfigured(format!(
                 "{}: an IAM role must be associated with ServiceAccount {namespace}/{name} (annotation eks.amazonaws.com/role-arn)",
                 self.describe()
             ))
@@ -366,7 +364,7 @@ impl ResolvedStore {
             .secret(client, namespace, &selector.name)
             .await?
             .ok_or_else(|| {
-                Error::Store(format!(
+                Error::NotFound(format!(
                     "{}: {at}: Secret {namespace}/{} not found",
                     self.describe(),
                     selector.name
@@ -377,7 +375,7 @@ impl ResolvedStore {
             .as_ref()
             .and_then(|data| data.get(&selector.key))
             .ok_or_else(|| {
-                Error::Store(format!(
+                Error::NotFound(format!(
                     "{}: {at}: Secret {namespace}/{} has no key {:?}",
                     self.describe(),
                     selector.name,
@@ -385,7 +383,7 @@ impl ResolvedStore {
                 ))
             })?;
         String::from_utf8(bytes.0.clone()).map_err(|_| {
-            Error::Store(format!(
+            Error::Misconfigured(format!(
                 "{}: {at}: key {:?} of Secret {namespace}/{} is not UTF-8",
                 self.describe(),
                 selector.key,
@@ -549,10 +547,10 @@ async fn namespace_labels(client: &Client, namespace: &str) -> Result<BTreeMap<S
         .get_metadata_opt(namespace)
         .await
         .map_err(Error::kube(format!("reading Namespace {namespace}")))?
-        .ok_or_else(|| Error::Store(format!("Namespace {namespace:?} not found")))?;
+        .ok_or_else(|| Error::NotFound(format!("Namespace {namespace:?} not found")))?;
     Ok(with_name_label(found.labels().clone(), namespace))
 }
 
 #[cfg(test)]
-#[path = "store_tests.rs"]
+#[path = "resolve_tests.rs"]
 mod tests;

@@ -1,5 +1,7 @@
 //! AWS Secrets Manager access: a narrow trait ([`SecretsSource`]) that the sync logic depends on,
-//! and its implementation on the AWS SDK. Clients and credentials live in [`crate::credentials`].
+//! and its implementation on the AWS SDK. Clients and credentials live in [`crate::aws::credentials`].
+
+pub mod credentials;
 
 use std::fmt;
 use std::future::Future;
@@ -86,6 +88,32 @@ impl AwsError {
             code,
             message,
         }
+    }
+
+    /// Throttled by AWS (`ThrottlingException`, `TooManyRequestsException`, or the SDK's
+    /// own throttling codes).
+    pub fn is_throttling(&self) -> bool {
+        matches!(
+            self.code.as_str(),
+            "ThrottlingException"
+                | "Throttling"
+                | "TooManyRequestsException"
+                | "RequestLimitExceeded"
+        )
+    }
+
+    /// Whether a retry soon may succeed: throttling, the network, AWS's own failures.
+    /// A missing or deleted secret, a denied permission or a key that cannot decrypt needs a
+    /// person.
+    pub fn is_transient(&self) -> bool {
+        !self.is_deleted()
+            && !matches!(
+                self.code.as_str(),
+                "AccessDeniedException"
+                    | "DecryptionFailure"
+                    | "InvalidParameterException"
+                    | "ValidationException"
+            )
     }
 
     pub fn is_not_found(&self) -> bool {
@@ -321,7 +349,6 @@ impl SecretsSource for aws_sdk_secretsmanager::Client {
 }
 
 #[cfg(test)]
-#[path = "aws_fake.rs"]
 pub(crate) mod fake;
 
 #[cfg(test)]
@@ -369,17 +396,6 @@ mod tests {
         );
         assert!(!aws_error("InvalidRequestException", "bad parameter").is_deleted());
         assert!(!aws_error("ThrottlingException", "Rate exceeded").is_deleted());
-    }
-
-    #[test]
-    fn only_transient_failures_send_an_event_back() {
-        use crate::Error;
-        assert!(Error::Aws(aws_error("ThrottlingException", "")).is_transient());
-        assert!(Error::Aws(aws_error("RequestFailed", "connection refused")).is_transient());
-        assert!(Error::Store("credentials Secret not found".into()).is_transient());
-        assert!(!Error::Aws(aws_error("ResourceNotFoundException", "")).is_transient());
-        assert!(!Error::Spec("bad".into()).is_transient());
-        assert!(!Error::Unsupported("x".into()).is_transient());
     }
 
     #[test]

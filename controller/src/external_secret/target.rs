@@ -45,7 +45,7 @@ impl CreationPolicy {
             Some("Merge") => Ok(CreationPolicy::Merge),
             Some("CreateOrMerge") => Ok(CreationPolicy::CreateOrMerge),
             Some("None") => Ok(CreationPolicy::None),
-            Some(other) => Err(Error::Spec(format!(
+            Some(other) => Err(Error::Misconfigured(format!(
                 "spec.target.creationPolicy {other:?} is not one of Owner, Orphan, Merge, CreateOrMerge, None"
             ))),
         }
@@ -73,7 +73,7 @@ impl DeletionPolicy {
             None | Some("") | Some("Retain") => Ok(DeletionPolicy::Retain),
             Some("Delete") => Ok(DeletionPolicy::Delete),
             Some("Merge") => Ok(DeletionPolicy::Merge),
-            Some(other) => Err(Error::Spec(format!(
+            Some(other) => Err(Error::Misconfigured(format!(
                 "spec.target.deletionPolicy {other:?} is not one of Retain, Delete, Merge"
             ))),
         }
@@ -216,14 +216,14 @@ fn check_template(template: &ExternalSecretTemplate) -> Result<(), Error> {
             ));
         }
         Some(other) => {
-            return Err(Error::Spec(format!(
+            return Err(Error::Misconfigured(format!(
                 "spec.target.template.engineVersion {other:?} is not v2"
             )));
         }
     }
     match template.merge_policy.as_deref() {
         None | Some("") | Some("Replace") | Some("Merge") => Ok(()),
-        Some(other) => Err(Error::Spec(format!(
+        Some(other) => Err(Error::Misconfigured(format!(
             "spec.target.template.mergePolicy {other:?} is not one of Replace, Merge"
         ))),
     }
@@ -265,10 +265,10 @@ fn apply_template_from(
     };
     // ESO decodes each rendered value with `valuesDecodingStrategy`.
     let decoding = Decoding::parse(from.values_decoding_strategy.as_deref())
-        .map_err(|e| Error::Spec(format!("{at}.valuesDecodingStrategy: {e}")))?;
+        .map_err(|e| Error::Misconfigured(format!("{at}.valuesDecodingStrategy: {e}")))?;
     let decode = |key: &str, value: Vec<u8>| {
         decoding.decode(key, value).map_err(|e| {
-            Error::Spec(format!(
+            Error::Misconfigured(format!(
                 "{at}: failed to decode rendered template value: {e}"
             ))
         })
@@ -276,14 +276,14 @@ fn apply_template_from(
     let mut templates: Vec<(String, bool, Vec<u8>)> = Vec::new();
     if let Some(reference) = &from.config_map {
         let map = sources.config_maps.get(&reference.name).ok_or_else(|| {
-            Error::Spec(format!(
+            Error::Misconfigured(format!(
                 "{at}.configMap: ConfigMap {:?} not found",
                 reference.name
             ))
         })?;
         for (key, keys_and_values) in items(reference, &at)? {
             let text = map.get(&key).ok_or_else(|| {
-                Error::Spec(format!(
+                Error::Misconfigured(format!(
                     "error in configmap {}: missing key {key}",
                     reference.name
                 ))
@@ -293,14 +293,14 @@ fn apply_template_from(
     }
     if let Some(reference) = &from.secret {
         let map = sources.secrets.get(&reference.name).ok_or_else(|| {
-            Error::Spec(format!(
+            Error::Misconfigured(format!(
                 "{at}.secret: Secret {:?} not found",
                 reference.name
             ))
         })?;
         for (key, keys_and_values) in items(reference, &at)? {
             let text = map.get(&key).ok_or_else(|| {
-                Error::Spec(format!(
+                Error::Misconfigured(format!(
                     "error in secret {}: missing key {key}",
                     reference.name
                 ))
@@ -314,11 +314,11 @@ fn apply_template_from(
     for (key, keys_and_values, text) in templates {
         let name = format!("{at}/{key}");
         let text = String::from_utf8(text)
-            .map_err(|_| Error::Spec(format!("{name}: the template is not UTF-8")))?;
+            .map_err(|_| Error::Misconfigured(format!("{name}: the template is not UTF-8")))?;
         let output = render(&name, &text, values)?;
         if keys_and_values {
             let pairs: BTreeMap<String, String> = serde_yaml::from_slice(&output).map_err(|e| {
-                Error::Spec(format!(
+                Error::Misconfigured(format!(
                     "{name}: templateAs KeysAndValues must render a map of strings: {}",
                     e.location()
                         .map(|l| format!("line {} column {}", l.line(), l.column()))
@@ -344,7 +344,7 @@ fn items(reference: &TemplateRef, at: &str) -> Result<Vec<(String, bool)>, Error
         .map(|item| match item.template_as.as_deref() {
             None | Some("") | Some("Values") => Ok((item.key.clone(), false)),
             Some("KeysAndValues") => Ok((item.key.clone(), true)),
-            Some(other) => Err(Error::Spec(format!(
+            Some(other) => Err(Error::Misconfigured(format!(
                 "{at}: templateAs {other:?} is not one of Values, KeysAndValues"
             ))),
         })
@@ -373,7 +373,8 @@ fn put(
 }
 
 fn text_of(bytes: Vec<u8>, at: &str) -> Result<String, Error> {
-    String::from_utf8(bytes).map_err(|_| Error::Spec(format!("{at}: rendered value is not UTF-8")))
+    String::from_utf8(bytes)
+        .map_err(|_| Error::Misconfigured(format!("{at}: rendered value is not UTF-8")))
 }
 
 /// The keys of `secret.data` that `manager` set with server-side apply: a later apply without

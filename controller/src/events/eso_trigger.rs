@@ -5,20 +5,23 @@
 
 use std::sync::Arc;
 
-use futures::future;
+use futures::{StreamExt, stream};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
 use crate::api::ExternalSecret;
-use crate::trigger::Outcome;
+use crate::events::triggers::Outcome;
 use crate::{Error, FIELD_MANAGER};
 
 /// The annotation ESO watches to refresh an ExternalSecret on demand.
 pub const FORCE_SYNC_ANNOTATION: &str = "force-sync";
+
+/// How many annotations are written at once for one event.
+const PATCHES_AT_ONCE: usize = 16;
 
 pub struct EsoTrigger {
     client: Client,
@@ -26,20 +29,22 @@ pub struct EsoTrigger {
 }
 
 impl EsoTrigger {
-    pub fn new(client: Client) -> Self {
-        let reporter = Reporter {
-            controller: "secret-bridge".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
-        EsoTrigger {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-        }
+    pub fn new(client: Client, recorder: Recorder) -> Self {
+        EsoTrigger { recorder, client }
     }
 
-    /// Sets `force-sync` on every object; counts the annotations written.
+    /// Sets `force-sync` on every object, a bounded number at a time (an event for a secret
+    /// thousands of ExternalSecrets read must not open thousands of requests at once); counts
+    /// the annotations written.
     pub async fn refresh(&self, objects: Vec<Arc<ExternalSecret>>) -> Outcome {
-        let results = future::join_all(objects.iter().map(|es| self.force_sync(es))).await;
+        // Owned items: a closure over borrowed ones trips rustc's `Send` check of this future.
+        let patches = objects
+            .into_iter()
+            .map(|es| async move { self.force_sync(&es).await });
+        let results: Vec<_> = stream::iter(patches)
+            .buffer_unordered(PATCHES_AT_ONCE)
+            .collect()
+            .await;
         let failed = results.iter().filter(|r| r.is_err()).count();
         Outcome {
             succeeded: results.len() - failed,

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use kube::api::{Patch, PatchParams};
+use kube::runtime::Controller;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{Controller, WatchStreamExt, predicates, watcher};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -25,9 +25,9 @@ use tracing::{debug, info, warn};
 
 use crate::api::secret_store::{StoreSpec, StoreStatus};
 use crate::api::{ClusterSecretStore, Condition, SecretStore};
-use crate::credentials::{ClientFactory, VerifyError};
-use crate::store::{NamespaceConditions, ResolvedStore, StoreKind};
-use crate::stores::StoreCache;
+use crate::aws::credentials::{ClientFactory, VerifyError};
+use crate::cache::{self, Caches};
+use crate::store::resolve::{NamespaceConditions, ResolvedStore, StoreKind};
 use crate::{Error, FIELD_MANAGER, Result};
 
 /// ESO's default `--store-requeue-interval`.
@@ -68,7 +68,7 @@ impl Validation {
 pub struct StoreStatusContext {
     client: Client,
     aws: ClientFactory,
-    stores: StoreCache,
+    stores: Caches,
     controller_class: Option<String>,
     recorder: Recorder,
 }
@@ -77,15 +77,12 @@ impl StoreStatusContext {
     pub fn new(
         client: Client,
         aws: ClientFactory,
-        stores: StoreCache,
+        stores: Caches,
         controller_class: Option<String>,
+        recorder: Recorder,
     ) -> Self {
-        let reporter = Reporter {
-            controller: "secret-bridge".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         StoreStatusContext {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder,
             client,
             aws,
             stores,
@@ -308,31 +305,35 @@ fn error_policy<K: StoreObject>(
     Action::requeue(Duration::from_secs(30))
 }
 
-/// Runs the SecretStore and ClusterSecretStore status controllers until `shutdown`.
-/// Only spec changes (a new generation) trigger a validation besides the periodic one, so our
-/// own status writes do not.
-pub async fn run(ctx: StoreStatusContext, shutdown: impl Future<Output = ()> + Send + 'static) {
+/// Runs the SecretStore and ClusterSecretStore status controllers until `shutdown`, on the
+/// shared store watches. Only spec changes (a new generation) trigger a validation besides the
+/// periodic one, so our own status writes do not.
+pub async fn run(
+    ctx: StoreStatusContext,
+    secret_stores: ReflectHandle<SecretStore>,
+    cluster_secret_stores: ReflectHandle<ClusterSecretStore>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     let ctx = Arc::new(ctx);
     let shutdown = shutdown.shared();
     info!("store status controller started");
     futures::future::join(
-        run_one::<SecretStore>(ctx.clone(), shutdown.clone()),
-        run_one::<ClusterSecretStore>(ctx, shutdown),
+        run_one(secret_stores, ctx.clone(), shutdown.clone()),
+        run_one(cluster_secret_stores, ctx, shutdown),
     )
     .await;
 }
 
 async fn run_one<K: StoreObject>(
+    subscription: ReflectHandle<K>,
     ctx: Arc<StoreStatusContext>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (reader, writer) = reflector::store();
-    let stream = watcher(K::api(ctx.client.clone(), None), watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
-    Controller::for_stream(stream, reader)
+    let reader = subscription.reader();
+    let changes = cache::changed(subscription, reader.clone(), |store: &K| {
+        store.meta().generation.unwrap_or_default() as u64
+    });
+    Controller::for_shared_stream(changes, reader)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|result| async move {

@@ -1,5 +1,6 @@
-//! The probe and metrics endpoint: `/healthz` (the process serves), `/readyz` (the
-//! ExternalSecret cache is loaded), `/metrics` (Prometheus text format).
+//! The probe and metrics endpoint: `/healthz` (the process serves and no loop it depends on
+//! has stalled or died, see [`Health`]), `/readyz` (every cache is listed), `/metrics`
+//! (Prometheus text format).
 
 use std::sync::Arc;
 
@@ -8,29 +9,35 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use kube::runtime::reflector::Store;
 
-use crate::api::ExternalSecret;
-use crate::metrics::Metrics;
+use crate::cache::Caches;
+use crate::telemetry::health::Health;
+use crate::telemetry::metrics::Metrics;
 
 #[derive(Clone)]
 struct Probe {
-    store: Store<ExternalSecret>,
+    caches: Caches,
+    health: Health,
     metrics: Arc<Metrics>,
 }
 
 /// Serves on `listener` (bound by the caller, so a taken address fails at start-up).
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    store: Store<ExternalSecret>,
+    caches: Caches,
+    health: Health,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(live))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics_text))
-        .with_state(Probe { store, metrics });
+        .with_state(Probe {
+            caches,
+            health,
+            metrics,
+        });
     let address = listener.local_addr()?;
     tracing::info!(%address, "serving /healthz, /readyz and /metrics");
     axum::serve(listener, app)
@@ -39,20 +46,17 @@ pub async fn serve(
 }
 
 async fn ready(State(probe): State<Probe>) -> impl IntoResponse {
-    // A store that has not listed yet answers after the short timeout: not ready.
-    let listed = tokio::time::timeout(
-        std::time::Duration::from_millis(10),
-        probe.store.wait_until_ready(),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
-    if listed {
+    if probe.caches.is_ready() {
         (StatusCode::OK, "ok")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ExternalSecrets not listed yet",
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, "caches not listed yet")
+    }
+}
+
+async fn live(State(probe): State<Probe>) -> impl IntoResponse {
+    match probe.health.check() {
+        Ok(()) => (StatusCode::OK, "ok".to_owned()),
+        Err(stalled) => (StatusCode::SERVICE_UNAVAILABLE, stalled),
     }
 }
 

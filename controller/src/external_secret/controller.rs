@@ -1,25 +1,25 @@
 //! Wiring: the ExternalSecret controller, its triggers, and the shared context of reconciles.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-use futures::{Stream, StreamExt, TryStreamExt, future};
+use futures::{StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, ReflectHandle};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info};
 
 use crate::api::ExternalSecret;
-use crate::credentials::ClientFactory;
-use crate::index::ExternalSecretIndex;
-use crate::metrics::Metrics;
-use crate::reconcile::{error_policy, reconcile};
-use crate::stores::StoreCache;
-use crate::trigger::Triggers;
+use crate::aws::credentials::ClientFactory;
+use crate::cache::{self, Caches};
+use crate::events::triggers::Triggers;
+use crate::external_secret::reconcile::{error_policy, reconcile};
+use crate::telemetry::metrics::Metrics;
 use crate::{FIELD_MANAGER, MANAGED_LABEL};
 
 /// What every reconcile shares.
@@ -30,7 +30,7 @@ pub struct Context {
     pub triggers: Arc<Triggers>,
     pub controller_class: Option<String>,
     pub metrics: Arc<Metrics>,
-    pub stores: StoreCache,
+    pub caches: Caches,
     failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
 }
 
@@ -38,23 +38,20 @@ impl Context {
     pub fn new(
         client: Client,
         aws: ClientFactory,
+        recorder: Recorder,
         triggers: Arc<Triggers>,
         controller_class: Option<String>,
         metrics: Arc<Metrics>,
-        stores: StoreCache,
+        caches: Caches,
     ) -> Self {
-        let reporter = Reporter {
-            controller: "secret-bridge".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder,
             client,
             aws,
             triggers,
             controller_class,
             metrics,
-            stores,
+            caches,
             failures: Mutex::default(),
         }
     }
@@ -62,12 +59,19 @@ impl Context {
     /// Counts a failure of `object`; returns how many came before it in a row.
     pub fn record_failure(&self, object: &ObjectRef<ExternalSecret>) -> u32 {
         let mut failures = self.failures.lock().expect("failures lock");
+        // Deleted ExternalSecrets are never reconciled again: forget them once they outnumber
+        // the live ones.
+        if failures.len() > 2 * self.caches.external_secrets.len() + 1024 {
+            let live = &self.caches.external_secrets;
+            failures.retain(|object, _| live.get(object).is_some());
+        }
         let count = failures.entry(object.clone()).or_default();
         *count += 1;
         *count - 1
     }
 
-    pub fn record_success(&self, object: &ObjectRef<ExternalSecret>) {
+    /// Forgets the failures of `object` (it succeeded, or it is gone).
+    pub fn forget_failures(&self, object: &ObjectRef<ExternalSecret>) {
         self.failures.lock().expect("failures lock").remove(object);
     }
 }
@@ -104,52 +108,32 @@ fn changed_by_others(
     }
 }
 
-/// A cache of every ExternalSecret, and the watch stream that fills it (to be polled).
-/// managedFields are dropped to save memory.
-pub fn external_secret_cache(
-    client: &Client,
-    index: ExternalSecretIndex,
-) -> (
-    Store<ExternalSecret>,
-    impl Stream<Item = Result<ExternalSecret, watcher::Error>> + Send + 'static,
-) {
-    let (reader, writer) = reflector::store();
-    let stream = watcher(
-        Api::<ExternalSecret>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .modify(|es| es.managed_fields_mut().clear())
-    .map_ok(move |event| {
-        index.apply(&event);
-        event
-    })
-    .reflect(writer)
-    .applied_objects();
-    (reader, stream)
+/// What of an ExternalSecret asks for a new sync when it changes: its spec (generation), its
+/// labels and annotations (ESO's `force-sync`, and they are copied to the Secret), and its
+/// deletion. Status is not in it: our own status writes trigger nothing.
+fn sync_inputs(es: &ExternalSecret) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    es.meta().generation.hash(&mut hasher);
+    es.labels().hash(&mut hasher);
+    es.annotations().hash(&mut hasher);
+    es.meta().deletion_timestamp.is_some().hash(&mut hasher);
+    hasher.finish()
 }
 
-/// Accelerator mode keeps the cache without a controller: drive its watch until `shutdown`.
-pub async fn run_cache_only(
-    stream: impl Stream<Item = Result<ExternalSecret, watcher::Error>> + Send + 'static,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    let mut stream = std::pin::pin!(stream.default_backoff().take_until(shutdown));
-    while let Some(item) = stream.next().await {
-        if let Err(error) = item {
-            tracing::warn!(%error, "watching ExternalSecrets failed; retrying");
-        }
-    }
-}
-
-/// The controller, built but not yet running, and the store of ExternalSecrets it keeps.
+/// The controller, built but not yet running.
 pub struct ExternalSecretController {
     controller: Controller<ExternalSecret>,
     triggers: Arc<Triggers>,
-    index: ExternalSecretIndex,
 }
 
 impl ExternalSecretController {
-    pub fn new(client: &Client, concurrency: u16) -> Self {
+    /// A controller triggered by the shared ExternalSecret watch (`subscription`), by changes
+    /// others make to the Secrets we manage, and by events ([`Triggers`]).
+    pub fn new(
+        client: &Client,
+        subscription: ReflectHandle<ExternalSecret>,
+        concurrency: u16,
+    ) -> Self {
         let (triggers, trigger_stream) = Triggers::new();
         // Only the metadata of the Secrets we manage is watched: enough to notice a Secret
         // deleted or edited behind our back, without caching Secret values in memory. Our own
@@ -159,25 +143,16 @@ impl ExternalSecretController {
             watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true")),
         )
         .try_filter_map(|event| future::ready(Ok(changed_by_others(event))));
-        let index = ExternalSecretIndex::default();
-        let (reader, external_secrets) = external_secret_cache(client, index.clone());
-        let controller = Controller::for_stream(external_secrets, reader)
+        let reader = subscription.reader();
+        let changes = cache::changed(subscription, reader.clone(), sync_inputs);
+        let controller = Controller::for_shared_stream(changes, reader)
             .owns_stream(owned)
             .reconcile_on(trigger_stream)
             .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
         ExternalSecretController {
             controller,
             triggers: Arc::new(triggers),
-            index,
         }
-    }
-
-    pub fn store(&self) -> Store<ExternalSecret> {
-        self.controller.store()
-    }
-
-    pub fn index(&self) -> ExternalSecretIndex {
-        self.index.clone()
     }
 
     pub fn triggers(&self) -> Arc<Triggers> {

@@ -438,7 +438,7 @@ async fn unsupported_and_invalid_fields_are_named() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&error, Error::Spec(m) if m.contains("spec.dataFrom[0].extract") && m.contains("Ascii")),
+        matches!(&error, Error::Misconfigured(m) if m.contains("spec.dataFrom[0].extract") && m.contains("Ascii")),
         "{error}"
     );
 }

@@ -4,35 +4,41 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use crate::api::external_secret::{ExternalSecretStatus, LocalObjectReference};
 use crate::api::{Condition, ExternalSecret};
-use crate::controller::Context;
-use crate::refresh::{self, RefreshPolicy};
-use crate::store::ResolvedStore;
-use crate::target::{self, CreationPolicy, DeletionPolicy, Desired, TemplateSources};
-use crate::trigger::Triggers;
-use crate::{Error, FIELD_MANAGER, MANAGED_LABEL, Result, sync};
+use crate::events::triggers::Triggers;
+use crate::external_secret::controller::Context;
+use crate::external_secret::fetch as sync;
+use crate::external_secret::plan::{WriteInputs, WritePlan, plan_write};
+use crate::external_secret::refresh::{self, RefreshPolicy};
+use crate::external_secret::target::{
+    self, CreationPolicy, DeletionPolicy, Desired, TemplateSources,
+};
+use crate::store::resolve::ResolvedStore;
+use crate::{Error, FIELD_MANAGER, MANAGED_LABEL, Result};
 
 const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Entry point for the controller: reconciles and answers any event waiting on this object.
 pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action> {
+    // A store or namespace missing from a cache still being listed would fail the sync.
+    ctx.caches.ready().await;
     let started = std::time::Instant::now();
     let waiters = ctx.triggers.take(&ObjectRef::from_obj(&*es));
     let result = es.reconcile(&ctx, !waiters.is_empty()).await;
     // An event is done when its refresh ran on fresh data, even if the ExternalSecret is
-    // broken in a way only a person can fix; only transient failures send it back.
+    // broken in a way only a person can fix; only transient failures send it back. Either
+    // way the obligation to read AWS stays with the ExternalSecret: a failed sync leaves it
+    // not Ready, and its retries read AWS until one succeeds (see `refresh::skip`).
     Triggers::answer(
         waiters,
         result.as_ref().map_or_else(|e| !e.is_transient(), |_| true),
@@ -42,14 +48,15 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     result
 }
 
-/// Retries a failed reconcile with a per-object exponential backoff (5 s doubling up to 5 min).
+/// Retries a failed reconcile with a per-object exponential backoff (5 s doubling up to
+/// 5 min), jittered so that ExternalSecrets failing together (a shared throttle, an AWS
+/// outage) do not all retry at the same moment.
 pub fn error_policy(es: Arc<ExternalSecret>, error: &Error, ctx: Arc<Context>) -> Action {
-    let failures = ctx.record_failure(&ObjectRef::from_obj(&*es));
-    let delay = Duration::from_secs(5)
-        .saturating_mul(1 << failures.min(6))
-        .min(Duration::from_secs(300));
+    let object = ObjectRef::from_obj(&*es);
+    let failures = ctx.record_failure(&object);
+    let delay = retry_delay(failures, jitter(&object));
     warn!(
-        externalsecret = %ObjectRef::from_obj(&*es),
+        externalsecret = %object,
         error = %error,
         kind = error.kind(),
         retry_in_s = delay.as_secs(),
@@ -58,12 +65,34 @@ pub fn error_policy(es: Arc<ExternalSecret>, error: &Error, ctx: Arc<Context>) -
     Action::requeue(delay)
 }
 
+/// `5 s · 2^failures`, at most 5 min, scaled by `jitter` (in `[0, 1)`) into its upper half.
+fn retry_delay(failures: u32, jitter: f64) -> Duration {
+    let base = Duration::from_secs(5)
+        .saturating_mul(1 << failures.min(6))
+        .min(Duration::from_secs(300));
+    base.mul_f64(0.5 + jitter / 2.0)
+}
+
+/// A random number in `[0, 1)`, different for every call.
+fn jitter(seed: &impl std::hash::Hash) -> f64 {
+    use std::hash::BuildHasher;
+    let random =
+        std::collections::hash_map::RandomState::new().hash_one((seed, std::time::Instant::now()));
+    (random >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The next periodic resync, up to a tenth later than due, so that ExternalSecrets synced
+/// together (at cold start, say) spread out instead of coming due together forever.
+fn resync(after: Duration) -> Action {
+    Action::requeue(after + after.mul_f64(jitter(&after) / 10.0))
+}
+
 impl ExternalSecret {
     async fn reconcile(&self, ctx: &Context, event: bool) -> Result<Action> {
         if self.meta().deletion_timestamp.is_some() {
             return Ok(Action::await_change());
         }
-        let store = match ResolvedStore::get(&ctx.client, &ctx.stores, self).await {
+        let store = match ResolvedStore::get(&ctx.client, &ctx.caches, self).await {
             Ok(store) if !store.is_served_by(ctx.controller_class.as_deref()) => {
                 debug!(externalsecret = %ObjectRef::from_obj(self), store = %store.describe(), "store has another controller class; skipping");
                 return Ok(Action::await_change());
@@ -77,7 +106,7 @@ impl ExternalSecret {
         }
         match self.sync(ctx, &store, event).await {
             Ok(action) => {
-                ctx.record_success(&ObjectRef::from_obj(self));
+                ctx.forget_failures(&ObjectRef::from_obj(self));
                 Ok(action)
             }
             Err(error) => self.fail(ctx, error).await,
@@ -123,10 +152,10 @@ impl ExternalSecret {
             && secret_is_valid(existing.as_ref(), creation)
         {
             debug!(externalsecret = %ObjectRef::from_obj(self), ?policy, "not due for a refresh");
-            return Ok(after.map_or_else(Action::await_change, Action::requeue));
+            return Ok(after.map_or_else(Action::await_change, resync));
         }
         let next = match refresh {
-            Some(interval) => Action::requeue(interval),
+            Some(interval) => resync(interval),
             None => Action::await_change(),
         };
 
@@ -273,7 +302,7 @@ impl ExternalSecret {
                 Err(source) => {
                     return Err(Error::Kube {
                         action: format!("deleting orphaned Secret {namespace}/{orphan_name}"),
-                        source,
+                        source: source.into(),
                     });
                 }
             }
@@ -301,7 +330,7 @@ impl ExternalSecret {
         let namespace = self.namespace().unwrap_or_default();
         let name = self.target_name();
         if creation != CreationPolicy::Owner {
-            return Err(Error::Spec(format!(
+            return Err(Error::Misconfigured(format!(
                 "could not delete secret: unable to delete secret {name}: creationPolicy={creation:?} is not Owner"
             )));
         }
@@ -384,35 +413,17 @@ impl ExternalSecret {
         Ok(sources)
     }
 
-    async fn fail(&self, ctx: &Context, error: Error) -> Result<Action> {
-        let message = error.to_string();
-        self.publish(ctx, EventType::Warning, "UpdateFailed", &message)
-            .await;
-        if let Err(status_error) = self
-            .write_status(
-                ctx,
-                Condition::ready(false, error.reason(), message),
-                None,
-                false,
-            )
-            .await
-        {
-            warn!(externalsecret = %ObjectRef::from_obj(self), error = %status_error, "could not write status");
-        }
-        Err(error)
-    }
-
     /// `None` means never refresh periodically (`refreshInterval: 0`).
     fn refresh_interval(&self) -> Result<Option<Duration>> {
         let interval = match self.spec.refresh_interval.as_deref() {
             None | Some("") => DEFAULT_REFRESH_INTERVAL,
             Some(text) => secret_bridge::duration::parse(text)
-                .map_err(|e| Error::Spec(format!("spec.refreshInterval: {e}")))?,
+                .map_err(|e| Error::Misconfigured(format!("spec.refreshInterval: {e}")))?,
         };
         Ok((!interval.is_zero()).then_some(interval))
     }
 
-    fn target_name(&self) -> String {
+    pub(super) fn target_name(&self) -> String {
         self.spec
             .target
             .as_ref()
@@ -421,11 +432,11 @@ impl ExternalSecret {
             .unwrap_or_else(|| self.name_any())
     }
 
-    /// Writes the target Secret with server-side apply; returns whether it changed.
+    /// Writes the target Secret as [`plan_write`] decides; returns whether it changed.
     async fn write_secret(
         &self,
         ctx: &Context,
-        mut desired: Desired,
+        desired: Desired,
         creation: CreationPolicy,
         existing: Option<Secret>,
     ) -> Result<bool> {
@@ -439,119 +450,37 @@ impl ExternalSecret {
                 ..owner
             })
             .expect("an ExternalSecret from the API has a name and uid");
-        let existing_data = existing
-            .as_ref()
-            .map(target::secret_data)
-            .unwrap_or_default();
-        if let Some(existing) = &existing {
-            target::check_owner(existing, &self.name_any(), creation)?;
-        }
-        let immutable = self
-            .spec
-            .target
-            .as_ref()
-            .and_then(|t| t.immutable)
-            .filter(|i| *i);
-        // ESO: with `target.immutable`, an existing Secret's data is never replaced (a new
-        // value in AWS is not applied, and the sync still counts as done); only a missing
-        // Secret is written.
-        if immutable.is_some() && existing.is_some() {
-            desired.data = existing_data.clone();
-        }
-        let applied_before = existing
-            .as_ref()
-            .map(|s| target::applied_data_keys(s, FIELD_MANAGER))
-            .unwrap_or_default();
-        let final_data =
-            target::final_data(creation, &desired.data, &existing_data, &applied_before);
-        let owned = creation == CreationPolicy::Owner;
-        let mut labels = desired.labels;
-        labels.insert(MANAGED_LABEL.to_owned(), "true".to_owned());
-        if owned {
-            labels.insert(
-                target::OWNER_LABEL.to_owned(),
-                target::owner_label_value(&namespace, &self.name_any()),
-            );
-        }
-        let mut annotations = desired.annotations;
-        annotations.insert(
-            target::DATA_HASH_ANNOTATION.to_owned(),
-            target::data_hash(&final_data),
-        );
-        let data_changed = existing.is_none() || final_data != existing_data;
-        if let Some(existing) = &existing {
-            if existing.immutable == Some(true) {
-                if data_changed {
-                    return Err(Error::Conflict(format!(
-                        "could not update secret, target is immutable: Secret {namespace}/{name}"
-                    )));
-                }
-                return Ok(false);
-            }
-            let same_metadata = labels
-                .iter()
-                .all(|(k, v)| existing.labels().get(k) == Some(v))
-                && annotations
-                    .iter()
-                    .all(|(k, v)| existing.annotations().get(k) == Some(v));
-            let owner_matches = existing
-                .owner_references()
-                .iter()
-                .any(|o| o.uid == owner.uid)
-                == owned;
-            let type_matches = desired.type_.is_none() || desired.type_ == existing.type_;
-            let finalizers_match = desired
-                .finalizers
-                .iter()
-                .all(|f| existing.finalizers().contains(f));
-            if !data_changed && same_metadata && owner_matches && type_matches && finalizers_match {
-                // Already what we would write: save the apiserver a write.
-                return Ok(false);
-            }
-        }
-        // ESO keeps the existing type when the template names none (new Secrets: Opaque).
-        let type_ = desired.type_.clone().or_else(|| {
-            (!creation.keeps_other_keys()).then(|| {
-                existing
-                    .as_ref()
-                    .and_then(|s| s.type_.clone())
-                    .unwrap_or_else(|| "Opaque".into())
-            })
-        });
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                namespace: Some(namespace.clone()),
-                labels: Some(labels),
-                annotations: Some(annotations),
-                owner_references: owned.then(|| vec![owner]),
-                finalizers: (!desired.finalizers.is_empty()).then_some(desired.finalizers),
-                ..Default::default()
-            },
-            type_,
-            immutable,
-            data: Some(
-                desired
-                    .data
-                    .iter()
-                    .map(|(k, v)| (k.clone(), ByteString(v.clone())))
-                    .collect(),
-            ),
-            ..Default::default()
+        let inputs = WriteInputs {
+            namespace: &namespace,
+            name: &name,
+            owner_name: &self.name_any(),
+            owner,
+            creation,
+            immutable: self.spec.target.as_ref().and_then(|t| t.immutable) == Some(true),
+            existing: existing.as_ref(),
+        };
+        let desired_data = desired.data.clone();
+        let (secret, prune_foreign) = match plan_write(inputs, desired)? {
+            WritePlan::UpToDate => return Ok(false),
+            WritePlan::Apply {
+                secret,
+                prune_foreign,
+                ..
+            } => (secret, prune_foreign),
         };
         let api = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
         let written = api
             .patch(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&secret),
+                &Patch::Apply(&*secret),
             )
             .await
             .map_err(Error::kube(format!("writing Secret {namespace}/{name}")))?;
         // Keys other field managers wrote survive an apply; ESO's Owner/Orphan Secret holds
         // only what the ExternalSecret gives, so they are removed explicitly.
-        let foreign = target::foreign_keys(creation, &desired.data, &target::secret_data(&written));
-        if !foreign.is_empty() && immutable.is_none() {
+        let foreign = target::foreign_keys(creation, &desired_data, &target::secret_data(&written));
+        if !foreign.is_empty() && prune_foreign {
             let removal: serde_json::Map<String, serde_json::Value> = foreign
                 .iter()
                 .map(|key| (key.clone(), serde_json::Value::Null))
@@ -570,80 +499,6 @@ impl ExternalSecret {
             )))?;
         }
         Ok(true)
-    }
-
-    async fn write_status(
-        &self,
-        ctx: &Context,
-        condition: Condition,
-        synced_versions: Option<BTreeMap<String, String>>,
-        bound: bool,
-    ) -> Result<()> {
-        let previous = self.status.clone().unwrap_or_default();
-        let synced = synced_versions.is_some();
-        let status = ExternalSecretStatus {
-            refresh_time: if synced {
-                Some(Time(k8s_openapi::jiff::Timestamp::now()))
-            } else {
-                previous.refresh_time
-            },
-            synced_resource_version: if synced {
-                Some(self.synced_resource_version())
-            } else {
-                previous.synced_resource_version
-            },
-            conditions: vec![condition.keep_transition_time(&previous.conditions)],
-            // As ESO: the Secret written or updated; kept as it was otherwise.
-            binding: if bound {
-                Some(LocalObjectReference {
-                    name: self.target_name(),
-                })
-            } else {
-                previous.binding
-            },
-            synced_versions: synced_versions.unwrap_or(previous.synced_versions),
-        };
-        let patch = json!({
-            "apiVersion": ExternalSecret::api_version(&()),
-            "kind": ExternalSecret::kind(&()),
-            "status": status,
-        });
-        let namespace = self.namespace().unwrap_or_default();
-        Api::<ExternalSecret>::namespaced(ctx.client.clone(), &namespace)
-            .patch_status(
-                &self.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(patch),
-            )
-            .await
-            .map_err(Error::kube(format!(
-                "writing status of ExternalSecret {namespace}/{}",
-                self.name_any()
-            )))?;
-        Ok(())
-    }
-
-    /// `<generation>-<hash of labels and annotations>`, exactly as ESO's `GetResourceVersion`,
-    /// so an ExternalSecret ESO synced is not re-read after the switch.
-    fn synced_resource_version(&self) -> String {
-        format!(
-            "{}-{}",
-            self.meta().generation.unwrap_or_default(),
-            target::meta_hash(self.labels(), self.annotations())
-        )
-    }
-
-    async fn publish(&self, ctx: &Context, type_: EventType, reason: &str, note: &str) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note.chars().take(1024).collect()),
-            action: "Sync".into(),
-            secondary: None,
-        };
-        if let Err(error) = ctx.recorder.publish(&event, &self.object_ref(&())).await {
-            debug!(externalsecret = %ObjectRef::from_obj(self), %error, "could not publish event");
-        }
     }
 }
 
@@ -667,5 +522,36 @@ fn secret_is_valid(existing: Option<&Secret>, creation: CreationPolicy) -> bool 
 /// the position, never a value.
 fn render_template(name: &str, text: &str, values: &BTreeMap<String, Vec<u8>>) -> Result<Vec<u8>> {
     secret_bridge::template::render(name, text, values)
-        .map_err(|e| Error::Spec(format!("could not apply template: {e}")))
+        .map_err(|e| Error::Misconfigured(format!("could not apply template: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_with_jitter() {
+        assert_eq!(retry_delay(0, 0.0), Duration::from_millis(2500));
+        assert_eq!(
+            retry_delay(0, 0.999_999),
+            Duration::from_secs(5).mul_f64(0.999_999_5)
+        );
+        assert_eq!(retry_delay(3, 0.0), Duration::from_secs(20));
+        assert_eq!(retry_delay(30, 0.0), Duration::from_secs(150));
+        let spread: std::collections::HashSet<_> =
+            (0..20).map(|_| retry_delay(2, jitter(&"es"))).collect();
+        assert!(spread.len() > 10, "jitter spreads retries: {spread:?}");
+    }
+
+    #[test]
+    fn resyncs_come_back_late_never_early() {
+        let hour = Duration::from_secs(3600);
+        let spread: std::collections::HashSet<_> =
+            (0..50).map(|_| format!("{:?}", resync(hour))).collect();
+        assert!(spread.len() > 40, "resyncs are spread");
+        for _ in 0..100 {
+            let jitter = jitter(&hour);
+            assert!((0.0..1.0).contains(&jitter));
+        }
+    }
 }

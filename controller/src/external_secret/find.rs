@@ -22,13 +22,13 @@ use tracing::debug;
 
 use crate::api::external_secret::ExternalSecretFind;
 use crate::aws::{AwsError, BatchSelection, FilterKey, SecretFilter, SecretValue, SecretsSource};
-use crate::sync::Reader;
+use crate::external_secret::fetch::Reader;
 
 #[derive(Debug)]
 pub enum FindError {
     Aws(AwsError),
     /// What is wrong with the `find`, in ESO's words.
-    Spec(String),
+    Misconfigured(String),
 }
 
 impl From<AwsError> for FindError {
@@ -46,7 +46,7 @@ pub(crate) async fn find_all<S: SecretsSource>(
         Some(name) => {
             let pattern = name.regexp.as_deref().unwrap_or_default();
             Some(go_regex::compile(pattern).map_err(|e| {
-                FindError::Spec(format!(
+                FindError::Misconfigured(format!(
                     "error getting all secrets: could not compile find.name.regexp [{pattern}]: {e}"
                 ))
             })?)
@@ -54,7 +54,7 @@ pub(crate) async fn find_all<S: SecretsSource>(
         None => None,
     };
     if matcher.is_none() && find.tags.is_empty() {
-        return Err(FindError::Spec(
+        return Err(FindError::Misconfigured(
             "error getting all secrets: unexpected find operator".into(),
         ));
     }
