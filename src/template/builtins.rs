@@ -2,7 +2,8 @@
 
 use std::cmp::Ordering;
 
-use super::functions::{FnResult, bytes_arg};
+use super::budget::Budget;
+use super::functions::{Budgeted, FnResult, bytes_arg};
 use super::gofmt;
 use super::value::{Kind, Value};
 
@@ -82,9 +83,13 @@ pub(crate) fn print(args: &[Value]) -> FnResult {
     Ok(Value::from_bytes(gofmt::sprint(args)))
 }
 
-pub(crate) fn printf(args: &[Value]) -> FnResult {
-    let format = bytes_arg(args, 0)?;
-    Ok(Value::from_bytes(gofmt::sprintf(format, &args[1..])))
+pub(crate) fn printf(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let format = bytes_arg(&args, 0)?;
+    Ok(Value::from_bytes(gofmt::sprintf(
+        format,
+        &args[1..],
+        budget,
+    )?))
 }
 
 pub(crate) fn println(args: &[Value]) -> FnResult {

@@ -2,8 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use super::budget::{Budget, VALUE_SIZE};
 use super::encoding::{self, JsonStyle};
-use super::functions::{FnResult, bool_arg, bytes_arg, list_arg, map_arg, string_arg};
+use super::functions::{
+    Budgeted, FnResult, Refusal, bool_arg, bytes_arg, list_arg, map_arg, string_arg,
+};
 use super::strings::strval;
 use super::value::{Kind, Value};
 
@@ -54,54 +57,83 @@ pub(crate) fn identity(args: &[Value]) -> FnResult {
     Ok(args[0].clone())
 }
 
+/// Charges a document about to be decoded: at most one value per structural byte
+/// (`[{,:-` or a newline), each a list or map slot, plus its text. A short document such as
+/// `[[],[],...]` decodes to many times its size, so the bound is taken before decoding;
+/// each list and map is checked against the element limit after.
+fn decode_budget(text: &[u8], budget: &mut Budget) -> Result<(), Refusal> {
+    let values = text
+        .iter()
+        .filter(|b| matches!(b, b'[' | b'{' | b',' | b':' | b'-' | b'\n'))
+        .count()
+        + 1;
+    budget.alloc(values.saturating_mul(2 * VALUE_SIZE))?;
+    budget.string(text.len())?;
+    Ok(())
+}
+
 /// sprig's `fromJson`: invalid JSON gives nil, not an error.
-pub(crate) fn from_json(args: &[Value]) -> FnResult {
-    Ok(encoding::from_json(bytes_arg(args, 0)?).unwrap_or(Value::Null))
+pub(crate) fn from_json(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let text = bytes_arg(&args, 0)?;
+    decode_budget(text, budget)?;
+    let value = encoding::from_json(text).unwrap_or(Value::Null);
+    budget.measure(&value)?;
+    Ok(value)
 }
 
-pub(crate) fn must_from_json(args: &[Value]) -> FnResult {
-    encoding::from_json(bytes_arg(args, 0)?).map_err(|e| format!("invalid JSON: {e}"))
+pub(crate) fn must_from_json(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let text = bytes_arg(&args, 0)?;
+    decode_budget(text, budget)?;
+    // serde_json's message names the line and column and the kind of fault, never the text.
+    let value = encoding::from_json(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    budget.measure(&value)?;
+    Ok(value)
 }
 
-fn json(args: &[Value], escape_html: bool, indent: bool) -> FnResult {
-    Ok(Value::String(encoding::to_json(
-        &args[0],
-        JsonStyle {
-            escape_html,
-            indent,
-        },
-    )))
+fn json(args: Vec<Value>, budget: &mut Budget, escape_html: bool, indent: bool) -> Budgeted {
+    let style = JsonStyle {
+        escape_html,
+        indent,
+    };
+    let json = encoding::to_json(&args[0], style, budget)?;
+    budget.string(json.len())?;
+    Ok(Value::String(json))
 }
 
-pub(crate) fn to_json(args: &[Value]) -> FnResult {
-    json(args, true, false)
+pub(crate) fn to_json(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    json(args, budget, true, false)
 }
 
-pub(crate) fn to_pretty_json(args: &[Value]) -> FnResult {
-    json(args, true, true)
+pub(crate) fn to_pretty_json(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    json(args, budget, true, true)
 }
 
-pub(crate) fn to_raw_json(args: &[Value]) -> FnResult {
-    json(args, false, false)
+pub(crate) fn to_raw_json(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    json(args, budget, false, false)
 }
 
 pub(crate) fn to_yaml(args: &[Value]) -> FnResult {
     Ok(Value::String(encoding::to_yaml(&args[0])))
 }
 
-pub(crate) fn from_yaml(args: &[Value]) -> FnResult {
-    Ok(encoding::from_yaml(&string_arg(args, 0)?))
+pub(crate) fn from_yaml(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let text = string_arg(&args, 0)?;
+    decode_budget(text.as_bytes(), budget)?;
+    let value = encoding::from_yaml(&text);
+    budget.measure(&value)?;
+    Ok(value)
 }
 
-pub(crate) fn dict(args: &[Value]) -> FnResult {
+pub(crate) fn dict(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    budget.map(args.len().div_ceil(2))?;
     let mut map = BTreeMap::new();
-    for pair in args.chunks(2) {
-        let key = String::from_utf8_lossy(&strval(&pair[0])).into_owned();
+    let mut args = args.into_iter();
+    while let Some(key) = args.next() {
+        let key = String::from_utf8_lossy(&strval(&key)).into_owned();
+        budget.string(key.len())?;
         map.insert(
             key,
-            pair.get(1)
-                .cloned()
-                .unwrap_or_else(|| Value::String(String::new())),
+            args.next().unwrap_or_else(|| Value::String(String::new())),
         );
     }
     Ok(Value::Map(map))
@@ -117,15 +149,28 @@ pub(crate) fn get(args: &[Value]) -> FnResult {
 
 /// `set`: returns the updated map; the evaluator also stores it back into the variable it came
 /// from, since Go maps are references and templates rely on `$_ := set $d "k" "v"`.
-pub(crate) fn set(args: &[Value]) -> FnResult {
-    let mut map = map_arg(args, 0)?.clone();
-    map.insert(string_arg(args, 1)?, args[2].clone());
+/// The map argument, owned: a copy, or moved out of the variable it is stored back into.
+fn own_map(args: &mut [Value]) -> Result<BTreeMap<String, Value>, String> {
+    map_arg(args, 0)?;
+    match std::mem::take(&mut args[0]) {
+        Value::Map(map) => Ok(map),
+        _ => Err("internal error: not a map".into()),
+    }
+}
+
+pub(crate) fn set(mut args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let key = string_arg(&args, 1)?;
+    let mut map = own_map(&mut args)?;
+    budget.elements("map", map.len() + 1)?;
+    budget.alloc(key.len() + 2 * VALUE_SIZE)?;
+    map.insert(key, std::mem::take(&mut args[2]));
     Ok(Value::Map(map))
 }
 
-pub(crate) fn unset(args: &[Value]) -> FnResult {
-    let mut map = map_arg(args, 0)?.clone();
-    map.remove(&string_arg(args, 1)?);
+pub(crate) fn unset(mut args: Vec<Value>, _: &mut Budget) -> Budgeted {
+    let key = string_arg(&args, 1)?;
+    let mut map = own_map(&mut args)?;
+    map.remove(&key);
     Ok(Value::Map(map))
 }
 
@@ -231,8 +276,9 @@ pub(crate) fn dig(args: &[Value]) -> FnResult {
     Ok(default.clone())
 }
 
-pub(crate) fn list(args: &[Value]) -> FnResult {
-    Ok(Value::List(args.to_vec()))
+pub(crate) fn list(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    budget.list(args.len())?;
+    Ok(Value::List(args))
 }
 
 /// The Go reflect kind name, used in sprig's list errors and `kindOf`.
@@ -249,15 +295,39 @@ pub(crate) fn kind_name(v: &Value) -> &'static str {
     }
 }
 
-pub(crate) fn append(args: &[Value]) -> FnResult {
-    let mut list = list_arg(args, 0, "push")?;
-    list.push(args[1].clone());
+/// The list and the item of `append` and `prepend`, the list's new length checked.
+fn list_and_item(
+    args: Vec<Value>,
+    function: &str,
+    budget: &mut Budget,
+) -> Result<(Vec<Value>, Value), Refusal> {
+    let mut args = args.into_iter();
+    match (args.next(), args.next()) {
+        (Some(Value::List(list)), Some(item)) => {
+            budget.elements("list", list.len() + 1)?;
+            Ok((list, item))
+        }
+        (Some(other), _) => Err(format!("cannot {function} on type {}", kind_name(&other)).into()),
+        (None, _) => Err("internal error: missing argument".into()),
+    }
+}
+
+pub(crate) fn append(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let (mut list, item) = list_and_item(args, "push", budget)?;
+    // The list is ours (a copy, or moved out of a variable being reassigned): a slot more
+    // costs a new buffer only when it is full, twice as large as Vec grows.
+    if list.len() == list.capacity() {
+        budget.alloc(list.capacity().max(2).saturating_mul(2 * VALUE_SIZE))?;
+    }
+    list.push(item);
     Ok(Value::List(list))
 }
 
-pub(crate) fn prepend(args: &[Value]) -> FnResult {
-    let mut list = list_arg(args, 0, "prepend")?;
-    list.insert(0, args[1].clone());
+pub(crate) fn prepend(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let (mut list, item) = list_and_item(args, "prepend", budget)?;
+    // Every element moves (sprig copies the list), so each prepend costs the whole list.
+    budget.list(list.len() + 1)?;
+    list.insert(0, item);
     Ok(Value::List(list))
 }
 
@@ -296,9 +366,13 @@ pub(crate) fn reverse(args: &[Value]) -> FnResult {
     Ok(Value::List(list))
 }
 
-pub(crate) fn uniq(args: &[Value]) -> FnResult {
+/// sprig's `uniq`, quadratic as sprig's: the comparisons count as steps.
+pub(crate) fn uniq(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let list = list_arg(&args, 0, "find uniq")?;
+    budget.list(list.len())?;
     let mut out: Vec<Value> = Vec::new();
-    for v in list_arg(args, 0, "find uniq")? {
+    for v in list {
+        budget.work(out.len())?;
         if !out.contains(&v) {
             out.push(v);
         }
@@ -306,8 +380,10 @@ pub(crate) fn uniq(args: &[Value]) -> FnResult {
     Ok(Value::List(out))
 }
 
-pub(crate) fn without(args: &[Value]) -> FnResult {
-    let list = list_arg(args, 0, "find without")?;
+pub(crate) fn without(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let list = list_arg(&args, 0, "find without")?;
+    budget.list(list.len())?;
+    budget.work(list.len().saturating_mul(args.len() - 1))?;
     Ok(Value::List(
         list.into_iter()
             .filter(|v| !args[1..].contains(v))
@@ -323,10 +399,20 @@ pub(crate) fn has(args: &[Value]) -> FnResult {
     }
 }
 
-pub(crate) fn concat(args: &[Value]) -> FnResult {
-    let mut out = Vec::new();
-    for n in 0..args.len() {
-        out.extend(list_arg(args, n, "concat")?);
+pub(crate) fn concat(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let mut len = 0usize;
+    for arg in &args {
+        match arg {
+            Value::List(l) => len = len.saturating_add(l.len()),
+            other => return Err(format!("cannot concat on type {}", kind_name(other)).into()),
+        }
+    }
+    budget.list(len)?;
+    let mut out = Vec::with_capacity(len);
+    for arg in args {
+        if let Value::List(l) = arg {
+            out.extend(l);
+        }
     }
     Ok(Value::List(out))
 }

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::budget::{Budget, Charge, Exceeded};
 use super::gofmt::float_json;
 use super::value::Value;
 
@@ -12,11 +13,13 @@ pub(crate) struct JsonStyle {
     pub indent: bool,
 }
 
-/// `json.Marshal`: map keys sorted, `<>&` escaped as `\u003c` unless raw.
-pub(crate) fn to_json(v: &Value, style: JsonStyle) -> String {
+/// `json.Marshal`: map keys sorted, `<>&` escaped as `\u003c` unless raw. Escapes and
+/// indentation can make the text many times the value, so it stops once it is more than the
+/// budget has room for (the caller charges what it keeps).
+pub(crate) fn to_json(v: &Value, style: JsonStyle, budget: &Budget) -> Result<String, Exceeded> {
     let mut out = String::new();
-    write_json(&mut out, v, style, 0);
-    out
+    write_json(&mut out, v, style, 0, budget)?;
+    Ok(out)
 }
 
 fn newline(out: &mut String, style: JsonStyle, depth: usize) {
@@ -26,7 +29,14 @@ fn newline(out: &mut String, style: JsonStyle, depth: usize) {
     }
 }
 
-fn write_json(out: &mut String, v: &Value, style: JsonStyle, depth: usize) {
+fn write_json(
+    out: &mut String,
+    v: &Value,
+    style: JsonStyle,
+    depth: usize,
+    budget: &Budget,
+) -> Charge {
+    budget.check(out.len())?;
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -37,7 +47,7 @@ fn write_json(out: &mut String, v: &Value, style: JsonStyle, depth: usize) {
         Value::List(items) => {
             if items.is_empty() {
                 out.push_str("[]");
-                return;
+                return Ok(());
             }
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -45,7 +55,7 @@ fn write_json(out: &mut String, v: &Value, style: JsonStyle, depth: usize) {
                     out.push(',');
                 }
                 newline(out, style, depth + 1);
-                write_json(out, item, style, depth + 1);
+                write_json(out, item, style, depth + 1, budget)?;
             }
             newline(out, style, depth);
             out.push(']');
@@ -53,7 +63,7 @@ fn write_json(out: &mut String, v: &Value, style: JsonStyle, depth: usize) {
         Value::Map(map) => {
             if map.is_empty() {
                 out.push_str("{}");
-                return;
+                return Ok(());
             }
             out.push('{');
             for (i, (k, item)) in map.iter().enumerate() {
@@ -66,12 +76,13 @@ fn write_json(out: &mut String, v: &Value, style: JsonStyle, depth: usize) {
                 if style.indent {
                     out.push(' ');
                 }
-                write_json(out, item, style, depth + 1);
+                write_json(out, item, style, depth + 1, budget)?;
             }
             newline(out, style, depth);
             out.push('}');
         }
     }
+    budget.check(out.len())
 }
 
 fn write_json_string(out: &mut String, s: &str, style: JsonStyle) {

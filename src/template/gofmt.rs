@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::budget::{Budget, Exceeded};
 use super::value::{Kind, Value};
 
 /// The digits and decimal exponent of the shortest representation of a finite float.
@@ -360,8 +361,14 @@ fn format_one(verb: char, spec: &Spec, arg: &Value, out: &mut Vec<u8>) {
 }
 
 /// `fmt.Sprintf` for the verbs templates use: `%v %s %q %d %x %X %o %b %c %t %f %e %g %%`,
-/// with flags `-+ 0`, width and precision.
-pub(crate) fn sprintf(format: &[u8], args: &[Value]) -> Vec<u8> {
+/// with flags `-+ 0`, width and precision. Width and precision are checked against the
+/// budget before padding (`%0999999999d` is a gigabyte of zeros); whatever else a verb
+/// writes is at most a copy of its argument.
+pub(crate) fn sprintf(
+    format: &[u8],
+    args: &[Value],
+    budget: &mut Budget,
+) -> Result<Vec<u8>, Exceeded> {
     let mut out = Vec::new();
     let mut next_arg = 0;
     let mut i = 0;
@@ -425,6 +432,8 @@ pub(crate) fn sprintf(format: &[u8], args: &[Value]) -> Vec<u8> {
             out.push(b'%');
             continue;
         }
+        let pad = spec.width.unwrap_or(0).max(spec.precision.unwrap_or(0));
+        budget.check(out.len().saturating_add(pad))?;
         match args.get(next_arg) {
             Some(arg) => format_one(verb, &spec, arg, &mut out),
             None => {
@@ -449,5 +458,6 @@ pub(crate) fn sprintf(format: &[u8], args: &[Value]) -> Vec<u8> {
         }
         out.push(b')');
     }
-    out
+    budget.string(out.len())?;
+    Ok(out)
 }

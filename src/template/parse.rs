@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::ast::{Arg, ArgKind, Branch, Command, List, Node, Pipe};
+use super::budget::{Exceeded, Limits, too_deep};
 use super::functions;
 use super::lex::{Tok, Token, lex};
 
@@ -18,10 +19,56 @@ pub(crate) type ParseError = (usize, String);
 
 type Result<T> = std::result::Result<T, ParseError>;
 
-pub(crate) fn parse(text: &str) -> Result<Tree> {
+/// Why a template does not parse.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Syntax(usize, String),
+    /// Nested deeper than the limit, at this position.
+    Budget(usize, Exceeded),
+}
+
+pub(crate) fn parse(text: &str, limits: &Limits) -> std::result::Result<Tree, Failure> {
+    let toks = lex(text).map_err(|(pos, message)| Failure::Syntax(pos, message))?;
+    check_depth(&toks, limits)?;
+    parse_tokens(text, toks).map_err(|(pos, message)| Failure::Syntax(pos, message))
+}
+
+/// Refuses, before the recursive parser sees them, tokens nested deeper than the limit:
+/// parentheses, control structures and `{{else if}}` chains (each a level in the parser).
+fn check_depth(toks: &[Token], limits: &Limits) -> std::result::Result<(), Failure> {
+    // Levels opened by each structure still open: 1, plus one per `else if`/`else with`.
+    let mut open: Vec<usize> = Vec::new();
+    let mut depth = 0usize;
+    let mut after_else = false;
+    for t in toks {
+        match t.tok {
+            Tok::LeftParen => depth += 1,
+            Tok::RightParen => depth = depth.saturating_sub(1),
+            Tok::Keyword("if" | "with") if after_else => {
+                if let Some(levels) = open.last_mut() {
+                    *levels += 1;
+                }
+                depth += 1;
+            }
+            Tok::Keyword("if" | "with" | "range" | "define" | "block") => {
+                open.push(1);
+                depth += 1;
+            }
+            Tok::Keyword("end") => depth = depth.saturating_sub(open.pop().unwrap_or(0)),
+            _ => {}
+        }
+        if t.tok != Tok::Space {
+            after_else = t.tok == Tok::Keyword("else");
+        }
+        too_deep(limits, depth).map_err(|e| Failure::Budget(t.pos, e))?;
+    }
+    Ok(())
+}
+
+fn parse_tokens(text: &str, toks: Vec<Token>) -> Result<Tree> {
     let mut parser = Parser {
         text,
-        toks: lex(text)?,
+        toks,
         i: 0,
         vars: vec!["$".to_owned()],
         range_depth: 0,

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use sha2::Digest as _;
 
-use super::functions::{FnResult, bytes_arg, int_arg, string_arg};
+use super::budget::{Budget, Exceeded};
+use super::functions::{Budgeted, FnResult, bytes_arg, int_arg, string_arg};
 use super::gofmt;
 use super::value::Value;
 
@@ -141,17 +142,12 @@ pub(crate) fn nospace(args: &[Value]) -> FnResult {
     )
 }
 
-/// The largest string a function may build, so that a template cannot exhaust memory.
-const MAX_BUILT: usize = 16 << 20;
-
-pub(crate) fn repeat(args: &[Value]) -> FnResult {
-    let count = int_arg(args, 0)?;
-    let s = string_arg(args, 1)?;
+pub(crate) fn repeat(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let count = int_arg(&args, 0)?;
+    let s = string_arg(&args, 1)?;
     let count = usize::try_from(count).map_err(|_| "negative repeat count".to_owned())?;
-    if s.len().saturating_mul(count) > MAX_BUILT {
-        return Err("repeat result too large".into());
-    }
-    text(s.repeat(count))
+    budget.string(s.len().saturating_mul(count))?;
+    Ok(Value::String(s.repeat(count)))
 }
 
 pub(crate) fn contains(args: &[Value]) -> FnResult {
@@ -218,32 +214,41 @@ pub(crate) fn cat(args: &[Value]) -> FnResult {
     Ok(Value::from_bytes(out))
 }
 
-fn indent_by(spaces: i64, s: &str) -> String {
-    let pad = " ".repeat(usize::try_from(spaces).unwrap_or(0).min(1024));
-    format!("{pad}{}", s.replace('\n', &format!("\n{pad}")))
+/// sprig's `indent`: `spaces` spaces before every line. Every line grows, so the size is
+/// checked first.
+fn indent_by(spaces: i64, s: &str, budget: &mut Budget) -> Result<String, Exceeded> {
+    let spaces = usize::try_from(spaces).unwrap_or(0);
+    let lines = 1 + s.bytes().filter(|&b| b == b'\n').count();
+    budget.string(s.len().saturating_add(lines.saturating_mul(spaces)))?;
+    let pad = " ".repeat(spaces);
+    Ok(format!("{pad}{}", s.replace('\n', &format!("\n{pad}"))))
 }
 
-pub(crate) fn indent(args: &[Value]) -> FnResult {
-    text(indent_by(int_arg(args, 0)?, &string_arg(args, 1)?))
+pub(crate) fn indent(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let s = string_arg(&args, 1)?;
+    Ok(Value::String(indent_by(int_arg(&args, 0)?, &s, budget)?))
 }
 
-pub(crate) fn nindent(args: &[Value]) -> FnResult {
-    text(format!(
-        "\n{}",
-        indent_by(int_arg(args, 0)?, &string_arg(args, 1)?)
-    ))
+pub(crate) fn nindent(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let s = string_arg(&args, 1)?;
+    let indented = indent_by(int_arg(&args, 0)?, &s, budget)?;
+    Ok(Value::String(format!("\n{indented}")))
 }
 
-pub(crate) fn replace(args: &[Value]) -> FnResult {
+pub(crate) fn replace(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
     let (old, new, src) = (
-        string_arg(args, 0)?,
-        string_arg(args, 1)?,
-        string_arg(args, 2)?,
+        string_arg(&args, 0)?,
+        string_arg(&args, 1)?,
+        string_arg(&args, 2)?,
     );
-    if old.is_empty() && src.len().saturating_mul(new.len() + 1) > MAX_BUILT {
-        return Err("replace result too large".into());
-    }
-    text(src.replace(&old, &new))
+    // An empty `old` matches before every character and at the end.
+    let matches = if old.is_empty() {
+        src.chars().count() + 1
+    } else {
+        src.matches(old.as_str()).count()
+    };
+    budget.string(src.len().saturating_add(matches.saturating_mul(new.len())))?;
+    Ok(Value::String(src.replace(&old, &new)))
 }
 
 pub(crate) fn plural(args: &[Value]) -> FnResult {
@@ -268,10 +273,17 @@ pub(crate) fn strslice(v: &Value) -> Vec<Value> {
     }
 }
 
-pub(crate) fn join(args: &[Value]) -> FnResult {
-    let sep = bytes_arg(args, 0)?;
+pub(crate) fn join(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let sep = bytes_arg(&args, 0)?;
+    let items = strslice(&args[1]);
+    let len = items
+        .iter()
+        .map(|i| i.as_bytes().map_or(0, <[u8]>::len))
+        .sum::<usize>();
+    let seps = sep.len().saturating_mul(items.len().saturating_sub(1));
+    budget.string(len.saturating_add(seps))?;
     let mut out = Vec::new();
-    for (i, item) in strslice(&args[1]).iter().enumerate() {
+    for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.extend_from_slice(sep);
         }
@@ -280,12 +292,37 @@ pub(crate) fn join(args: &[Value]) -> FnResult {
     Ok(Value::from_bytes(out))
 }
 
-/// Go's `strings.Split` (and `SplitN` when `n` is given): an empty separator splits into characters.
-fn go_split(s: &str, sep: &str, n: Option<i64>) -> Vec<String> {
+/// Go's `strings.Split` (and `SplitN` when `n` is given): an empty separator splits into
+/// characters. Each part is a value of its own, so their number is checked first.
+fn go_split(
+    s: &str,
+    sep: &str,
+    n: Option<i64>,
+    budget: &mut Budget,
+    map: bool,
+) -> Result<Vec<String>, Exceeded> {
     if n == Some(0) {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let limit = n.filter(|n| *n > 0).map(|n| n as usize);
+    let found = if sep.is_empty() {
+        s.chars().count()
+    } else {
+        s.matches(sep).count() + 1
+    };
+    let parts = limit.map_or(found, |l| found.min(l));
+    if map {
+        // Keys `_0`, `_1`...
+        budget.map(parts)?;
+        budget.string(parts.saturating_mul(8))?;
+    } else {
+        budget.list(parts)?;
+    }
+    budget.string(s.len())?;
+    Ok(split_parts(s, sep, limit))
+}
+
+fn split_parts(s: &str, sep: &str, limit: Option<usize>) -> Vec<String> {
     if sep.is_empty() {
         let chars: Vec<String> = s.chars().map(String::from).collect();
         return match limit {
@@ -313,25 +350,20 @@ fn indexed_map(parts: Vec<String>) -> Value {
     )
 }
 
-pub(crate) fn split(args: &[Value]) -> FnResult {
-    Ok(indexed_map(go_split(
-        &string_arg(args, 1)?,
-        &string_arg(args, 0)?,
-        None,
-    )))
+pub(crate) fn split(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let (sep, s) = (string_arg(&args, 0)?, string_arg(&args, 1)?);
+    Ok(indexed_map(go_split(&s, &sep, None, budget, true)?))
 }
 
-pub(crate) fn splitn(args: &[Value]) -> FnResult {
-    let n = int_arg(args, 1)?;
-    Ok(indexed_map(go_split(
-        &string_arg(args, 2)?,
-        &string_arg(args, 0)?,
-        Some(n),
-    )))
+pub(crate) fn splitn(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let n = int_arg(&args, 1)?;
+    let (sep, s) = (string_arg(&args, 0)?, string_arg(&args, 2)?);
+    Ok(indexed_map(go_split(&s, &sep, Some(n), budget, true)?))
 }
 
-pub(crate) fn split_list(args: &[Value]) -> FnResult {
-    let parts = go_split(&string_arg(args, 1)?, &string_arg(args, 0)?, None);
+pub(crate) fn split_list(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let (sep, s) = (string_arg(&args, 0)?, string_arg(&args, 1)?);
+    let parts = go_split(&s, &sep, None, budget, false)?;
     Ok(Value::List(parts.into_iter().map(Value::String).collect()))
 }
 
@@ -372,8 +404,12 @@ pub(crate) fn ext(args: &[Value]) -> FnResult {
     )
 }
 
-pub(crate) fn b64enc(args: &[Value]) -> FnResult {
-    text(base64::engine::general_purpose::STANDARD.encode(bytes_arg(args, 0)?))
+pub(crate) fn b64enc(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let bytes = bytes_arg(&args, 0)?;
+    budget.string(bytes.len().div_ceil(3).saturating_mul(4))?;
+    Ok(Value::String(
+        base64::engine::general_purpose::STANDARD.encode(bytes),
+    ))
 }
 
 /// Go's `base64.StdEncoding`: padding required, newlines ignored, trailing bits tolerated.
@@ -466,11 +502,15 @@ pub(crate) fn regex_find(args: &[Value]) -> FnResult {
     )
 }
 
-pub(crate) fn regex_find_all(args: &[Value]) -> FnResult {
-    let s = string_arg(args, 1)?;
-    let n = int_arg(args, 2)?;
+pub(crate) fn regex_find_all(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let s = string_arg(&args, 1)?;
+    let n = int_arg(&args, 2)?;
     let limit = if n < 0 { usize::MAX } else { n as usize };
-    let found = regex(args)?
+    let r = regex(&args)?;
+    // The matches are disjoint, so their text is at most the input's.
+    budget.list(r.find_iter(&s).take(limit).count())?;
+    budget.string(s.len())?;
+    let found = r
         .find_iter(&s)
         .take(limit)
         .map(|m| Value::String(m.as_str().to_owned()))
@@ -478,24 +518,39 @@ pub(crate) fn regex_find_all(args: &[Value]) -> FnResult {
     Ok(Value::List(found))
 }
 
-pub(crate) fn regex_replace_all(args: &[Value]) -> FnResult {
-    let (s, repl) = (string_arg(args, 1)?, string_arg(args, 2)?);
-    text(regex(args)?.replace_all(&s, repl.as_str()).into_owned())
+/// The most a replacement of every match of `r` in `s` by `repl` can produce: each `$group`
+/// in `repl` expands to text of its own match, and the matches are disjoint.
+fn replaced_size(r: &regex::Regex, s: &str, repl: &str, expand: bool) -> usize {
+    let matches = r.find_iter(s).count();
+    let groups = if expand { repl.matches('$').count() } else { 0 };
+    s.len()
+        .saturating_add(matches.saturating_mul(repl.len()))
+        .saturating_add(groups.saturating_mul(s.len()))
 }
 
-pub(crate) fn regex_replace_all_literal(args: &[Value]) -> FnResult {
-    let (s, repl) = (string_arg(args, 1)?, string_arg(args, 2)?);
-    text(
-        regex(args)?
-            .replace_all(&s, regex::NoExpand(&repl))
-            .into_owned(),
-    )
+pub(crate) fn regex_replace_all(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let (s, repl) = (string_arg(&args, 1)?, string_arg(&args, 2)?);
+    let r = regex(&args)?;
+    budget.string(replaced_size(&r, &s, &repl, true))?;
+    Ok(Value::String(r.replace_all(&s, repl.as_str()).into_owned()))
 }
 
-pub(crate) fn regex_split(args: &[Value]) -> FnResult {
-    let s = string_arg(args, 1)?;
-    let n = int_arg(args, 2)?;
-    let r = regex(args)?;
+pub(crate) fn regex_replace_all_literal(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let (s, repl) = (string_arg(&args, 1)?, string_arg(&args, 2)?);
+    let r = regex(&args)?;
+    budget.string(replaced_size(&r, &s, &repl, false))?;
+    Ok(Value::String(
+        r.replace_all(&s, regex::NoExpand(&repl)).into_owned(),
+    ))
+}
+
+pub(crate) fn regex_split(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let s = string_arg(&args, 1)?;
+    let n = int_arg(&args, 2)?;
+    let r = regex(&args)?;
+    let limit = usize::try_from(n).unwrap_or(usize::MAX);
+    budget.list((r.find_iter(&s).count() + 1).min(limit))?;
+    budget.string(s.len())?;
     let parts: Vec<Value> = match n {
         0 => Vec::new(),
         n if n < 0 => r.split(&s).map(|p| Value::String(p.to_owned())).collect(),
