@@ -84,8 +84,15 @@ pub(crate) fn from_json(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
 pub(crate) fn must_from_json(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
     let text = bytes_arg(&args, 0)?;
     decode_budget(text, budget)?;
-    // serde_json's message names the line and column and the kind of fault, never the text.
-    let value = encoding::from_json(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    // The position and the kind of fault only: the text may be a secret.
+    let value = encoding::from_json(text).map_err(|e| {
+        format!(
+            "invalid JSON: {:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    })?;
     budget.measure(&value)?;
     Ok(value)
 }

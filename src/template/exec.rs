@@ -361,17 +361,17 @@ impl Exec<'_> {
     /// A copy of `$x.a.b`, charged to the budget.
     fn var(&mut self, arg: &Arg, name: &str, names: &[String], has_args: bool) -> Result<Value> {
         let Some((_, value)) = self.vars.iter().rev().find(|(n, _)| n == name) else {
-            return Err(self.error(arg.pos, &arg.src, format!("undefined variable {name:?}")));
+            return Err(self.error(arg.pos, &arg.label, format!("undefined variable {name:?}")));
         };
         let leaf = walk_fields(value, names, has_args)
-            .map_err(|message| self.error(arg.pos, &arg.src, message))?;
+            .map_err(|message| self.error(arg.pos, &arg.label, message))?;
         let charged = if self.transient {
             self.budget.transient(leaf)
         } else {
             self.budget.copy(leaf)
         };
         if let Err(e) = charged {
-            return Err(self.over(arg.pos, &arg.src, e));
+            return Err(self.over(arg.pos, &arg.label, e));
         }
         Ok(leaf.clone())
     }
@@ -385,8 +385,8 @@ impl Exec<'_> {
         has_args: bool,
     ) -> Result<Value> {
         let leaf = walk_fields(receiver, names, has_args)
-            .map_err(|message| self.error(arg.pos, &arg.src, message))?;
-        self.copy(arg.pos, &arg.src, leaf)
+            .map_err(|message| self.error(arg.pos, &arg.label, message))?;
+        self.copy(arg.pos, &arg.label, leaf)
     }
 
     /// Evaluates a pipeline and declares or assigns its variables. `keep` says whether the
@@ -420,8 +420,8 @@ impl Exec<'_> {
         if args.len() > 1 || last.is_some() {
             return Err(self.error(
                 args[0].pos,
-                &args[0].src,
-                format!("can't give argument to non-function {}", args[0].src),
+                &args[0].label,
+                format!("can't give argument to non-function {}", args[0].label),
             ));
         }
         Ok(())
@@ -455,7 +455,7 @@ impl Exec<'_> {
                 self.not_a_function(args, &last)?;
                 self.nested(first.pos, |e| e.eval_pipeline(dot, pipe, true))
             }
-            ArgKind::Nil => Err(self.error(first.pos, &first.src, "nil is not a command".into())),
+            ArgKind::Nil => Err(self.error(first.pos, &first.label, "nil is not a command".into())),
             ArgKind::Dot | ArgKind::Bool(_) | ArgKind::Number(_) | ArgKind::String(_) => {
                 self.not_a_function(args, &last)?;
                 self.eval_arg(dot, first)
@@ -495,7 +495,7 @@ impl Exec<'_> {
         last: Option<Value>,
         moving: bool,
     ) -> Result<Value> {
-        let fail = |this: &Self, message: String| Err(this.error(node.pos, &node.src, message));
+        let fail = |this: &Self, message: String| Err(this.error(node.pos, &node.label, message));
         let Some(function) = functions::lookup(name) else {
             return fail(self, functions::unknown_message(name));
         };
@@ -576,7 +576,7 @@ impl Exec<'_> {
                     Err(Refusal::Error(message)) => {
                         return fail(self, format!("error calling {name}: {message}"));
                     }
-                    Err(Refusal::Budget(e)) => return Err(self.over(node.pos, &node.src, e)),
+                    Err(Refusal::Budget(e)) => return Err(self.over(node.pos, &node.label, e)),
                 };
                 if MUTATING.contains(&name)
                     && let Some(Arg {

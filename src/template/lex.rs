@@ -310,14 +310,7 @@ impl Lexer<'_> {
         self.pos = i;
         let text = &self.src[start..i];
         if self.peek().is_some_and(is_alnum) || !text.bytes().any(|b| b.is_ascii_digit()) {
-            let end = self
-                .rest()
-                .find(|c: char| !is_alnum(c))
-                .map_or(self.src.len(), |e| self.pos + e);
-            return Err((
-                start,
-                format!("bad number syntax: {:?}", &self.src[start..end]),
-            ));
+            return Err((start, "bad number syntax".into()));
         }
         self.emit(Tok::Number(text.to_owned()), start);
         Ok(())

@@ -30,7 +30,7 @@ pub(crate) enum Failure {
 pub(crate) fn parse(text: &str, limits: &Limits) -> std::result::Result<Tree, Failure> {
     let toks = lex(text).map_err(|(pos, message)| Failure::Syntax(pos, message))?;
     check_depth(&toks, limits)?;
-    parse_tokens(text, toks).map_err(|(pos, message)| Failure::Syntax(pos, message))
+    parse_tokens(toks).map_err(|(pos, message)| Failure::Syntax(pos, message))
 }
 
 /// Refuses, before the recursive parser sees them, tokens nested deeper than the limit:
@@ -65,9 +65,8 @@ fn check_depth(toks: &[Token], limits: &Limits) -> std::result::Result<(), Failu
     Ok(())
 }
 
-fn parse_tokens(text: &str, toks: Vec<Token>) -> Result<Tree> {
+fn parse_tokens(toks: Vec<Token>) -> Result<Tree> {
     let mut parser = Parser {
-        text,
         toks,
         i: 0,
         vars: vec!["$".to_owned()],
@@ -113,8 +112,7 @@ enum Item {
     Nothing,
 }
 
-struct Parser<'a> {
-    text: &'a str,
+struct Parser {
     toks: Vec<Token>,
     i: usize,
     /// Variables in scope, innermost last.
@@ -137,7 +135,7 @@ fn describe(tok: &Tok) -> String {
         Tok::Variable(n) => format!("variable {n:?}"),
         Tok::Bool(b) => format!("{b}"),
         Tok::Nil => "nil".into(),
-        Tok::Number(n) => format!("number {n}"),
+        Tok::Number(_) => "number".into(),
         Tok::Char(_) => "character constant".into(),
         Tok::String(_) => "quoted string".into(),
         Tok::Pipe => "\"|\"".into(),
@@ -150,7 +148,7 @@ fn describe(tok: &Tok) -> String {
     }
 }
 
-impl Parser<'_> {
+impl Parser {
     fn next(&mut self) -> Token {
         let t = self.toks[self.i.min(self.toks.len() - 1)].clone();
         if self.i < self.toks.len() - 1 {
@@ -480,10 +478,6 @@ impl Parser<'_> {
         Ok(Command { pos, args })
     }
 
-    fn source(&self, start: usize) -> String {
-        self.text[start..self.peek().pos].trim_end().to_owned()
-    }
-
     fn operand(&mut self) -> Result<Option<Arg>> {
         let Some(term) = self.term()? else {
             return Ok(None);
@@ -511,13 +505,13 @@ impl Parser<'_> {
             | ArgKind::Number(_)
             | ArgKind::Nil
             | ArgKind::Dot => {
-                return Err((pos, format!("unexpected . after term {:?}", term.src)));
+                return Err((pos, format!("unexpected . after term {}", term.label)));
             }
             _ => ArgKind::Chain(Box::new(term), fields),
         };
         Ok(Some(Arg {
             pos,
-            src: self.source(pos),
+            label: label(&kind),
             kind,
         }))
     }
@@ -554,9 +548,27 @@ impl Parser<'_> {
         };
         Ok(Some(Arg {
             pos: t.pos,
-            src: self.source(t.pos),
+            label: label(&kind),
             kind,
         }))
+    }
+}
+
+/// How errors show an operand: names (fields, variables, functions) as written, literals by
+/// their kind only.
+fn label(kind: &ArgKind) -> String {
+    let fields = |names: &[String]| names.iter().map(|n| format!(".{n}")).collect::<String>();
+    match kind {
+        ArgKind::Field(names) => fields(names),
+        ArgKind::Variable(name, names) => format!("{name}{}", fields(names)),
+        ArgKind::Chain(_, names) => format!("(...){}", fields(names)),
+        ArgKind::Dot => ".".into(),
+        ArgKind::Nil => "nil".into(),
+        ArgKind::Bool(b) => b.to_string(),
+        ArgKind::Number(_) => "number".into(),
+        ArgKind::String(_) => "string".into(),
+        ArgKind::Function(name) => name.clone(),
+        ArgKind::Pipe(_) => "(...)".into(),
     }
 }
 
@@ -573,7 +585,7 @@ fn number(text: &str) -> std::result::Result<serde_json::Number, String> {
     let radix_digits = [("0x", 16), ("0o", 8), ("0b", 2)]
         .into_iter()
         .find_map(|(prefix, radix)| lower.strip_prefix(prefix).map(|d| (radix, d)));
-    let bad = || format!("bad number syntax: {text:?}");
+    let bad = || "bad number syntax".to_owned();
     let (radix, digits) = match radix_digits {
         Some(found) => found,
         None if lower.contains(['.', 'e']) => {
@@ -585,11 +597,11 @@ fn number(text: &str) -> std::result::Result<serde_json::Number, String> {
         None => (10, lower.as_str()),
     };
     if digits.contains(['.', 'p']) {
-        return Err(format!("unsupported number literal {text:?}"));
+        return Err("unsupported number literal".into());
     }
     let magnitude = i128::from_str_radix(digits, radix).map_err(|_| bad())?;
     let value = if negative { -magnitude } else { magnitude };
     i64::try_from(value)
         .map(serde_json::Number::from)
-        .map_err(|_| format!("{text} overflows int"))
+        .map_err(|_| "number literal overflows int".into())
 }
