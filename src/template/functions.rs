@@ -116,6 +116,8 @@ static FUNCTIONS: &[Function] = &[
     f("gt", 2, 2, builtins::gt),
     f("ge", 2, 2, builtins::ge),
     variadic("urlquery", 0, builtins::urlquery),
+    variadic("html", 0, builtins::html),
+    variadic("js", 0, builtins::js),
     // sprig: strings.
     f("trim", 1, 1, strings::trim),
     f("upper", 1, 1, strings::upper),
@@ -277,8 +279,6 @@ static FUNCTIONS: &[Function] = &[
 /// so that a template using one we lack gets a clear "not supported" rather than "not defined".
 const ESO_FUNCTIONS: &[&str] = &[
     "call",
-    "html",
-    "js",
     "hello",
     "ago",
     "date",

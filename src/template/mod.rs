@@ -26,6 +26,7 @@ mod functions;
 mod gofmt;
 mod lex;
 mod parse;
+mod printf;
 mod strings;
 mod value;
 
@@ -53,6 +54,8 @@ pub const SUPPORTED_FUNCTIONS: &[&str] = &[
     "gt",
     "ge",
     "urlquery",
+    "html",
+    "js",
     "trim",
     "upper",
     "lower",
@@ -250,3 +253,7 @@ mod errors_tests;
 #[cfg(test)]
 #[path = "budget_tests.rs"]
 mod budget_tests;
+
+#[cfg(test)]
+#[path = "golden_tests.rs"]
+mod golden_tests;
