@@ -25,8 +25,13 @@ mod exec;
 mod functions;
 mod gofmt;
 mod lex;
+mod literals;
+mod numbers;
+mod operands;
 mod parse;
+mod pem;
 mod printf;
+mod regexes;
 mod strings;
 mod value;
 

@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 
 use super::ast::{Arg, ArgKind, Branch, Command, List, Node, Pipe};
-use super::budget::{Exceeded, Limits, too_deep};
+use super::budget::{Exceeded, Limits};
 use super::functions;
-use super::lex::{Tok, Token, lex};
+use super::lex::{Tok, Token, check_depth, describe, lex};
+use super::literals::number;
 
 /// A parsed template: the main list and the `define`d templates.
 #[derive(Debug)]
@@ -29,40 +30,8 @@ pub(crate) enum Failure {
 
 pub(crate) fn parse(text: &str, limits: &Limits) -> std::result::Result<Tree, Failure> {
     let toks = lex(text).map_err(|(pos, message)| Failure::Syntax(pos, message))?;
-    check_depth(&toks, limits)?;
+    check_depth(&toks, limits).map_err(|(pos, e)| Failure::Budget(pos, e))?;
     parse_tokens(toks).map_err(|(pos, message)| Failure::Syntax(pos, message))
-}
-
-/// Refuses, before the recursive parser sees them, tokens nested deeper than the limit:
-/// parentheses, control structures and `{{else if}}` chains (each a level in the parser).
-fn check_depth(toks: &[Token], limits: &Limits) -> std::result::Result<(), Failure> {
-    // Levels opened by each structure still open: 1, plus one per `else if`/`else with`.
-    let mut open: Vec<usize> = Vec::new();
-    let mut depth = 0usize;
-    let mut after_else = false;
-    for t in toks {
-        match t.tok {
-            Tok::LeftParen => depth += 1,
-            Tok::RightParen => depth = depth.saturating_sub(1),
-            Tok::Keyword("if" | "with") if after_else => {
-                if let Some(levels) = open.last_mut() {
-                    *levels += 1;
-                }
-                depth += 1;
-            }
-            Tok::Keyword("if" | "with" | "range" | "define" | "block") => {
-                open.push(1);
-                depth += 1;
-            }
-            Tok::Keyword("end") => depth = depth.saturating_sub(open.pop().unwrap_or(0)),
-            _ => {}
-        }
-        if t.tok != Tok::Space {
-            after_else = t.tok == Tok::Keyword("else");
-        }
-        too_deep(limits, depth).map_err(|e| Failure::Budget(t.pos, e))?;
-    }
-    Ok(())
 }
 
 fn parse_tokens(toks: Vec<Token>) -> Result<Tree> {
@@ -120,32 +89,6 @@ struct Parser {
     range_depth: usize,
     control_depth: usize,
     defines: BTreeMap<String, List>,
-}
-
-fn describe(tok: &Tok) -> String {
-    match tok {
-        Tok::Text(_) => "text".into(),
-        Tok::LeftDelim => "\"{{\"".into(),
-        Tok::RightDelim => "\"}}\"".into(),
-        Tok::Space => "space".into(),
-        Tok::Identifier(n) => format!("identifier {n:?}"),
-        Tok::Keyword(k) => format!("keyword {k:?}"),
-        Tok::Field(n) => format!("field \".{n}\""),
-        Tok::Dot => "\".\"".into(),
-        Tok::Variable(n) => format!("variable {n:?}"),
-        Tok::Bool(b) => format!("{b}"),
-        Tok::Nil => "nil".into(),
-        Tok::Number(_) => "number".into(),
-        Tok::Char(_) => "character constant".into(),
-        Tok::String(_) => "quoted string".into(),
-        Tok::Pipe => "\"|\"".into(),
-        Tok::LeftParen => "\"(\"".into(),
-        Tok::RightParen => "\")\"".into(),
-        Tok::Declare => "\":=\"".into(),
-        Tok::Assign => "\"=\"".into(),
-        Tok::Comma => "\",\"".into(),
-        Tok::Eof => "end of template".into(),
-    }
 }
 
 impl Parser {
@@ -570,38 +513,4 @@ fn label(kind: &ArgKind) -> String {
         ArgKind::Function(name) => name.clone(),
         ArgKind::Pipe(_) => "(...)".into(),
     }
-}
-
-/// Types a number literal as Go does for an `interface{}` argument: `int` unless it has a
-/// fraction or exponent, then `float64`.
-fn number(text: &str) -> std::result::Result<serde_json::Number, String> {
-    let clean = text.replace('_', "");
-    let (negative, unsigned) = match clean.as_bytes().first() {
-        Some(b'-') => (true, &clean[1..]),
-        Some(b'+') => (false, &clean[1..]),
-        _ => (false, clean.as_str()),
-    };
-    let lower = unsigned.to_ascii_lowercase();
-    let radix_digits = [("0x", 16), ("0o", 8), ("0b", 2)]
-        .into_iter()
-        .find_map(|(prefix, radix)| lower.strip_prefix(prefix).map(|d| (radix, d)));
-    let bad = || "bad number syntax".to_owned();
-    let (radix, digits) = match radix_digits {
-        Some(found) => found,
-        None if lower.contains(['.', 'e']) => {
-            let f: f64 = clean.parse().map_err(|_| bad())?;
-            return serde_json::Number::from_f64(f).ok_or_else(bad);
-        }
-        // Go reads a leading 0 as octal.
-        None if lower.len() > 1 && lower.starts_with('0') => (8, &lower[1..]),
-        None => (10, lower.as_str()),
-    };
-    if digits.contains(['.', 'p']) {
-        return Err("unsupported number literal".into());
-    }
-    let magnitude = i128::from_str_radix(digits, radix).map_err(|_| bad())?;
-    let value = if negative { -magnitude } else { magnitude };
-    i64::try_from(value)
-        .map(serde_json::Number::from)
-        .map_err(|_| "number literal overflows int".into())
 }
