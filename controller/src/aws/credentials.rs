@@ -21,6 +21,8 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
 use kube::api::PostParams;
 
+use crate::aws::coalesce::{Coalescer, CoalescingSource};
+
 /// Static credentials read from a store's `auth.secretRef`. `Debug` never shows the keys.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct StaticKeys {
@@ -91,7 +93,8 @@ pub struct ClientFactory {
 }
 
 struct CachedClient {
-    secrets_manager: aws_sdk_secretsmanager::Client,
+    /// Every reconcile's `AWSCURRENT` reads with these credentials, shared and batched.
+    coalescer: Arc<Coalescer<aws_sdk_secretsmanager::Client>>,
     /// For the store-status check, with the same credentials provider. Kept rather than built
     /// per check: a new client would assume the outermost role again.
     sts: aws_sdk_sts::Client,
@@ -110,12 +113,19 @@ impl ClientFactory {
         }
     }
 
-    pub fn secrets_manager(
+    /// What one reconcile reads Secrets Manager through: its `AWSCURRENT` reads are shared
+    /// with every other reconcile using the same credentials, and must have started at or
+    /// after `not_before` (see [`crate::aws::coalesce`]).
+    pub fn source(
         &self,
         region: &str,
         auth: &StoreAuth,
-    ) -> aws_sdk_secretsmanager::Client {
-        self.cached(region, auth, |c| c.secrets_manager.clone())
+        not_before: Instant,
+    ) -> CoalescingSource<aws_sdk_secretsmanager::Client> {
+        CoalescingSource {
+            coalescer: self.cached(region, auth, |c| c.coalescer.clone()),
+            not_before,
+        }
     }
 
     /// Checks that the store's credentials work: STS `GetCallerIdentity` with them (after every
@@ -159,8 +169,9 @@ impl ClientFactory {
             let config = aws_sdk_secretsmanager::config::Builder::from(&self.base)
                 .region(region.clone())
                 .credentials_provider(credentials.clone());
+            let secrets_manager = aws_sdk_secretsmanager::Client::from_conf(config.build());
             let client = CachedClient {
-                secrets_manager: aws_sdk_secretsmanager::Client::from_conf(config.build()),
+                coalescer: Coalescer::new(secrets_manager),
                 sts: self.sts(&region, credentials),
                 last_used: Instant::now(),
             };

@@ -1,6 +1,7 @@
 //! AWS Secrets Manager access: a narrow trait ([`SecretsSource`]) that the sync logic depends on,
 //! and its implementation on the AWS SDK. Clients and credentials live in [`crate::aws::credentials`].
 
+pub mod coalesce;
 pub mod credentials;
 
 use std::fmt;
@@ -205,6 +206,40 @@ pub trait SecretsSource: Send + Sync {
         filters: &[SecretFilter],
         next_token: Option<&str>,
     ) -> impl Future<Output = Result<ListPage, AwsError>> + Send;
+}
+
+/// A shared source is a source (the coalescer holds one per AWS client).
+impl<T: SecretsSource> SecretsSource for std::sync::Arc<T> {
+    fn get_secret_value(
+        &self,
+        key: &str,
+        version: &VersionSelector,
+    ) -> impl Future<Output = Result<SecretValue, AwsError>> + Send {
+        (**self).get_secret_value(key, version)
+    }
+
+    fn describe_secret(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<SecretMetadata, AwsError>> + Send {
+        (**self).describe_secret(key)
+    }
+
+    fn batch_get_secret_value(
+        &self,
+        selection: BatchSelection<'_>,
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<BatchPage, AwsError>> + Send {
+        (**self).batch_get_secret_value(selection, next_token)
+    }
+
+    fn list_secrets(
+        &self,
+        filters: &[SecretFilter],
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<ListPage, AwsError>> + Send {
+        (**self).list_secrets(filters, next_token)
+    }
 }
 
 fn sdk_filter(filter: &SecretFilter) -> Filter {

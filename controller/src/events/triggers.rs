@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::channel::mpsc;
 use futures::{Stream, future};
@@ -17,7 +17,21 @@ use tokio::sync::oneshot;
 
 use crate::api::ExternalSecret;
 
-type Waiters = HashMap<ObjectRef<ExternalSecret>, Vec<oneshot::Sender<bool>>>;
+type Registry = HashMap<ObjectRef<ExternalSecret>, Waiters>;
+
+/// The callers waiting on one ExternalSecret's next reconcile.
+#[derive(Default)]
+pub struct Waiters {
+    senders: Vec<oneshot::Sender<bool>>,
+    /// When the latest of them registered: the reconcile must read AWS after this.
+    pub since: Option<Instant>,
+}
+
+impl Waiters {
+    pub fn is_empty(&self) -> bool {
+        self.senders.is_empty()
+    }
+}
 
 /// Outcome of the reconciles for one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +49,7 @@ impl Outcome {
 
 pub struct Triggers {
     sender: mpsc::UnboundedSender<ObjectRef<ExternalSecret>>,
-    waiters: Mutex<Waiters>,
+    waiters: Mutex<Registry>,
 }
 
 impl Triggers {
@@ -67,7 +81,9 @@ impl Triggers {
                 .iter()
                 .map(|object| {
                     let (tx, rx) = oneshot::channel();
-                    waiters.entry(object.clone()).or_default().push(tx);
+                    let entry = waiters.entry(object.clone()).or_default();
+                    entry.senders.push(tx);
+                    entry.since = Some(Instant::now());
                     rx
                 })
                 .collect()
@@ -99,15 +115,15 @@ impl Triggers {
         self.waiters
             .lock()
             .expect("waiters lock")
-            .retain(|_, list| {
-                list.retain(|tx| !tx.is_closed());
-                !list.is_empty()
+            .retain(|_, waiters| {
+                waiters.senders.retain(|tx| !tx.is_closed());
+                !waiters.senders.is_empty()
             });
         outcome
     }
 
     /// Called when a reconcile of `object` starts: the waiters it will answer.
-    pub fn take(&self, object: &ObjectRef<ExternalSecret>) -> Vec<oneshot::Sender<bool>> {
+    pub fn take(&self, object: &ObjectRef<ExternalSecret>) -> Waiters {
         self.waiters
             .lock()
             .expect("waiters lock")
@@ -116,8 +132,8 @@ impl Triggers {
     }
 
     /// Called when that reconcile ends.
-    pub fn answer(waiters: Vec<oneshot::Sender<bool>>, succeeded: bool) {
-        for waiter in waiters {
+    pub fn answer(waiters: Waiters, succeeded: bool) {
+        for waiter in waiters.senders {
             let _ = waiter.send(succeeded);
         }
     }
@@ -149,7 +165,8 @@ mod tests {
 
         // The next reconcile, scheduled by the trigger, answers it.
         let next = triggers.take(&object);
-        assert_eq!(next.len(), 1);
+        assert_eq!(next.senders.len(), 1);
+        assert!(next.since.is_some());
         Triggers::answer(next, false);
         let outcome = waiting.await.unwrap();
         assert_eq!(

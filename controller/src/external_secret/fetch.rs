@@ -16,7 +16,7 @@ use std::fmt::Display;
 
 use secret_bridge::conversion::{self, Conversion, NullBytePolicy};
 use secret_bridge::decoding::Decoding;
-use secret_bridge::{mapping, rewrite};
+use secret_bridge::{mapping, rewrite, secret_id};
 use tracing::debug;
 
 use crate::Error;
@@ -370,7 +370,7 @@ impl<'s, S: SecretsSource> Reader<'s, S> {
             for id in chunk {
                 let found = values
                     .iter()
-                    .position(|v| answers(id, v))
+                    .position(|v| secret_id::identifies(id, &v.name, &v.arn))
                     .map(|at| Ok(values.swap_remove(at)))
                     .or_else(|| {
                         page.errors
@@ -455,19 +455,6 @@ impl<'s, S: SecretsSource> Reader<'s, S> {
         self.cache.insert(cache_key, result.clone());
         result
     }
-}
-
-/// Whether the batch entry `value` is the secret requested as `id` (a name, full ARN or
-/// partial ARN).
-fn answers(id: &str, value: &SecretValue) -> bool {
-    if id == value.name || id == value.arn {
-        return true;
-    }
-    value
-        .arn
-        .strip_prefix(id)
-        .and_then(|rest| rest.strip_prefix('-'))
-        .is_some_and(|suffix| suffix.len() == 6 && id.starts_with("arn:"))
 }
 
 #[cfg(test)]

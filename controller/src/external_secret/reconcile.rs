@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -34,7 +34,9 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     ctx.caches.ready().await;
     let started = std::time::Instant::now();
     let waiters = ctx.triggers.take(&ObjectRef::from_obj(&*es));
-    let result = es.reconcile(&ctx, !waiters.is_empty()).await;
+    // An event's refresh reads AWS after the event arrived; any other, after it started.
+    let not_before = waiters.since.unwrap_or_else(Instant::now);
+    let result = es.reconcile(&ctx, !waiters.is_empty(), not_before).await;
     // An event is done when its refresh ran on fresh data, even if the ExternalSecret is
     // broken in a way only a person can fix; only transient failures send it back. Either
     // way the obligation to read AWS stays with the ExternalSecret: a failed sync leaves it
@@ -88,7 +90,7 @@ fn resync(after: Duration) -> Action {
 }
 
 impl ExternalSecret {
-    async fn reconcile(&self, ctx: &Context, event: bool) -> Result<Action> {
+    async fn reconcile(&self, ctx: &Context, event: bool, not_before: Instant) -> Result<Action> {
         if self.meta().deletion_timestamp.is_some() {
             return Ok(Action::await_change());
         }
@@ -104,7 +106,7 @@ impl ExternalSecret {
         if let Err(error) = store.check_namespace_allowed(&ctx.client, &namespace).await {
             return self.fail(ctx, error).await;
         }
-        match self.sync(ctx, &store, event).await {
+        match self.sync(ctx, &store, event, not_before).await {
             Ok(action) => {
                 ctx.forget_failures(&ObjectRef::from_obj(self));
                 Ok(action)
@@ -131,7 +133,13 @@ impl ExternalSecret {
         Ok(())
     }
 
-    async fn sync(&self, ctx: &Context, store: &ResolvedStore, event: bool) -> Result<Action> {
+    async fn sync(
+        &self,
+        ctx: &Context,
+        store: &ResolvedStore,
+        event: bool,
+        not_before: Instant,
+    ) -> Result<Action> {
         self.check_supported_target()?;
         let refresh = self.refresh_interval()?;
         let policy = RefreshPolicy::parse(self.spec.refresh_policy.as_deref())?;
@@ -161,7 +169,7 @@ impl ExternalSecret {
 
         let aws = store.aws()?;
         let auth = store.auth(&ctx.client, self).await?;
-        let source = ctx.aws.secrets_manager(&aws.region, &auth);
+        let source = ctx.aws.source(&aws.region, &auth, not_before);
         let prefix = aws.prefix.as_deref().unwrap_or_default();
         let fetched = match deletion {
             DeletionPolicy::Retain => sync::fetch(&self.spec, prefix, &source).await?,

@@ -317,7 +317,7 @@ fn apply_template_from(
             .map_err(|_| Error::Misconfigured(format!("{name}: the template is not UTF-8")))?;
         let output = render(&name, &text, values)?;
         if keys_and_values {
-            let pairs: BTreeMap<String, String> = serde_yaml::from_slice(&output).map_err(|e| {
+            let pairs: BTreeMap<String, String> = yaml_serde::from_slice(&output).map_err(|e| {
                 Error::Misconfigured(format!(
                     "{name}: templateAs KeysAndValues must render a map of strings: {}",
                     e.location()
