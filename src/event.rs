@@ -44,6 +44,21 @@ impl ChangeKind {
             ChangeKind::ApiCall(name) | ChangeKind::ServiceEvent(name) => name,
         }
     }
+
+    /// [`ChangeKind::name`] for a metric label: one of a fixed set, whatever a message says
+    /// (a forged normalized message may carry any kind), so label cardinality stays bounded.
+    pub fn label(&self) -> &'static str {
+        let name = self.name();
+        if name == "SecretLabelUpdated" {
+            return "SecretLabelUpdated";
+        }
+        API_CALLS_THAT_CHANGE
+            .iter()
+            .chain(SERVICE_EVENTS_THAT_CHANGE)
+            .find(|known| **known == name)
+            .copied()
+            .unwrap_or("Other")
+    }
 }
 
 /// The outcome of reading a message that is a well-formed event.

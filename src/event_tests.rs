@@ -222,3 +222,21 @@ fn normalized_messages_from_the_lambda() {
         );
     }
 }
+
+#[test]
+fn metric_labels_are_bounded_whatever_the_message_says() {
+    assert_eq!(ChangeKind::LabelUpdated.label(), "SecretLabelUpdated");
+    assert_eq!(
+        ChangeKind::ApiCall("PutSecretValue".into()).label(),
+        "PutSecretValue"
+    );
+    assert_eq!(
+        ChangeKind::ServiceEvent("RotationSucceeded".into()).label(),
+        "RotationSucceeded"
+    );
+    assert_eq!(ChangeKind::ApiCall("x".repeat(10_000)).label(), "Other");
+    assert_eq!(
+        ChangeKind::ServiceEvent("RotationMarker-7f3a".into()).label(),
+        "Other"
+    );
+}

@@ -9,7 +9,9 @@ use secret_bridge_controller::cache::Caches;
 use secret_bridge_controller::cluster_external_secret::{self, ClusterExternalSecretController};
 use secret_bridge_controller::events::consumer::{Consumer, Refresher};
 use secret_bridge_controller::events::eso_trigger::EsoTrigger;
-use secret_bridge_controller::external_secret::controller::{Context, ExternalSecretController};
+use secret_bridge_controller::external_secret::controller::{
+    Context, ExternalSecretController, Settings,
+};
 use secret_bridge_controller::store::status as store_status;
 use secret_bridge_controller::telemetry::health::Health;
 use secret_bridge_controller::telemetry::metrics::Metrics;
@@ -35,6 +37,13 @@ struct Args {
     /// must leave them to ESO, which serves every ClusterExternalSecret (they have no class).
     #[arg(long, env = "CLUSTER_EXTERNAL_SECRETS", action = clap::ArgAction::Set)]
     cluster_external_secrets: Option<bool>,
+
+    /// Let a namespaced SecretStore without `auth` (or with only `role`) use this controller's
+    /// own AWS identity, as ESO does. `false` (the Helm chart's default) refuses such stores:
+    /// anyone who may create a SecretStore in their namespace could otherwise read whatever
+    /// the controller can.
+    #[arg(long, env = "NAMESPACED_STORE_AMBIENT_CREDENTIALS", default_value_t = true, action = clap::ArgAction::Set)]
+    namespaced_store_ambient_credentials: bool,
 
     /// Reconciles running at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 32)]
@@ -118,7 +127,7 @@ impl Args {
             cluster_external_secrets = serve_cluster_secrets,
             "starting secret-bridge controller"
         );
-        let (caches, mut subscriptions, watches) = Caches::new(&client);
+        let (caches, mut subscriptions, watches) = Caches::new(&client, self.mode == Mode::Sync);
         tokio::spawn(watches);
         let recorder = telemetry::recorder(&client);
         let aws = ClientFactory::new(base.clone(), client.clone());
@@ -135,6 +144,7 @@ impl Args {
                             caches.clone(),
                             self.controller_class.clone(),
                             recorder.clone(),
+                            self.namespaced_store_ambient_credentials,
                         ),
                         take.secret_stores(),
                         take.cluster_secret_stores(),
@@ -152,9 +162,12 @@ impl Args {
                     aws.clone(),
                     recorder.clone(),
                     controller.triggers(),
-                    self.controller_class.clone(),
                     metrics.clone(),
                     caches.clone(),
+                    Settings {
+                        controller_class: self.controller_class.clone(),
+                        namespaced_ambient_credentials: self.namespaced_store_ambient_credentials,
+                    },
                 ));
                 let refresher = Refresher::Reconcile(controller.triggers());
                 tasks.push(controller.run(context, stopped(stop_rx.clone())).boxed());

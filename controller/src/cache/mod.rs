@@ -104,14 +104,17 @@ impl SubscriptionsTaken<'_> {
 impl Caches {
     /// The caches, the subscriptions to their watches, and the future that drives every
     /// watch (run it until shutdown; it retries failed watches with backoff forever).
+    /// Namespaces are watched only with `watch_namespaces` (accelerator mode needs none, and
+    /// its RBAC grants none).
     pub fn new(
         client: &Client,
+        watch_namespaces: bool,
     ) -> (
         Self,
         Subscriptions,
         impl Future<Output = ()> + Send + 'static,
     ) {
-        let (ready_tx, ready) = watch::channel(0);
+        let (ready_tx, ready) = watch::channel(if watch_namespaces { 0 } else { 1 });
         let ready_tx = Arc::new(ready_tx);
         let index = ExternalSecretIndex::default();
         let (owners_tx, owners_rx) = mpsc::unbounded();
@@ -155,7 +158,11 @@ impl Caches {
             drive("ExternalSecrets", es_watch, ready_tx.clone()),
             drive("SecretStores", ss_watch, ready_tx.clone()),
             drive("ClusterSecretStores", css_watch, ready_tx.clone()),
-            drive("Namespaces", ns_watch, ready_tx),
+            async move {
+                if watch_namespaces {
+                    drive("Namespaces", ns_watch, ready_tx).await;
+                }
+            },
         );
         let caches = Caches {
             external_secrets,

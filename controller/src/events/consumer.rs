@@ -314,7 +314,7 @@ impl Consumer {
                 Disposition::Delete
             }
             Ok(Parsed::Change(change)) => {
-                let event = change.kind.name().to_owned();
+                let event = change.kind.label().to_owned();
                 self.metrics
                     .events
                     .get_or_create(&EventLabels { event })
@@ -336,7 +336,12 @@ impl Consumer {
     async fn refresh(&self, id: &str, change: &SecretChange) -> Disposition {
         let matches = matching(&self.caches, change);
         if matches.is_empty() {
-            debug!(message_id = id, event = change.kind.name(), secret = ?change.secret_ids.first(), "no ExternalSecret reads this secret");
+            // The secret named is not logged: a message may carry anything there.
+            debug!(
+                message_id = id,
+                event = change.kind.label(),
+                "no ExternalSecret reads this secret"
+            );
             return Disposition::Delete;
         }
         let outcome = match &self.refresher {
@@ -352,7 +357,7 @@ impl Consumer {
         if outcome.all_succeeded() {
             info!(
                 message_id = id,
-                event = change.kind.name(),
+                event = change.kind.label(),
                 refreshed = outcome.succeeded,
                 "event applied"
             );
@@ -360,7 +365,7 @@ impl Consumer {
         } else {
             warn!(
                 message_id = id,
-                event = change.kind.name(),
+                event = change.kind.label(),
                 succeeded = outcome.succeeded,
                 failed = outcome.failed,
                 timed_out = outcome.timed_out,

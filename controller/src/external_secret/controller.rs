@@ -28,10 +28,18 @@ pub struct Context {
     pub aws: ClientFactory,
     pub recorder: Recorder,
     pub triggers: Arc<Triggers>,
-    pub controller_class: Option<String>,
     pub metrics: Arc<Metrics>,
     pub caches: Caches,
+    pub settings: Settings,
     failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
+}
+
+/// What the command line decides for reconciles.
+pub struct Settings {
+    /// Serve only stores with this `spec.controller` (`--controller-class`).
+    pub controller_class: Option<String>,
+    /// `--namespaced-store-ambient-credentials`.
+    pub namespaced_ambient_credentials: bool,
 }
 
 impl Context {
@@ -40,18 +48,18 @@ impl Context {
         aws: ClientFactory,
         recorder: Recorder,
         triggers: Arc<Triggers>,
-        controller_class: Option<String>,
         metrics: Arc<Metrics>,
         caches: Caches,
+        settings: Settings,
     ) -> Self {
         Context {
             recorder,
             client,
             aws,
             triggers,
-            controller_class,
             metrics,
             caches,
+            settings,
             failures: Mutex::default(),
         }
     }

@@ -94,8 +94,12 @@ impl ExternalSecret {
         if self.meta().deletion_timestamp.is_some() {
             return Ok(Action::await_change());
         }
-        let store = match ResolvedStore::get(&ctx.client, &ctx.caches, self).await {
-            Ok(store) if !store.is_served_by(ctx.controller_class.as_deref()) => {
+        let store = match ResolvedStore::get(&ctx.client, &ctx.caches, self)
+            .await
+            .map(|store| {
+                store.allowing_ambient_credentials(ctx.settings.namespaced_ambient_credentials)
+            }) {
+            Ok(store) if !store.is_served_by(ctx.settings.controller_class.as_deref()) => {
                 debug!(externalsecret = %ObjectRef::from_obj(self), store = %store.describe(), "store has another controller class; skipping");
                 return Ok(Action::await_change());
             }

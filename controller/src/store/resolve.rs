@@ -42,6 +42,7 @@ pub struct ResolvedStore {
     pub spec: StoreSpec,
     /// Namespace labels, credentials Secrets and ServiceAccounts are read through it when set.
     cache: Option<Caches>,
+    ambient_credentials: bool,
 }
 
 impl std::fmt::Debug for ResolvedStore {
@@ -64,7 +65,15 @@ impl ResolvedStore {
             name: name.into(),
             spec,
             cache: None,
+            ambient_credentials: true,
         }
+    }
+
+    /// Whether a namespaced SecretStore without `auth` may use the controller's own AWS
+    /// identity (`--namespaced-store-ambient-credentials`; ClusterSecretStores always may).
+    pub fn allowing_ambient_credentials(mut self, allowed: bool) -> Self {
+        self.ambient_credentials = allowed;
+        self
     }
 
     /// Reads what the store needs (Namespace labels, Secrets, ServiceAccounts) through `cache`.
@@ -211,6 +220,12 @@ impl ResolvedStore {
                 secret_ref: Some(secret_ref),
                 ..
             }) => BaseCredentials::Static(self.static_keys(client, secret_ref, namespace).await?),
+            _ if self.kind == StoreKind::SecretStore && !self.ambient_credentials => {
+                return Err(Error::Misconfigured(format!(
+                    "{}: spec.provider.aws.auth is required: this controller does not lend its own AWS identity to namespaced SecretStores (--namespaced-store-ambient-credentials=false); use auth.secretRef or auth.jwt, or a ClusterSecretStore",
+                    self.describe()
+                )));
+            }
             _ => BaseCredentials::DefaultChain,
         };
         let roles = role_chain(aws, self.kind, &self.name, namespace)

@@ -209,6 +209,35 @@ async fn secret_store_never_reads_another_namespace() {
     );
 }
 
+#[tokio::test]
+async fn namespaced_stores_may_be_refused_the_controllers_own_identity() {
+    let client = unreachable_client();
+    let mut s = store(None);
+    s.kind = StoreKind::SecretStore;
+    s.spec.provider.aws = Some(AwsProvider {
+        service: "SecretsManager".into(),
+        region: "eu-west-1".into(),
+        role: Some("arn:aws:iam::1:role/anything".into()),
+        ..Default::default()
+    });
+    // As ESO by default: no auth means the controller's own credentials.
+    let allowed = s.clone().auth_in(&client, "mine").await.unwrap();
+    assert!(matches!(allowed.base, BaseCredentials::DefaultChain));
+    let refused = s.clone().allowing_ambient_credentials(false);
+    let error = refused.auth_in(&client, "mine").await.unwrap_err();
+    assert!(!error.is_transient());
+    assert!(
+        error.to_string().contains(
+            "spec.provider.aws.auth is required: this controller does not lend its own AWS identity"
+        ),
+        "{error}"
+    );
+    // A ClusterSecretStore, made by a cluster admin, still may.
+    let mut cluster = s.allowing_ambient_credentials(false);
+    cluster.kind = StoreKind::ClusterSecretStore;
+    assert!(cluster.auth_in(&client, "mine").await.is_ok());
+}
+
 fn aws_provider() -> AwsProvider {
     AwsProvider {
         service: "SecretsManager".into(),

@@ -71,6 +71,7 @@ pub struct StoreStatusContext {
     stores: Caches,
     controller_class: Option<String>,
     recorder: Recorder,
+    namespaced_ambient_credentials: bool,
 }
 
 impl StoreStatusContext {
@@ -80,8 +81,10 @@ impl StoreStatusContext {
         stores: Caches,
         controller_class: Option<String>,
         recorder: Recorder,
+        namespaced_ambient_credentials: bool,
     ) -> Self {
         StoreStatusContext {
+            namespaced_ambient_credentials,
             recorder,
             client,
             aws,
@@ -192,8 +195,9 @@ impl StoreObject for ClusterSecretStore {
 
 async fn reconcile<K: StoreObject>(store: Arc<K>, ctx: Arc<StoreStatusContext>) -> Result<Action> {
     let spec = store.store_spec();
-    let resolved =
-        ResolvedStore::new(K::KIND, store.name_any(), spec.clone()).with_cache(&ctx.stores);
+    let resolved = ResolvedStore::new(K::KIND, store.name_any(), spec.clone())
+        .with_cache(&ctx.stores)
+        .allowing_ambient_credentials(ctx.namespaced_ambient_credentials);
     if !resolved.is_served_by(ctx.controller_class.as_deref()) {
         return Ok(Action::await_change());
     }
