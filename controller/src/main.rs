@@ -4,7 +4,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use secret_bridge_controller::aws::credentials::{self, ClientFactory};
+use secret_bridge_controller::aws::credentials::ClientFactory;
 use secret_bridge_controller::cache::Caches;
 use secret_bridge_controller::cluster_external_secret::{self, ClusterExternalSecretController};
 use secret_bridge_controller::events::consumer::{Consumer, Refresher};
@@ -99,7 +99,7 @@ impl Args {
             );
         }
         let client = kube::Client::try_default().await?;
-        let base = credentials::base_config().await;
+        let base = secret_bridge::aws::base_config().await;
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
             shutdown_signal().await;

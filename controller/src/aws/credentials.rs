@@ -8,14 +8,13 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{self, ProvideCredentials, SharedCredentialsProvider, future};
 use aws_sdk_secretsmanager::config::Region;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, SdkError};
 use aws_sdk_sts::types::Tag;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
@@ -395,18 +394,6 @@ fn temporary_credentials(
     ))
 }
 
-/// The process's base AWS configuration: the SDK's standard environment and profile settings,
-/// with an HTTPS client on rustls/ring (the same crypto provider as the Kubernetes client).
-pub async fn base_config() -> SdkConfig {
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http_client)
-        .load()
-        .await
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -481,7 +468,7 @@ mod tests {
     async fn roles_are_assumed_in_order_each_signed_by_the_previous_and_cached() {
         let sts = FakeSts::default();
         let connector = SharedHttpConnector::new(sts.clone());
-        let base = aws_config::defaults(BehaviorVersion::latest())
+        let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(http_client_fn(move |_, _| connector.clone()))
             .region(Region::new("eu-west-1"))
             .credentials_provider(Credentials::new("base-key", "s", None, None, "test"))

@@ -7,7 +7,7 @@ pub mod credentials;
 use std::fmt;
 use std::future::Future;
 
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 
 /// Which version of a secret to read.
@@ -73,16 +73,7 @@ impl AwsError {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: fmt::Debug,
     {
-        let (code, message) = match &error {
-            SdkError::ServiceError(service) => (
-                service.err().code().unwrap_or("Unknown").to_owned(),
-                service.err().message().unwrap_or_default().to_owned(),
-            ),
-            other => (
-                "RequestFailed".to_owned(),
-                DisplayErrorContext(other).to_string(),
-            ),
-        };
+        let (code, message) = secret_bridge::aws::error_parts(&error);
         AwsError {
             operation,
             secret: secret.to_owned(),
