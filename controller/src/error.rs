@@ -18,6 +18,10 @@ pub enum Error {
     /// credentials Secret or key, a ServiceAccount, a Namespace).
     #[error("{0}")]
     NotFound(String),
+    /// The credentials a store names are not there (yet): its credentials Secret or IRSA
+    /// ServiceAccount is missing, as while it is being replaced. Worth retrying soon.
+    #[error("{0}")]
+    CredentialsUnavailable(String),
     #[error(transparent)]
     Aws(#[from] AwsError),
     #[error(transparent)]
@@ -52,12 +56,13 @@ impl Error {
     }
 
     /// Whether retrying soon may succeed without anyone changing anything: the network, a
-    /// throttle, an unavailable apiserver or AWS endpoint. An event whose refresh failed this
+    /// throttle, an unavailable apiserver or AWS endpoint, credentials being replaced. An event whose refresh failed this
     /// way stays in the queue for a retry. Other failures need a person (a wrong key, a
     /// missing store, an invalid spec): the event is done with, and the ExternalSecret's own
     /// retries — which keep reading AWS while it is not Ready — take over.
     pub fn is_transient(&self) -> bool {
         match self {
+            Error::CredentialsUnavailable(_) => true,
             Error::Aws(aws) => aws.is_transient(),
             Error::Kube { source, .. } => source.is_transient(),
             Error::Misconfigured(_)
@@ -74,6 +79,7 @@ impl Error {
             Error::Misconfigured(_) => "spec",
             Error::Unsupported(_) => "unsupported",
             Error::NotFound(_) => "not_found",
+            Error::CredentialsUnavailable(_) => "credentials",
             Error::Aws(aws) if aws.is_throttling() => "throttled",
             Error::Aws(_) => "aws",
             Error::Mapping(_) => "mapping",
@@ -195,6 +201,7 @@ mod tests {
             Error::Aws(aws("ThrottlingException")),
             Error::Aws(aws("RequestFailed")),
             Error::Aws(aws("InternalServiceError")),
+            Error::CredentialsUnavailable("Secret ns/aws-keys not found".into()),
             Error::kube("writing")(kube::Error::Api(Box::new(status(
                 503,
                 "ServiceUnavailable",

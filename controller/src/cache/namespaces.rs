@@ -28,23 +28,26 @@ impl NamespaceLabels {
     /// The labels of `namespace`, with [`NAME_LABEL`]. A namespace the cache does not know
     /// yet (just created) is read from the API.
     pub async fn labels(&self, namespace: &str) -> Result<BTreeMap<String, String>> {
-        let labels = match self.store.get(&ObjectRef::new(namespace)) {
-            Some(found) => found.labels().clone(),
-            None => Api::<Namespace>::all(self.client.clone())
-                .get_metadata_opt(namespace)
-                .await
-                .map_err(Error::kube(format!("reading Namespace {namespace}")))?
-                .ok_or_else(|| Error::NotFound(format!("Namespace {namespace:?} not found")))?
-                .labels()
-                .clone(),
-        };
-        Ok(with_name_label(labels, namespace))
+        match self.store.get(&ObjectRef::new(namespace)) {
+            Some(found) => Ok(with_name_label(found.labels().clone(), namespace)),
+            None => read_labels(&self.client, namespace).await,
+        }
     }
 
     /// Every Namespace in the cache.
     pub fn all(&self) -> Vec<std::sync::Arc<PartialObjectMeta<Namespace>>> {
         self.store.state()
     }
+}
+
+/// A Namespace's labels (with [`NAME_LABEL`]) read from the API.
+pub async fn read_labels(client: &Client, namespace: &str) -> Result<BTreeMap<String, String>> {
+    let found = Api::<Namespace>::all(client.clone())
+        .get_metadata_opt(namespace)
+        .await
+        .map_err(Error::kube(format!("reading Namespace {namespace}")))?
+        .ok_or_else(|| Error::NotFound(format!("Namespace {namespace:?} not found")))?;
+    Ok(with_name_label(found.labels().clone(), namespace))
 }
 
 pub fn with_name_label(

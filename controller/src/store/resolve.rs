@@ -16,7 +16,7 @@ use crate::api::secret_store::{
 use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore};
 use crate::aws::credentials::{BaseCredentials, RoleToAssume, StaticKeys, StoreAuth, WebIdentity};
 use crate::cache::Caches;
-use crate::cache::namespaces::with_name_label;
+use crate::cache::namespaces::read_labels;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +155,7 @@ impl ResolvedStore {
         if conditions.has_selectors() {
             let labels = match &self.cache {
                 Some(cache) => cache.namespaces.labels(namespace).await?,
-                None => namespace_labels(client, namespace).await?,
+                None => read_labels(client, namespace).await?,
             };
             if conditions.allows_by_labels(&labels) {
                 return Ok(());
@@ -302,7 +302,7 @@ impl ResolvedStore {
             .service_account(client, namespace, name)
             .await?
             .ok_or_else(|| {
-                Error::NotFound(format!(
+                Error::CredentialsUnavailable(format!(
                     "{}: {at}: ServiceAccount {namespace}/{name} not found",
                     self.describe()
                 ))
@@ -379,7 +379,7 @@ impl ResolvedStore {
             .secret(client, namespace, &selector.name)
             .await?
             .ok_or_else(|| {
-                Error::NotFound(format!(
+                Error::CredentialsUnavailable(format!(
                     "{}: {at}: Secret {namespace}/{} not found",
                     self.describe(),
                     selector.name
@@ -554,16 +554,6 @@ impl NamespaceConditions {
     pub fn allows_by_labels(&self, labels: &BTreeMap<String, String>) -> bool {
         self.selectors.iter().any(|s| s.matches(labels))
     }
-}
-
-/// A Namespace's labels read from the API (no cache at hand).
-async fn namespace_labels(client: &Client, namespace: &str) -> Result<BTreeMap<String, String>> {
-    let found = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
-        .get_metadata_opt(namespace)
-        .await
-        .map_err(Error::kube(format!("reading Namespace {namespace}")))?
-        .ok_or_else(|| Error::NotFound(format!("Namespace {namespace:?} not found")))?;
-    Ok(with_name_label(found.labels().clone(), namespace))
 }
 
 #[cfg(test)]

@@ -1,3 +1,4 @@
+use crate::cache::namespaces::with_name_label;
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
