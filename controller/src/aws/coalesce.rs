@@ -129,8 +129,9 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
         .await
     }
 
-    /// One BatchGetSecretValue for `ids`; a secret the batch did not answer for is read on
-    /// its own, and a refused batch (no permission, say) switches to one by one for good.
+    /// One BatchGetSecretValue for `ids`; a secret the batch did not answer for (or failed
+    /// for) is read on its own, and a refused batch (no permission, say) switches to one by
+    /// one for good.
     async fn batch(&self, ids: &[String]) -> Vec<Answer> {
         let page = match self
             .source
@@ -148,21 +149,17 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
                 return self.one_by_one(ids).await;
             }
         };
+        // A secret the batch failed for is read again on its own: its error then says what
+        // GetSecretValue says (ESO's wording, which status and conformance rely on). Errors
+        // are rare; the cost of the extra read is too.
         let mut values = page.values;
         let mut answers: Vec<Option<Answer>> = ids
             .iter()
             .map(|id| {
-                let found = values
+                values
                     .iter()
                     .position(|v| secret_id::identifies(id, &v.name, &v.arn))
-                    .map(|at| Ok(values.swap_remove(at)));
-                found.or_else(|| {
-                    page.errors
-                        .iter()
-                        .find(|e| e.secret == *id)
-                        .cloned()
-                        .map(Err)
-                })
+                    .map(|at| Ok(values.swap_remove(at)))
             })
             .collect();
         let unanswered: Vec<String> = ids

@@ -81,6 +81,8 @@ async fn errors_stay_with_their_secret() {
     let error = answers[1].as_ref().unwrap_err();
     assert_eq!(error.code, "ResourceNotFoundException");
     assert_eq!(error.secret, "app/1");
+    // Worded by GetSecretValue, as a sync reading it alone would report it.
+    assert_eq!(error.operation, "GetSecretValue");
 }
 
 #[tokio::test]
