@@ -4,9 +4,11 @@
 //! them, and the short-lived caches of the objects stores read (credentials Secrets and
 //! ServiceAccounts, in [`objects`]).
 //!
-//! Controllers are triggered from the same watches through [`Subscriptions`] (kube's shared
-//! reflectors). A subscription nobody polls would hold its watch back, so the ones a process
-//! does not use are dropped by [`Subscriptions::take`].
+//! Controllers are triggered from the same watches through [`Subscriptions`]: every object a
+//! watch applies (and every object, once a list completes) is sent to each subscriber after the
+//! cache has it. kube's own shared reflectors (`ReflectHandle`) are not used: in kube-runtime
+//! 5.0 a handle whose next object was deleted meanwhile returns `Pending` without arranging a
+//! wake-up, which stalls its controller under churn.
 
 pub mod namespaces;
 pub mod objects;
@@ -18,7 +20,7 @@ use futures::channel::mpsc;
 use futures::{Stream, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -38,8 +40,6 @@ const SECRET_TTL: Duration = Duration::from_secs(30);
 const WATCHED_SECRET_TTL: Duration = Duration::from_secs(300);
 /// How long an IRSA ServiceAccount (its role annotation) is reused.
 const SERVICE_ACCOUNT_TTL: Duration = Duration::from_secs(60);
-/// Changes a subscriber may lag behind its watch before the watch waits for it.
-const SUBSCRIBER_BUFFER: usize = 4096;
 /// The kinds whose initial list makes the caches ready.
 const WATCHED_KINDS: usize = 4;
 
@@ -57,13 +57,37 @@ pub struct Caches {
     ready: watch::Receiver<usize>,
 }
 
+/// The changes of one shared watch, for a controller: the objects applied, read from the
+/// cache (`reader`) the watch fills.
+pub struct Subscription<K: kube::Resource<DynamicType = ()> + 'static> {
+    changes: mpsc::UnboundedReceiver<Arc<K>>,
+    reader: Store<K>,
+}
+
+impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Subscription<K> {
+    pub fn reader(&self) -> Store<K> {
+        self.reader.clone()
+    }
+}
+
+impl<K: kube::Resource<DynamicType = ()> + 'static> Stream for Subscription<K> {
+    type Item = Arc<K>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Arc<K>>> {
+        self.changes.poll_next_unpin(cx)
+    }
+}
+
 /// Change streams of the shared watches, for controllers. Take what you use; the rest is
-/// dropped with this value.
+/// dropped with this value (a dropped subscription costs nothing).
 pub struct Subscriptions {
-    external_secrets: Option<ReflectHandle<ExternalSecret>>,
-    secret_stores: Option<ReflectHandle<SecretStore>>,
-    cluster_secret_stores: Option<ReflectHandle<ClusterSecretStore>>,
-    namespaces: Option<ReflectHandle<PartialObjectMeta<Namespace>>>,
+    external_secrets: Option<Subscription<ExternalSecret>>,
+    secret_stores: Option<Subscription<SecretStore>>,
+    cluster_secret_stores: Option<Subscription<ClusterSecretStore>>,
+    namespaces: Option<Subscription<PartialObjectMeta<Namespace>>>,
     /// The ClusterExternalSecrets owning an ExternalSecret that was changed or deleted.
     cluster_external_secret_owners:
         Option<mpsc::UnboundedReceiver<ObjectRef<ClusterExternalSecret>>>,
@@ -79,16 +103,16 @@ impl Subscriptions {
 pub struct SubscriptionsTaken<'a>(&'a mut Subscriptions);
 
 impl SubscriptionsTaken<'_> {
-    pub fn external_secrets(&mut self) -> ReflectHandle<ExternalSecret> {
+    pub fn external_secrets(&mut self) -> Subscription<ExternalSecret> {
         self.0.external_secrets.take().expect("taken once")
     }
-    pub fn secret_stores(&mut self) -> ReflectHandle<SecretStore> {
+    pub fn secret_stores(&mut self) -> Subscription<SecretStore> {
         self.0.secret_stores.take().expect("taken once")
     }
-    pub fn cluster_secret_stores(&mut self) -> ReflectHandle<ClusterSecretStore> {
+    pub fn cluster_secret_stores(&mut self) -> Subscription<ClusterSecretStore> {
         self.0.cluster_secret_stores.take().expect("taken once")
     }
-    pub fn namespaces(&mut self) -> ReflectHandle<PartialObjectMeta<Namespace>> {
+    pub fn namespaces(&mut self) -> Subscription<PartialObjectMeta<Namespace>> {
         self.0.namespaces.take().expect("taken once")
     }
     pub fn cluster_external_secret_owners(
@@ -99,6 +123,43 @@ impl SubscriptionsTaken<'_> {
             .take()
             .expect("taken once")
     }
+}
+
+/// A watch reflected into a cache, with one subscriber: after the cache applied an event, the
+/// object (or, when a list completes, every object) goes to the subscriber.
+fn shared<K>(
+    watch: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+) -> (
+    Store<K>,
+    Subscription<K>,
+    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let (sender, changes) = mpsc::unbounded();
+    let cache = reader.clone();
+    let stream = watch.reflect(writer).map_ok(move |event| {
+        let changed = match &event {
+            watcher::Event::Apply(object) => cache
+                .get(&ObjectRef::from_obj(object))
+                .into_iter()
+                .collect(),
+            watcher::Event::InitDone => cache.state(),
+            _ => Vec::new(),
+        };
+        for object in changed {
+            // Nobody listens when the subscription was not taken.
+            let _ = sender.unbounded_send(object);
+        }
+        event
+    });
+    let subscription = Subscription {
+        changes,
+        reader: reader.clone(),
+    };
+    (reader, subscription, stream)
 }
 
 impl Caches {
@@ -119,40 +180,20 @@ impl Caches {
         let index = ExternalSecretIndex::default();
         let (owners_tx, owners_rx) = mpsc::unbounded();
 
-        let (external_secrets, es_writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
-        let es_subscription = es_writer.subscribe().expect("shared store");
         let es_index = index.clone();
-        let es_watch = watcher(
-            Api::<ExternalSecret>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        // managedFields are never read: dropping them saves most of an object's memory.
-        .modify(|es| es.managed_fields_mut().clear())
-        .map_ok(move |event| {
-            es_index.apply(&event);
-            notify_owners(&event, &owners_tx);
-            event
-        })
-        .reflect_shared(es_writer);
-
-        let (secret_stores, ss_writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
-        let ss_subscription = ss_writer.subscribe().expect("shared store");
-        let ss_watch = watch_all::<SecretStore>(client.clone()).reflect_shared(ss_writer);
-
-        let (cluster_secret_stores, css_writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
-        let css_subscription = css_writer.subscribe().expect("shared store");
-        let css_watch = watch_all::<ClusterSecretStore>(client.clone()).reflect_shared(css_writer);
-
-        let (namespaces, ns_writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
-        let ns_subscription = ns_writer.subscribe().expect("shared store");
-        let ns_watch = watcher(
-            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .modify(|ns| ns.managed_fields_mut().clear())
-        .reflect_shared(ns_writer);
+        let (external_secrets, es_subscription, es_watch) = shared(
+            watch_all::<ExternalSecret>(client.clone()).map_ok(move |event| {
+                es_index.apply(&event);
+                notify_owners(&event, &owners_tx);
+                event
+            }),
+        );
+        let (secret_stores, ss_subscription, ss_watch) =
+            shared(watch_all::<SecretStore>(client.clone()));
+        let (cluster_secret_stores, css_subscription, css_watch) =
+            shared(watch_all::<ClusterSecretStore>(client.clone()));
+        let (namespaces, ns_subscription, ns_watch) =
+            shared(watch_all::<PartialObjectMeta<Namespace>>(client.clone()));
 
         let run = future::join4(
             drive("ExternalSecrets", es_watch, ready_tx.clone()),

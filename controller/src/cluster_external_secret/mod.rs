@@ -24,7 +24,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, ReflectHandle};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -32,7 +32,7 @@ use tracing::{debug, info, warn};
 
 use crate::api::cluster_external_secret::ClusterExternalSecretStatus;
 use crate::api::{ClusterExternalSecret, ExternalSecret};
-use crate::cache::Caches;
+use crate::cache::{self, Caches};
 use crate::{Error, FIELD_MANAGER, Result};
 
 pub mod selection;
@@ -58,7 +58,7 @@ impl ClusterExternalSecretController {
     /// watches.
     pub fn new(
         client: &Client,
-        namespaces: ReflectHandle<PartialObjectMeta<Namespace>>,
+        namespaces: cache::Subscription<PartialObjectMeta<Namespace>>,
         owners: impl Stream<Item = ObjectRef<ClusterExternalSecret>> + Send + 'static,
     ) -> Self {
         let controller = Controller::new(

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::{ObjectRef, ReflectHandle};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info};
@@ -139,7 +139,7 @@ impl ExternalSecretController {
     /// others make to the Secrets we manage, and by events ([`Triggers`]).
     pub fn new(
         client: &Client,
-        subscription: ReflectHandle<ExternalSecret>,
+        subscription: cache::Subscription<ExternalSecret>,
         concurrency: u16,
     ) -> Self {
         let (triggers, trigger_stream) = Triggers::new();

@@ -16,7 +16,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{ObjectRef, ReflectHandle};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -314,8 +314,8 @@ fn error_policy<K: StoreObject>(
 /// periodic one, so our own status writes do not.
 pub async fn run(
     ctx: StoreStatusContext,
-    secret_stores: ReflectHandle<SecretStore>,
-    cluster_secret_stores: ReflectHandle<ClusterSecretStore>,
+    secret_stores: cache::Subscription<SecretStore>,
+    cluster_secret_stores: cache::Subscription<ClusterSecretStore>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let ctx = Arc::new(ctx);
@@ -329,7 +329,7 @@ pub async fn run(
 }
 
 async fn run_one<K: StoreObject>(
-    subscription: ReflectHandle<K>,
+    subscription: cache::Subscription<K>,
     ctx: Arc<StoreStatusContext>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
