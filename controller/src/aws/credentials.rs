@@ -24,7 +24,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use crate::aws::Counted;
-use crate::aws::coalesce::{Coalescer, CoalescingSource};
+use crate::aws::coalesce::{Coalescer, CoalescingSource, Freshness};
 use crate::telemetry::metrics::AwsCallLabels;
 
 /// Static credentials read from a store's `auth.secretRef`. `Debug` never shows the keys.
@@ -128,16 +128,16 @@ impl ClientFactory {
 
     /// What one reconcile reads Secrets Manager through: its `AWSCURRENT` reads are shared
     /// with every other reconcile using the same credentials, and must have started at or
-    /// after `not_before` (see [`crate::aws::coalesce`]).
+    /// meet `freshness` (see [`crate::aws::coalesce`]).
     pub fn source(
         &self,
         region: &str,
         auth: &StoreAuth,
-        not_before: Instant,
+        freshness: Freshness,
     ) -> CoalescingSource<Counted<aws_sdk_secretsmanager::Client>> {
         CoalescingSource {
             coalescer: self.cached(region, auth, |c| c.coalescer.clone()),
-            not_before,
+            freshness,
         }
     }
 
