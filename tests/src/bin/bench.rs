@@ -1,188 +1,118 @@
-//! Event mode against polling mode, side by side in one run on the local stack.
+//! Cost and scale of the controller on the local stack, in one table.
 //!
-//! For each mode: N ExternalSecrets (each reading its own AWS secret) exist before the
-//! controller starts, and the time until all their Secrets are written is measured (cold start); then R secrets are rotated one at a time and the time until the new value is
-//! in the Kubernetes Secret is measured. Event mode announces each rotation with its
-//! EventBridge event; polling mode is ESO's way, a `refreshInterval` and no events. Finally
-//! the controller's resident memory is read. No secret value is printed.
+//! The controller (the release build beside this binary) reaches AWS through a counting proxy,
+//! so every AWS call it makes is counted by operation. Event mode, in one run:
+//! - **cold**: N ExternalSecrets (one SecretStore, one key each) exist before the controller
+//!   starts; time until all their Secrets are written;
+//! - **steady**: three resync intervals with no change; calls by operation;
+//! - **events**: R rotations one at a time, each announced with its EventBridge event;
+//!   event → Secret latency, the controller's own `secret_bridge_event_lag_seconds`;
+//! - **burst**: B rotations announced at once, against the floor: the same B reads and B
+//!   server-side-apply writes done by the bench itself, alternating, in the same run.
 //!
-//! Usage: `secret-bridge-bench [N] [R] [POLL_INTERVAL]` (defaults 200, 20, 10s), after
-//! `scripts/stack up` and `cargo build --release -p secret-bridge-controller -p secret-bridge-tests`.
+//! Then the same N without a queue (polling only) for comparison, and the implied monthly bill
+//! beside ESO's one GetSecretValue per ExternalSecret per interval. No secret value is printed.
+//! Everything created is deleted at the end, also after a failure or Ctrl-C.
+//!
+//! Usage: `secret-bridge-bench [N] [R] [B] [INTERVAL] [--no-polling]` (defaults 1000 20 200
+//! 20s), after `scripts/stack up` and
+//! `cargo build --release -p secret-bridge-controller -p secret-bridge-tests --bins`.
 
-use std::time::{Duration, Instant};
+#[path = "../bench/fixture.rs"]
+mod fixture;
+#[path = "../bench/probe.rs"]
+mod probe;
+#[path = "../bench/report.rs"]
+mod report;
+#[path = "../bench/runs.rs"]
+mod runs;
+#[path = "../bench/watch.rs"]
+mod watch;
 
-use futures::{StreamExt, stream};
-use secret_bridge_tests::aws::Aws;
-use secret_bridge_tests::kube_helpers::*;
-use secret_bridge_tests::{ControllerProcess, Stack, unique};
+use std::panic::AssertUnwindSafe;
 
-struct Run {
-    mode: &'static str,
-    cold_start: Duration,
-    latencies: Vec<Duration>,
-    rss_kib: Option<u64>,
+use futures::FutureExt;
+use secret_bridge_tests::Stack;
+use secret_bridge_tests::kube_helpers::install_crds;
+
+use crate::fixture::Cleanup;
+use crate::runs::Settings;
+
+fn settings() -> (Settings, bool) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let polling = !args.iter().any(|a| a == "--no-polling");
+    let mut positional = args.iter().filter(|a| !a.starts_with("--"));
+    let mut number = |default: usize| {
+        positional
+            .next()
+            .map(|a| a.parse().unwrap_or_else(|_| panic!("{a:?} is not a count")))
+            .unwrap_or(default)
+    };
+    let (n, rotations, burst) = (number(1000), number(20), number(200));
+    let interval_text = positional.next().cloned().unwrap_or_else(|| "20s".into());
+    let interval = secret_bridge::duration::parse(&interval_text)
+        .unwrap_or_else(|e| panic!("interval {interval_text:?}: {e}"));
+    assert!(
+        n > 0 && rotations > 0 && burst > 0,
+        "N, R and B must be positive"
+    );
+    let settings = Settings {
+        n,
+        rotations,
+        burst,
+        interval,
+        interval_text,
+    };
+    (settings, polling)
 }
 
 #[tokio::main]
 async fn main() {
-    let mut args = std::env::args().skip(1);
-    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
-    let rotations: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
-    let poll = args.next().unwrap_or_else(|| "10s".into());
+    let (settings, with_polling) = settings();
+    let command: Vec<String> = std::env::args().collect();
+    println!("command: {}", command.join(" "));
+    println!(
+        "secret-bridge bench: N={} ExternalSecrets, R={} rotations, B={} burst, refreshInterval {}{}",
+        settings.n,
+        settings.rotations,
+        settings.burst,
+        settings.interval_text,
+        if with_polling {
+            ", then polling only"
+        } else {
+            ""
+        }
+    );
     let stack = Stack::connect().await;
     install_crds(&stack.kube).await;
-    println!(
-        "secret-bridge bench: {n} ExternalSecrets, {rotations} rotations one at a time, polling interval {poll}"
-    );
-    let event = run(&stack, "event", n, rotations, None).await;
-    let polling = run(&stack, "polling", n, rotations, Some(&poll)).await;
-
-    println!(
-        "\n| mode | cold start ({n} ES) | rotation → Secret p50 | p99 | max | controller RSS |"
-    );
-    println!("|---|---|---|---|---|---|");
-    for r in [&event, &polling] {
-        println!(
-            "| {} | {:.2} s | {:.1} ms | {:.1} ms | {:.1} ms | {} |",
-            r.mode,
-            r.cold_start.as_secs_f64(),
-            ms(percentile(&r.latencies, 50)),
-            ms(percentile(&r.latencies, 99)),
-            ms(percentile(&r.latencies, 100)),
-            r.rss_kib
-                .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
-                .unwrap_or_else(|| "?".into()),
-        );
-    }
-    println!(
-        "\nEvent mode brings a rotation to the cluster {:.0}× faster than polling every {poll} (median).",
-        percentile(&polling.latencies, 50).as_secs_f64()
-            / percentile(&event.latencies, 50).as_secs_f64()
-    );
-}
-
-async fn run(
-    stack: &Stack,
-    mode: &'static str,
-    n: usize,
-    rotations: usize,
-    poll: Option<&str>,
-) -> Run {
-    let kube = &stack.kube;
-    let aws = Aws::new(&stack.aws);
-    let tenant = unique(&format!("bench-{mode}"));
-    ensure_namespace(kube, &tenant).await;
-    put_secret(
-        kube,
-        &tenant,
-        "aws-keys",
-        &[
-            ("access-key", &stack.env["AWS_ACCESS_KEY_ID"]),
-            ("secret-access-key", &stack.env["AWS_SECRET_ACCESS_KEY"]),
-        ],
-    )
-    .await;
-    apply_yaml(
-        kube,
-        &format!(
-            "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata:\n  name: aws\nspec:\n  controller: {tenant}\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      auth:\n        secretRef:\n          accessKeyIDSecretRef: {{name: aws-keys, key: access-key}}\n          secretAccessKeySecretRef: {{name: aws-keys, key: secret-access-key}}\n"
-        ),
-        &tenant,
-    )
-    .await;
-    let names: Vec<String> = (0..n).map(|i| format!("{tenant}/s{i}")).collect();
-    stream::iter(&names)
-        .for_each_concurrent(16, |name| {
-            let aws = &aws;
-            async move {
-                aws.upsert_secret(name, r#"{"v":"initial"}"#).await;
-            }
-        })
-        .await;
-    let bus = unique("bench-bus");
-    let queue = aws.event_queue(&unique("bench"), &bus, None, 30).await;
-    let mut args = vec!["--controller-class", tenant.as_str()];
-    if poll.is_none() {
-        args.extend(["--queue-url", queue.as_str()]);
-    }
-    let interval = poll.unwrap_or("1h");
-    stream::iter(names.iter().enumerate())
-        .for_each_concurrent(16, |(i, name)| {
-            let tenant = &tenant;
-            async move {
-                let yaml = format!(
-                    "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata:\n  name: es{i}\nspec:\n  refreshInterval: {interval}\n  secretStoreRef: {{name: aws, kind: SecretStore}}\n  dataFrom:\n    - extract: {{key: {name}}}\n"
-                );
-                apply_yaml(kube, &yaml, tenant).await;
-            }
-        })
-        .await;
-    // Cold start: every ExternalSecret exists before the controller starts.
-    let start = Instant::now();
-    let controller = ControllerProcess::start(stack, &tenant, &args);
-    for i in 0..n {
-        wait_for_secret_value(
-            kube,
-            &tenant,
-            &format!("es{i}"),
-            "v",
-            "initial",
-            Duration::from_secs(300),
-        )
-        .await;
-    }
-    let cold_start = start.elapsed();
-    println!(
-        "[{mode}] cold start: {n} Secrets synced in {:.2} s",
-        cold_start.as_secs_f64()
-    );
-
-    let mut latencies = Vec::new();
-    for r in 0..rotations {
-        let i = (r * 7919) % n;
-        let value = unique("rotated");
-        let written = aws
-            .rotate(&names[i], &format!(r#"{{"v":"{value}"}}"#))
-            .await;
-        let start = Instant::now();
-        if poll.is_none() {
-            aws.publish_label_updated(&bus, &names[i], &written).await;
+    let cleanup = Cleanup::default();
+    let work = {
+        let (stack, cleanup) = (stack.clone(), cleanup.clone());
+        async move {
+            let event = runs::event_run(&stack, &cleanup, &settings).await;
+            // Each run's resources go before the next starts: moto slows down as it fills.
+            cleanup.run(&stack).await;
+            let polling = if with_polling {
+                Some(runs::polling_run(&stack, &cleanup, &settings).await)
+            } else {
+                None
+            };
+            report::print(&settings, &event, polling.as_ref());
         }
-        wait_for_secret_value(
-            kube,
-            &tenant,
-            &format!("es{i}"),
-            "v",
-            &value,
-            Duration::from_secs(120),
-        )
-        .await;
-        latencies.push(start.elapsed());
+    };
+    // A panic comes back here as an error, so that the cleanup still runs. (Not a spawned
+    // task: applying YAML holds a non-Send parser across an await.)
+    let outcome = tokio::select! {
+        outcome = AssertUnwindSafe(work).catch_unwind() => outcome,
+        _ = tokio::signal::ctrl_c() => {
+            // The work is dropped here, and with it the controller process.
+            println!("interrupted");
+            cleanup.run(&stack).await;
+            std::process::exit(130);
+        }
+    };
+    cleanup.run(&stack).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
     }
-    latencies.sort();
-    let rss_kib = controller.rss_kib();
-    drop(controller);
-    // Leave the stack as we found it: the namespace's ExternalSecrets and Secrets go with it.
-    let namespaces = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(kube.clone());
-    let _ = namespaces.delete(&tenant, &Default::default()).await;
-    Run {
-        mode,
-        cold_start,
-        latencies,
-        rss_kib,
-    }
-}
-
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() * p).div_ceil(100))
-        .saturating_sub(1)
-        .min(sorted.len() - 1);
-    sorted[index]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

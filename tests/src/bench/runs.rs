@@ -1,0 +1,452 @@
+//! The two runs: event mode (cold, steady, events, burst) and polling only (cold, steady,
+//! rotations found by resyncs), each with the controller behind the counting proxy.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use futures::{StreamExt, stream};
+use secret_bridge_tests::aws::{Aws, Written};
+use secret_bridge_tests::aws_proxy::AwsProxy;
+use secret_bridge_tests::kube_helpers::put_secret;
+use secret_bridge_tests::{ControllerProcess, Stack, unique};
+use serde_json::json;
+
+use crate::fixture::{Cleanup, Fixture};
+use crate::probe::{self, Histogram, Memory};
+use crate::watch::SecretWatch;
+
+/// The controller's default `--concurrency`; the floor of a burst uses the same.
+pub const CONCURRENCY: usize = 32;
+/// Bursts (and floors, alternating with them) per run; the report gives medians.
+pub const BURST_REPEATS: usize = 3;
+/// Resync intervals the steady phase watches.
+pub const STEADY_INTERVALS: u32 = 3;
+/// Time for the last reconciles of a phase to finish (status writes, metrics) before counting.
+const SETTLE: Duration = Duration::from_millis(500);
+const EVENT_LAG: &str = "secret_bridge_event_lag_seconds";
+
+pub type Calls = BTreeMap<String, u64>;
+
+pub struct Settings {
+    pub n: usize,
+    pub rotations: usize,
+    pub burst: usize,
+    pub interval: Duration,
+    pub interval_text: String,
+}
+
+pub struct Cold {
+    pub took: Duration,
+    pub calls: Calls,
+    pub memory: Option<Memory>,
+}
+
+pub struct Steady {
+    pub calls: Calls,
+    pub window: Duration,
+    pub n: usize,
+    pub interval: Duration,
+}
+
+impl Steady {
+    pub fn secrets_manager_per_es_per_interval(&self) -> f64 {
+        let intervals = self.window.as_secs_f64() / self.interval.as_secs_f64();
+        secrets_manager_calls(&self.calls) as f64 / self.n as f64 / intervals
+    }
+
+    /// Secrets Manager calls per second with nothing changing, to subtract from other phases.
+    fn background_per_second(&self) -> f64 {
+        secrets_manager_calls(&self.calls) as f64 / self.window.as_secs_f64()
+    }
+}
+
+pub struct Events {
+    /// PutEvents → Secret seen by the bench's watch, one rotation at a time.
+    pub latencies: Vec<Duration>,
+    /// The controller's own `secret_bridge_event_lag_seconds` over the phase.
+    pub lag: Histogram,
+    pub calls: Calls,
+    /// Secrets Manager calls per rotation, resyncs during the phase included.
+    pub per_rotation: f64,
+    /// Secrets Manager calls the steady rate predicts for the phase's duration. Only a
+    /// guide: resyncs come in clumps (every Secret was first written at about the same time),
+    /// so a short phase may see none or many of them.
+    pub background: f64,
+}
+
+pub struct Burst {
+    pub took: Vec<Duration>,
+    pub floor: Vec<Duration>,
+    pub calls: Calls,
+    pub per_rotation: f64,
+    pub background: f64,
+}
+
+pub struct EventRun {
+    pub cold: Cold,
+    pub steady: Steady,
+    pub events: Events,
+    pub burst: Burst,
+    pub memory_end: Option<Memory>,
+}
+
+pub struct PollingRun {
+    pub cold: Cold,
+    pub steady: Steady,
+    /// Rotation → Secret seen, all rotated at once and found by resyncs.
+    pub latencies: Vec<Duration>,
+    pub memory_end: Option<Memory>,
+}
+
+pub fn secrets_manager_calls(calls: &Calls) -> u64 {
+    calls
+        .iter()
+        .filter(|(op, _)| op.starts_with("secretsmanager."))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// The controller, its proxy and the watch of its namespace, started for a fixture.
+struct Running {
+    fixture: Fixture,
+    watch: SecretWatch,
+    proxy: AwsProxy,
+    controller: ControllerProcess,
+    pid: Option<u32>,
+    cold: Cold,
+}
+
+impl Running {
+    /// Starts the controller on a ready fixture and waits until every Secret is written.
+    async fn cold_start(stack: &Stack, fixture: Fixture) -> Running {
+        let watch = SecretWatch::start(&stack.kube, &fixture.namespace, "v").await;
+        let proxy = AwsProxy::start(&stack.env["AWS_ENDPOINT_URL"]).await;
+        let proxy_url = proxy.url();
+        let expected: Vec<(String, String)> = (0..fixture.keys.len())
+            .map(|i| (format!("es{i}"), "initial".to_owned()))
+            .collect();
+        let start = Instant::now();
+        let controller = ControllerProcess::start_with_env(
+            stack,
+            &fixture.namespace,
+            &fixture.controller_args(),
+            &[("AWS_ENDPOINT_URL", proxy_url.as_str())],
+        );
+        let timeout = Duration::from_secs(60 + fixture.keys.len() as u64 / 10);
+        let done = watch.wait_for(&expected, timeout).await;
+        let took = done.saturating_duration_since(start);
+        tokio::time::sleep(SETTLE).await;
+        let pid = probe::controller_pid(&fixture.namespace);
+        let cold = Cold {
+            took,
+            calls: proxy.take_calls(),
+            memory: pid.and_then(probe::memory),
+        };
+        println!(
+            "[{}] cold start: {} Secrets in {:.2} s",
+            fixture.namespace,
+            fixture.keys.len(),
+            took.as_secs_f64()
+        );
+        Running {
+            fixture,
+            watch,
+            proxy,
+            controller,
+            pid,
+            cold,
+        }
+    }
+
+    /// Nothing changes for [`STEADY_INTERVALS`] intervals; counting starts half an interval
+    /// in, so each ExternalSecret's resyncs fall into the window about that many times.
+    async fn steady(&self, interval: Duration) -> Steady {
+        tokio::time::sleep(interval / 2).await;
+        self.proxy.take_calls();
+        let start = Instant::now();
+        tokio::time::sleep(interval * STEADY_INTERVALS).await;
+        let steady = Steady {
+            calls: self.proxy.take_calls(),
+            window: start.elapsed(),
+            n: self.fixture.keys.len(),
+            interval,
+        };
+        println!(
+            "[{}] steady: {:.3} Secrets Manager calls per ExternalSecret per interval",
+            self.fixture.namespace,
+            steady.secrets_manager_per_es_per_interval()
+        );
+        steady
+    }
+
+    async fn metrics_histogram(&self) -> Histogram {
+        let (_, text) = self.controller.probe_get("/metrics").await;
+        Histogram::parse(&text, EVENT_LAG)
+    }
+
+    fn memory(&self) -> Option<Memory> {
+        self.pid.and_then(probe::memory)
+    }
+}
+
+pub async fn event_run(stack: &Stack, cleanup: &Cleanup, settings: &Settings) -> EventRun {
+    let aws = Aws::new(&stack.aws);
+    let fixture = Fixture::create(
+        stack,
+        cleanup,
+        "event",
+        settings.n,
+        &settings.interval_text,
+        true,
+    )
+    .await;
+    let running = Running::cold_start(stack, fixture).await;
+    let steady = running.steady(settings.interval).await;
+    let events = events(&running, &aws, &steady, settings.rotations).await;
+    let burst = bursts(stack, &running, &aws, &steady, settings.burst).await;
+    EventRun {
+        memory_end: running.memory(),
+        cold: running.cold,
+        steady,
+        events,
+        burst,
+    }
+}
+
+/// Rotations one at a time, each announced with its event.
+async fn events(running: &Running, aws: &Aws, steady: &Steady, rotations: usize) -> Events {
+    let (_, bus) = running
+        .fixture
+        .queue
+        .as_ref()
+        .expect("event mode has a queue");
+    let keys = &running.fixture.keys;
+    let lag_before = running.metrics_histogram().await;
+    running.proxy.take_calls();
+    let start = Instant::now();
+    let mut latencies = Vec::new();
+    for r in 0..rotations {
+        let i = (r * 7919) % keys.len();
+        let value = unique("rotated");
+        let written = aws.rotate(&keys[i], &json!({"v": value}).to_string()).await;
+        let sent = Instant::now();
+        aws.publish_label_updated(bus, &keys[i], &written).await;
+        let seen = running
+            .watch
+            .wait_for(&[(format!("es{i}"), value)], Duration::from_secs(60))
+            .await;
+        latencies.push(seen.saturating_duration_since(sent));
+    }
+    tokio::time::sleep(SETTLE).await;
+    let calls = running.proxy.take_calls();
+    let background = steady.background_per_second() * start.elapsed().as_secs_f64();
+    let lag = running.metrics_histogram().await.since(&lag_before);
+    latencies.sort();
+    println!(
+        "[{}] events: {rotations} rotations, median {:.1} ms",
+        running.fixture.namespace,
+        percentile(&latencies, 50).as_secs_f64() * 1000.0
+    );
+    Events {
+        latencies,
+        lag,
+        per_rotation: secrets_manager_calls(&calls) as f64 / rotations as f64,
+        background,
+        calls,
+    }
+}
+
+/// `b` rotations announced at once, alternating with the floor: the same reads and writes
+/// done by the bench itself, straight to the emulator and the apiserver.
+async fn bursts(stack: &Stack, running: &Running, aws: &Aws, steady: &Steady, b: usize) -> Burst {
+    let (_, bus) = running
+        .fixture
+        .queue
+        .as_ref()
+        .expect("event mode has a queue");
+    let keys = &running.fixture.keys;
+    let namespace = &running.fixture.namespace;
+    let b = b.min(keys.len());
+    stream::iter(0..b)
+        .for_each_concurrent(CONCURRENCY, |j| async move {
+            put_secret(&stack.kube, namespace, &format!("floor-{j}"), &[("v", "")]).await;
+        })
+        .await;
+    let mut burst = Burst {
+        took: Vec::new(),
+        floor: Vec::new(),
+        calls: Calls::new(),
+        per_rotation: 0.0,
+        background: 0.0,
+    };
+    let mut phase_time = Duration::ZERO;
+    for repeat in 0..BURST_REPEATS {
+        let indices: Vec<usize> = (0..b).map(|j| (repeat * b + j) % keys.len()).collect();
+        let rotated: Vec<(usize, String, Written)> = stream::iter(&indices)
+            .map(|&i| async move {
+                let value = unique("burst");
+                let written = aws.rotate(&keys[i], &json!({"v": value}).to_string()).await;
+                (i, value, written)
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        running.proxy.take_calls();
+        let start = Instant::now();
+        publish_all(aws, bus, keys, &rotated).await;
+        let expected: Vec<(String, String)> = rotated
+            .iter()
+            .map(|(i, value, _)| (format!("es{i}"), value.clone()))
+            .collect();
+        let done = running
+            .watch
+            .wait_for(&expected, Duration::from_secs(120 + b as u64 / 5))
+            .await;
+        burst.took.push(done.saturating_duration_since(start));
+        tokio::time::sleep(SETTLE).await;
+        phase_time += start.elapsed();
+        for (op, n) in running.proxy.take_calls() {
+            *burst.calls.entry(op).or_default() += n;
+        }
+        burst
+            .floor
+            .push(floor(stack, aws, namespace, keys, &indices).await);
+        println!(
+            "[{namespace}] burst {}: {b} rotations in {:.2} s, floor {:.2} s",
+            repeat + 1,
+            burst.took[repeat].as_secs_f64(),
+            burst.floor[repeat].as_secs_f64()
+        );
+    }
+    let background = steady.background_per_second() * phase_time.as_secs_f64();
+    burst.per_rotation =
+        (secrets_manager_calls(&burst.calls) as f64 - background) / (b * BURST_REPEATS) as f64;
+    burst
+}
+
+/// The native `Secret Label Updated` events of `rotated`, ten per PutEvents (its maximum).
+async fn publish_all(aws: &Aws, bus: &str, keys: &[String], rotated: &[(usize, String, Written)]) {
+    stream::iter(rotated.chunks(10))
+        .for_each_concurrent(8, |chunk| async move {
+            let entries = chunk.iter().map(|(i, _, written)| {
+                let detail = json!({"name": keys[*i], "labelUpdated": "AWSCURRENT", "versionId": written.version_id});
+                PutEventsRequestEntry::builder()
+                    .event_bus_name(bus)
+                    .source("aws.secretsmanager")
+                    .detail_type("Secret Label Updated")
+                    .detail(detail.to_string())
+                    .resources(&written.arn)
+                    .build()
+            });
+            let out = aws
+                .events
+                .put_events()
+                .set_entries(Some(entries.collect()))
+                .send()
+                .await
+                .expect("PutEvents");
+            assert_eq!(out.failed_entry_count, 0, "PutEvents failed some entries");
+        })
+        .await;
+}
+
+/// One GetSecretValue and one server-side-apply write per index, [`CONCURRENCY`] at once.
+async fn floor(
+    stack: &Stack,
+    aws: &Aws,
+    namespace: &str,
+    keys: &[String],
+    indices: &[usize],
+) -> Duration {
+    let start = Instant::now();
+    stream::iter(indices.iter().enumerate())
+        .for_each_concurrent(CONCURRENCY, |(j, &i)| async move {
+            let value = aws
+                .secrets
+                .get_secret_value()
+                .secret_id(&keys[i])
+                .send()
+                .await
+                .expect("GetSecretValue")
+                .secret_string
+                .unwrap_or_default();
+            put_secret(
+                &stack.kube,
+                namespace,
+                &format!("floor-{j}"),
+                &[("v", &value)],
+            )
+            .await;
+        })
+        .await;
+    start.elapsed()
+}
+
+pub async fn polling_run(stack: &Stack, cleanup: &Cleanup, settings: &Settings) -> PollingRun {
+    let aws = Aws::new(&stack.aws);
+    let fixture = Fixture::create(
+        stack,
+        cleanup,
+        "polling",
+        settings.n,
+        &settings.interval_text,
+        false,
+    )
+    .await;
+    let running = Running::cold_start(stack, fixture).await;
+    let steady = running.steady(settings.interval).await;
+    let keys = &running.fixture.keys;
+    let aws = &aws;
+    // All at once: resyncs find them spread over one interval, as they would one at a time.
+    let rotated: Vec<(String, String, Instant)> =
+        stream::iter(0..settings.rotations.min(keys.len()))
+            .map(|r| async move {
+                let i = (r * 7919) % keys.len();
+                let value = unique("rotated");
+                aws.rotate(&keys[i], &json!({"v": value}).to_string()).await;
+                (format!("es{i}"), value, Instant::now())
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+    let expected: Vec<(String, String)> = rotated
+        .iter()
+        .map(|(name, value, _)| (name.clone(), value.clone()))
+        .collect();
+    running
+        .watch
+        .wait_for(&expected, settings.interval * 3 + Duration::from_secs(60))
+        .await;
+    let mut latencies: Vec<Duration> = rotated
+        .iter()
+        .filter_map(|(name, _, at)| {
+            Some(running.watch.seen_at(name)?.saturating_duration_since(*at))
+        })
+        .collect();
+    latencies.sort();
+    PollingRun {
+        memory_end: running.memory(),
+        cold: running.cold,
+        steady,
+        latencies,
+    }
+}
+
+/// The `p`th percentile (nearest rank) of sorted samples.
+pub fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = (sorted.len() * p)
+        .div_ceil(100)
+        .saturating_sub(1)
+        .min(sorted.len() - 1);
+    sorted[index]
+}
+
+pub fn median(samples: &[Duration]) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    percentile(&sorted, 50)
+}
