@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::Stack;
 use crate::kube_helpers::*;
+use crate::manifest::{ACCESS_KEY, SECRET_ACCESS_KEY};
 use crate::wait_for;
 
 pub const STORE: &str = include_str!("../../infra/examples/tutorial/cluster-secret-store.yaml");
@@ -33,8 +34,8 @@ pub async fn prepare(stack: &Stack) {
         "default",
         "awssm-secret",
         &[
-            ("access-key", &stack.env["AWS_ACCESS_KEY_ID"]),
-            ("secret-access-key", &stack.env["AWS_SECRET_ACCESS_KEY"]),
+            (ACCESS_KEY, &stack.env["AWS_ACCESS_KEY_ID"]),
+            (SECRET_ACCESS_KEY, &stack.env["AWS_SECRET_ACCESS_KEY"]),
         ],
     )
     .await;

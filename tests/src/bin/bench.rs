@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, stream};
 use secret_bridge_tests::aws::Aws;
-use secret_bridge_tests::kube_helpers::*;
-use secret_bridge_tests::{ControllerProcess, Stack, unique};
+use secret_bridge_tests::kube_helpers::install_crds;
+use secret_bridge_tests::manifest::Manifest;
+use secret_bridge_tests::wait::wait_for_secret_value;
+use secret_bridge_tests::{Stack, Tenant, unique};
 
 struct Run {
     mode: &'static str,
@@ -70,27 +72,10 @@ async fn run(
 ) -> Run {
     let kube = &stack.kube;
     let aws = Aws::new(&stack.aws);
-    let tenant = unique(&format!("bench-{mode}"));
-    ensure_namespace(kube, &tenant).await;
-    put_secret(
-        kube,
-        &tenant,
-        "aws-keys",
-        &[
-            ("access-key", &stack.env["AWS_ACCESS_KEY_ID"]),
-            ("secret-access-key", &stack.env["AWS_SECRET_ACCESS_KEY"]),
-        ],
-    )
-    .await;
-    apply_yaml(
-        kube,
-        &format!(
-            "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata:\n  name: aws\nspec:\n  controller: {tenant}\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      auth:\n        secretRef:\n          accessKeyIDSecretRef: {{name: aws-keys, key: access-key}}\n          secretAccessKeySecretRef: {{name: aws-keys, key: secret-access-key}}\n"
-        ),
-        &tenant,
-    )
-    .await;
-    let names: Vec<String> = (0..n).map(|i| format!("{tenant}/s{i}")).collect();
+    let tenant = Tenant::new(stack, &format!("bench-{mode}"), "us-east-1").await;
+    let tenant = &tenant;
+    let ns = tenant.namespace.as_str();
+    let names: Vec<String> = (0..n).map(|i| format!("{ns}/s{i}")).collect();
     stream::iter(&names)
         .for_each_concurrent(16, |name| {
             let aws = &aws;
@@ -101,29 +86,28 @@ async fn run(
         .await;
     let bus = unique("bench-bus");
     let queue = aws.event_queue(&unique("bench"), &bus, None, 30).await;
-    let mut args = vec!["--controller-class", tenant.as_str()];
+    let mut args = Vec::new();
     if poll.is_none() {
         args.extend(["--queue-url", queue.as_str()]);
     }
     let interval = poll.unwrap_or("1h");
     stream::iter(names.iter().enumerate())
-        .for_each_concurrent(16, |(i, name)| {
-            let tenant = &tenant;
-            async move {
-                let yaml = format!(
-                    "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata:\n  name: es{i}\nspec:\n  refreshInterval: {interval}\n  secretStoreRef: {{name: aws, kind: SecretStore}}\n  dataFrom:\n    - extract: {{key: {name}}}\n"
-                );
-                apply_yaml(kube, &yaml, tenant).await;
-            }
+        .for_each_concurrent(16, |(i, name)| async move {
+            tenant
+                .external_secret(&format!("es{i}"))
+                .refresh_interval(interval)
+                .extract(name)
+                .apply(kube, ns)
+                .await;
         })
         .await;
     // Cold start: every ExternalSecret exists before the controller starts.
     let start = Instant::now();
-    let controller = ControllerProcess::start(stack, &tenant, &args);
+    let controller = tenant.start_controller(stack, &args);
     for i in 0..n {
         wait_for_secret_value(
             kube,
-            &tenant,
+            ns,
             &format!("es{i}"),
             "v",
             "initial",
@@ -150,7 +134,7 @@ async fn run(
         }
         wait_for_secret_value(
             kube,
-            &tenant,
+            ns,
             &format!("es{i}"),
             "v",
             &value,
@@ -164,7 +148,7 @@ async fn run(
     drop(controller);
     // Leave the stack as we found it: the namespace's ExternalSecrets and Secrets go with it.
     let namespaces = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(kube.clone());
-    let _ = namespaces.delete(&tenant, &Default::default()).await;
+    let _ = namespaces.delete(ns, &Default::default()).await;
     Run {
         mode,
         cold_start,

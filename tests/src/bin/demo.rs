@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use secret_bridge_tests::aws::Aws;
-use secret_bridge_tests::kube_helpers::*;
+use secret_bridge_tests::wait::wait_for_secret_value;
 use secret_bridge_tests::{ControllerProcess, Stack, tutorial, unique};
 use serde_json::json;
 

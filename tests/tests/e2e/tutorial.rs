@@ -4,8 +4,10 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use kube::api::{Patch, PatchParams};
 use secret_bridge_tests::aws::Aws;
 use secret_bridge_tests::kube_helpers::*;
+use secret_bridge_tests::wait::{wait_for_empty_queue, wait_for_ready, wait_for_secret_value};
 use secret_bridge_tests::{ControllerProcess, Stack, tutorial, unique, wait_for};
 use serde_json::json;
 
@@ -68,7 +70,26 @@ async fn tutorial_flow_is_synced_then_refreshed_by_an_event_then_collected() {
             &json!({"username": "bob", "password": new_password}).to_string(),
         )
         .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The controller looks at the ExternalSecret again (a change of its Secret's metadata
+    // wakes it) and, not due for a refresh, leaves the Secret as it is.
+    let reconciled = controller.reconciles_of("ExternalSecret", "app", "app-secret");
+    Api::<Secret>::namespaced(kube.clone(), "app")
+        .patch(
+            "app-secret",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"secret-bridge-tests/poke": "1"}}})),
+        )
+        .await
+        .expect("annotate the Secret");
+    wait_for(
+        "a reconcile of app/app-secret after the rotation",
+        Duration::from_secs(10),
+        || async {
+            (controller.reconciles_of("ExternalSecret", "app", "app-secret") > reconciled)
+                .then_some(())
+        },
+    )
+    .await;
     let before = secret_data(kube, "app", "app-secret").await.unwrap();
     assert!(
         before["password"] == "abc123xyz456",
@@ -89,12 +110,7 @@ async fn tutorial_flow_is_synced_then_refreshed_by_an_event_then_collected() {
     )
     .await;
     println!("rotation event → Secret updated in {:?}", start.elapsed());
-    wait_for(
-        "the event's message to be deleted from the queue",
-        Duration::from_secs(10),
-        || async { (aws.queue_depth(&queue).await == 0).then_some(()) },
-    )
-    .await;
+    wait_for_empty_queue(&aws, &queue, Duration::from_secs(10)).await;
 
     // Probes and metrics tell the same story.
     assert_eq!(controller.probe_get("/healthz").await.0, 200);
