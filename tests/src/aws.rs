@@ -323,6 +323,24 @@ impl Aws {
             .await;
     }
 
+    /// Deletes the secret (with the default recovery window) and publishes CloudTrail's
+    /// `DeleteSecret` event for it on `bus`.
+    pub async fn delete_secret_announced(&self, bus: &str, name: &str, arn: &str) {
+        self.secrets
+            .delete_secret()
+            .secret_id(name)
+            .send()
+            .await
+            .expect("DeleteSecret");
+        self.publish_api_call(
+            bus,
+            "DeleteSecret",
+            json!({"secretId": name, "recoveryWindowInDays": 7}),
+            json!({"arn": arn, "name": name}),
+        )
+        .await;
+    }
+
     /// Publishes the native `Secret Label Updated` event for AWSCURRENT, as Secrets Manager does.
     pub async fn publish_label_updated(&self, bus: &str, name: &str, written: &Written) {
         let detail =

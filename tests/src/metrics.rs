@@ -10,6 +10,12 @@ use crate::wait::wait_for;
 pub const SQS_DELETED: &str = r#"secret_bridge_sqs_messages_total{result="deleted"}"#;
 /// Messages the SQS consumer received.
 pub const SQS_RECEIVED: &str = r#"secret_bridge_sqs_messages_total{result="received"}"#;
+/// Messages left in the queue for a retry.
+pub const SQS_KEPT: &str = r#"secret_bridge_sqs_messages_total{result="kept"}"#;
+/// Messages the consumer could not read.
+pub const SQS_UNREADABLE: &str = r#"secret_bridge_sqs_messages_total{result="unreadable"}"#;
+/// Messages received for the last time before SQS moves them to the dead-letter queue.
+pub const SQS_DEAD_LETTERED: &str = r#"secret_bridge_sqs_messages_total{result="dead_lettered"}"#;
 
 /// One scrape of `/metrics`.
 #[derive(Debug, Clone)]
@@ -39,9 +45,18 @@ impl Metrics {
             .unwrap_or(0.0)
     }
 
-    /// Whether a line of the scrape is exactly `line` or starts with it.
-    pub fn contains(&self, line: &str) -> bool {
-        self.text.contains(line)
+    /// Panics, showing the scrape, unless `sample` is `expected`.
+    pub fn assert_value(&self, sample: &str, expected: f64) {
+        assert_eq!(self.value(sample), expected, "{sample}:\n{}", self.text);
+    }
+
+    /// Panics, showing the scrape, unless the counter `sample` counted at least once.
+    pub fn assert_counted(&self, sample: &str) {
+        assert!(
+            self.value(sample) >= 1.0,
+            "{sample} never counted:\n{}",
+            self.text
+        );
     }
 
     pub fn text(&self) -> &str {

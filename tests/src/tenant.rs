@@ -1,11 +1,15 @@
 //! A tenant: a namespace with the emulator's keys and a SecretStore of one controller class,
 //! so that tests running at the same time never serve each other's resources.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use kube::Client;
 
 use crate::controller::ControllerProcess;
 use crate::kube_helpers::{ensure_namespace, install_crds, put_secret};
 use crate::manifest::{self, ACCESS_KEY, KEYS_SECRET, Manifest, SECRET_ACCESS_KEY};
+use crate::wait::wait_for_secret_value;
 use crate::{Stack, unique};
 
 pub struct Tenant {
@@ -34,24 +38,20 @@ impl Tenant {
         tenant
             .secret_store(&tenant.store)
             .region(region)
+            .static_keys()
             .apply(&tenant.kube, &tenant.namespace)
             .await;
         tenant
     }
 
-    /// A SecretStore `name` of the tenant's class reading with the tenant's keys (not applied).
+    /// A SecretStore `name` of the tenant's class, without auth yet (not applied).
     pub fn secret_store(&self, name: &str) -> manifest::Store {
-        manifest::Store::secret_store(name)
-            .controller(&self.class)
-            .static_keys()
+        manifest::Store::secret_store(name).controller(&self.class)
     }
 
-    /// A ClusterSecretStore `name` of the tenant's class reading with the tenant's keys (not
-    /// applied; without conditions, every namespace may use it).
+    /// A ClusterSecretStore `name` of the tenant's class, without auth yet (not applied).
     pub fn cluster_secret_store(&self, name: &str) -> manifest::Store {
-        manifest::Store::cluster_secret_store(name)
-            .controller(&self.class)
-            .static_keys_in(&self.namespace)
+        manifest::Store::cluster_secret_store(name).controller(&self.class)
     }
 
     /// An ExternalSecret `name` reading through the tenant's SecretStore (not applied).
@@ -62,6 +62,18 @@ impl Tenant {
     /// Applies `manifest` in the tenant's namespace.
     pub async fn apply(&self, manifest: &impl Manifest) {
         manifest.apply(&self.kube, &self.namespace).await;
+    }
+
+    /// Waits until the Secret `name` of the tenant's namespace has `expected` under `key`;
+    /// returns its data.
+    pub async fn wait_for_value(
+        &self,
+        name: &str,
+        key: &str,
+        expected: &str,
+        timeout: Duration,
+    ) -> BTreeMap<String, String> {
+        wait_for_secret_value(&self.kube, &self.namespace, name, key, expected, timeout).await
     }
 
     /// The controller serving the tenant's class, with `args` after `--controller-class`; its

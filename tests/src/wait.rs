@@ -54,6 +54,50 @@ pub async fn wait_for_secret_value(
     .await
 }
 
+/// Polls `condition` like [`wait_for`] until it holds.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    wait_for(what, timeout, || {
+        let holds = condition();
+        async move { holds.await.then_some(()) }
+    })
+    .await;
+}
+
+/// Waits until the Secret `namespace/name` does not exist (deleted, or collected with its
+/// owner); `why` says by whom, for the timeout message.
+pub async fn wait_for_secret_gone(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    why: &str,
+    timeout: Duration,
+) {
+    let what = format!("Secret {namespace}/{name} to be gone ({why})");
+    wait_until(&what, timeout, || async {
+        secret_data(client, namespace, name).await.is_none()
+    })
+    .await;
+}
+
+/// Waits until the ExternalSecret `namespace/name` does not exist; `why` as above.
+pub async fn wait_for_external_secret_gone(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    why: &str,
+    timeout: Duration,
+) {
+    let what = format!("ExternalSecret {namespace}/{name} to be gone ({why})");
+    wait_until(&what, timeout, || async {
+        external_secret(client, namespace, name).await.is_none()
+    })
+    .await;
+}
+
 /// Waits for the ExternalSecret's `Ready` condition to have `status`; returns (reason, message).
 pub async fn wait_for_ready(
     client: &Client,

@@ -50,20 +50,27 @@ pub async fn helm(stack: &Stack, args: &[&str]) -> HelmOutput {
     }
 }
 
+/// Runs helm like [`helm`]; panics with its output unless it succeeds.
+pub async fn helm_ok(stack: &Stack, args: &[&str]) -> HelmOutput {
+    let output = helm(stack, args).await;
+    assert!(
+        output.success,
+        "helm {} failed:\n{}{}",
+        args.join(" "),
+        output.stdout,
+        output.stderr
+    );
+    output
+}
+
 /// The documents `helm template` renders with `values`.
 pub async fn render(stack: &Stack, values: &[&str]) -> Vec<Value> {
     let mut args = vec!["template", "release", CHART, "--namespace", "secret-bridge"];
     args.extend_from_slice(values);
-    let output = helm(stack, &args).await;
-    assert!(
-        output.success,
-        "helm {} failed:\n{}",
-        args.join(" "),
-        output.stderr
-    );
-    yaml_documents(&output.stdout)
+    yaml_documents(&helm_ok(stack, &args).await.stdout)
 }
 
+/// The documents of a YAML stream, without empty ones.
 pub fn yaml_documents(text: &str) -> Vec<Value> {
     serde_yaml::Deserializer::from_str(text)
         .map(|document| Value::deserialize(document).expect("valid YAML"))
@@ -107,6 +114,7 @@ pub fn cluster_role_rules(documents: &[Value]) -> BTreeMap<(String, String), Str
     rules
 }
 
+/// Expected rules, in the shape of [`cluster_role_rules`].
 pub fn rules(expected: &[(&str, &str, &str)]) -> BTreeMap<(String, String), String> {
     expected
         .iter()
@@ -247,14 +255,7 @@ impl Release {
             uninstalled: false,
         };
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let output = helm(stack, &args).await;
-        assert!(
-            output.success,
-            "helm {} failed:\n{}{}",
-            args.join(" "),
-            output.stdout,
-            output.stderr
-        );
+        helm_ok(stack, &args).await;
         release
     }
 

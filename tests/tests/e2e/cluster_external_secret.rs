@@ -11,7 +11,7 @@ use secret_bridge_controller::api::ClusterExternalSecret;
 use secret_bridge_tests::aws::Aws;
 use secret_bridge_tests::kube_helpers::{TEST_MANAGER, ensure_namespace, external_secret};
 use secret_bridge_tests::manifest::{self, Manifest};
-use secret_bridge_tests::wait::wait_for_secret_value;
+use secret_bridge_tests::wait::{wait_for_external_secret_gone, wait_for_secret_value};
 use secret_bridge_tests::{Stack, Tenant, unique, wait_for};
 use serde_json::json;
 
@@ -47,6 +47,7 @@ async fn cluster_external_secret_follows_namespace_selectors() {
     let store = unique("ces-store");
     tenant
         .cluster_secret_store(&store)
+        .static_keys_in(&tenant.namespace)
         .apply(kube, &tenant.namespace)
         .await;
     // An ExternalSecret of the same name that the ClusterExternalSecret does not own.
@@ -134,17 +135,7 @@ async fn cluster_external_secret_follows_namespace_selectors() {
 
     // A namespace that stops matching loses its ExternalSecret (and, through it, the Secret).
     label_namespace(&stack, &blue1, json!({ "team": null })).await;
-    wait_for(
-        "the ExternalSecret removed from the unselected namespace",
-        TIMEOUT,
-        || async {
-            external_secret(kube, &blue1, "shared")
-                .await
-                .is_none()
-                .then_some(())
-        },
-    )
-    .await;
+    wait_for_external_secret_gone(kube, &blue1, "shared", "namespace unselected", TIMEOUT).await;
     let mut expected = vec![blue2.clone(), other.clone()];
     expected.sort();
     status(expected).await;
@@ -160,17 +151,8 @@ async fn cluster_external_secret_follows_namespace_selectors() {
         .await
         .expect("delete ClusterExternalSecret");
     for ns in [&blue2, &other, &late] {
-        wait_for(
-            "the owned ExternalSecret garbage-collected",
-            TIMEOUT,
-            || async {
-                external_secret(kube, ns, "shared")
-                    .await
-                    .is_none()
-                    .then_some(())
-            },
-        )
-        .await;
+        wait_for_external_secret_gone(kube, ns, "shared", "collected with its owner", TIMEOUT)
+            .await;
     }
     assert!(external_secret(kube, &taken, "shared").await.is_some());
 

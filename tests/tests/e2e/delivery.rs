@@ -9,9 +9,10 @@ use kube::api::DeleteParams;
 use secret_bridge_tests::aws::Aws;
 use secret_bridge_tests::kube_helpers::{external_secret, secret_data};
 use secret_bridge_tests::manifest::Manifest;
+use secret_bridge_tests::metrics::{SQS_DELETED, SQS_KEPT};
 use secret_bridge_tests::tenant::put_keys;
 use secret_bridge_tests::wait::{
-    wait_for_empty_queue, wait_for_ready, wait_for_reason, wait_for_secret_value,
+    wait_for_empty_queue, wait_for_ready, wait_for_reason, wait_for_secret_gone,
 };
 use secret_bridge_tests::{Stack, Tenant, unique, wait_for};
 use serde_json::json;
@@ -38,15 +39,9 @@ async fn a_rotation_never_exposes_the_pending_value() {
         .data_property("password", &name, "password")
         .apply(kube, ns)
         .await;
-    wait_for_secret_value(
-        kube,
-        ns,
-        "db",
-        "password",
-        "rotation-v1",
-        Duration::from_secs(30),
-    )
-    .await;
+    tenant
+        .wait_for_value("db", "password", "rotation-v1", Duration::from_secs(30))
+        .await;
 
     // Step 1: the rotation writes the new value as AWSPENDING; CloudTrail reports the call.
     let pending = aws
@@ -94,15 +89,9 @@ async fn a_rotation_never_exposes_the_pending_value() {
         )
     };
     stage().await;
-    wait_for_secret_value(
-        kube,
-        ns,
-        "db",
-        "password",
-        "rotation-v2",
-        Duration::from_secs(10),
-    )
-    .await;
+    tenant
+        .wait_for_value("db", "password", "rotation-v2", Duration::from_secs(10))
+        .await;
 
     // Duplicates and the stale first event change nothing.
     put().await;
@@ -137,15 +126,9 @@ async fn a_message_whose_refresh_failed_is_retried() {
         .extract(&name)
         .apply(kube, ns)
         .await;
-    wait_for_secret_value(
-        kube,
-        ns,
-        "app",
-        "token",
-        "retry-v1",
-        Duration::from_secs(30),
-    )
-    .await;
+    tenant
+        .wait_for_value("app", "token", "retry-v1", Duration::from_secs(30))
+        .await;
 
     // The store's credentials disappear: the refresh for the next event fails.
     Api::<Secret>::namespaced(kube.clone(), ns)
@@ -174,25 +157,13 @@ async fn a_message_whose_refresh_failed_is_retried() {
 
     // Credentials back: the retried message completes and is deleted.
     put_keys(&stack, ns).await;
-    wait_for_secret_value(
-        kube,
-        ns,
-        "app",
-        "token",
-        "retry-v2",
-        Duration::from_secs(30),
-    )
-    .await;
+    tenant
+        .wait_for_value("app", "token", "retry-v2", Duration::from_secs(30))
+        .await;
     wait_for_empty_queue(&aws, &queue, DRAINED).await;
     let metrics = controller.metrics().await;
-    assert!(
-        metrics.contains(r#"secret_bridge_sqs_messages_total{result="kept"}"#),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(r#"secret_bridge_sqs_messages_total{result="deleted"} 1"#),
-        "{metrics}"
-    );
+    metrics.assert_counted(SQS_KEPT);
+    metrics.assert_value(SQS_DELETED, 1.0);
     controller.assert_logs_hide(&["retry-v1", "retry-v2"]);
 }
 
@@ -216,31 +187,18 @@ async fn a_deleted_secret_follows_the_deletion_policy() {
             .extract(&name)
             .apply(kube, ns)
             .await;
-        wait_for_secret_value(kube, ns, es, "k", "deletion-v1", Duration::from_secs(30)).await;
+        tenant
+            .wait_for_value(es, "k", "deletion-v1", Duration::from_secs(30))
+            .await;
     }
 
-    aws.secrets
-        .delete_secret()
-        .secret_id(&name)
-        .send()
-        .await
-        .unwrap();
-    aws.publish_api_call(
-        &bus,
-        "DeleteSecret",
-        json!({"secretId": name, "recoveryWindowInDays": 7}),
-        json!({"arn": written.arn, "name": name}),
-    )
-    .await;
-    wait_for(
-        "Secret delete to be deleted",
+    aws.delete_secret_announced(&bus, &name, &written.arn).await;
+    wait_for_secret_gone(
+        kube,
+        ns,
+        "delete",
+        "deletionPolicy Delete",
         Duration::from_secs(10),
-        || async {
-            secret_data(kube, ns, "delete")
-                .await
-                .is_none()
-                .then_some(())
-        },
     )
     .await;
     // As ESO, a Secret deleted by deletionPolicy Delete is the expected outcome: Ready=True.
@@ -286,7 +244,9 @@ async fn fifo_queues_work_too() {
         .extract(&name)
         .apply(kube, ns)
         .await;
-    wait_for_secret_value(kube, ns, "app", "k", "fifo-v1", Duration::from_secs(30)).await;
+    tenant
+        .wait_for_value("app", "k", "fifo-v1", Duration::from_secs(30))
+        .await;
 
     let rotated = aws.rotate(&name, r#"{"k":"fifo-v2"}"#).await;
     // The fan-out Lambda's normalized message, grouped by secret as a FIFO queue requires.
@@ -300,7 +260,9 @@ async fn fifo_queues_work_too() {
         .send()
         .await
         .unwrap();
-    wait_for_secret_value(kube, ns, "app", "k", "fifo-v2", Duration::from_secs(10)).await;
+    tenant
+        .wait_for_value("app", "k", "fifo-v2", Duration::from_secs(10))
+        .await;
     wait_for_empty_queue(&aws, &queue, DRAINED).await;
     controller.assert_logs_hide(&["fifo-v1", "fifo-v2"]);
 }

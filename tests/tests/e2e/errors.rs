@@ -6,7 +6,7 @@ use std::time::Duration;
 use secret_bridge_tests::aws::Aws;
 use secret_bridge_tests::kube_helpers::secret_data;
 use secret_bridge_tests::manifest::{self, Manifest};
-use secret_bridge_tests::wait::{wait_for_ready, wait_for_secret_value};
+use secret_bridge_tests::wait::wait_for_ready;
 use secret_bridge_tests::{Stack, Tenant, unique};
 use serde_json::json;
 
@@ -53,7 +53,9 @@ async fn bad_references_report_clear_errors_while_others_keep_syncing() {
         .await;
 
     let timeout = Duration::from_secs(30);
-    wait_for_secret_value(kube, ns, "good", "value", "good-value-1", timeout).await;
+    tenant
+        .wait_for_value("good", "value", "good-value-1", timeout)
+        .await;
     let expectations = [
         (
             "wrong-key",
@@ -93,15 +95,9 @@ async fn bad_references_report_clear_errors_while_others_keep_syncing() {
         )
         .await;
     aws.publish_label_updated(&bus, &good, &rotated).await;
-    wait_for_secret_value(
-        kube,
-        ns,
-        "good",
-        "value",
-        "good-value-2",
-        Duration::from_secs(10),
-    )
-    .await;
+    tenant
+        .wait_for_value("good", "value", "good-value-2", Duration::from_secs(10))
+        .await;
     let (reason, _) = wait_for_ready(kube, ns, "good", "True", timeout).await;
     assert_eq!(reason, "SecretSynced");
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use secret_bridge_tests::Stack;
 use secret_bridge_tests::deploy::helm::{
-    CHART, cluster_role_rules, helm, render, rules, yaml_documents,
+    CHART, cluster_role_rules, helm, helm_ok, render, rules, yaml_documents,
 };
 use secret_bridge_tests::stack::workspace_root;
 use serde_json::{Value, json};
@@ -31,14 +31,7 @@ async fn chart_passes_helm_lint() {
     ] {
         let mut args = vec!["lint", "--strict", CHART];
         args.extend_from_slice(values);
-        let output = helm(&stack, &args).await;
-        assert!(
-            output.success,
-            "helm {} failed:\n{}{}",
-            args.join(" "),
-            output.stdout,
-            output.stderr
-        );
+        let output = helm_ok(&stack, &args).await;
         for problem in ["[WARNING]", "[ERROR]"] {
             assert!(
                 !output.stdout.contains(problem),

@@ -21,10 +21,10 @@ use secret_bridge_tests::deploy::helm::{
     Release, api_group_has_version, assert_forbidden, assert_hardened, container_env, helm,
     yaml_documents,
 };
-use secret_bridge_tests::kube_helpers::{delete_external_secret, external_secret, secret_data};
+use secret_bridge_tests::kube_helpers::{delete_external_secret, external_secret};
 use secret_bridge_tests::manifest::{self, Manifest};
 use secret_bridge_tests::wait::{
-    wait_for_event, wait_for_ready, wait_for_reason, wait_for_secret_value,
+    wait_for_event, wait_for_ready, wait_for_reason, wait_for_secret_gone,
 };
 use secret_bridge_tests::{Stack, Tenant, unique, wait_for};
 use serde_json::json;
@@ -115,7 +115,9 @@ async fn installed_release_runs_the_controller_with_only_its_role() {
         .extract(&name)
         .apply(kube, ns)
         .await;
-    wait_for_secret_value(kube, ns, "app", "password", &first, Duration::from_secs(30)).await;
+    tenant
+        .wait_for_value("app", "password", &first, Duration::from_secs(30))
+        .await;
     let (reason, message) = wait_for_ready(kube, ns, "app", "True", Duration::from_secs(10)).await;
     assert_eq!(reason, "SecretSynced", "{message}");
     // The controller's first write, as ESO.
@@ -132,33 +134,17 @@ async fn installed_release_runs_the_controller_with_only_its_role() {
         .rotate(&name, &json!({ "password": second }).to_string())
         .await;
     aws.publish_label_updated(&bus, &name, &rotated).await;
-    wait_for_secret_value(
+    tenant
+        .wait_for_value("app", "password", &second, Duration::from_secs(10))
+        .await;
+
+    aws.delete_secret_announced(&bus, &name, &rotated.arn).await;
+    wait_for_secret_gone(
         kube,
         ns,
         "app",
-        "password",
-        &second,
+        "deletionPolicy Delete",
         Duration::from_secs(10),
-    )
-    .await;
-
-    aws.secrets
-        .delete_secret()
-        .secret_id(&name)
-        .send()
-        .await
-        .expect("DeleteSecret");
-    aws.publish_api_call(
-        &bus,
-        "DeleteSecret",
-        json!({"secretId": name, "recoveryWindowInDays": 7}),
-        json!({"arn": rotated.arn, "name": name}),
-    )
-    .await;
-    wait_for(
-        "the Secret to be deleted (deletionPolicy Delete)",
-        Duration::from_secs(10),
-        || async { secret_data(kube, ns, "app").await.is_none().then_some(()) },
     )
     .await;
     // As ESO, a Secret deleted by deletionPolicy Delete is the expected outcome: Ready=True.

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use secret_bridge_tests::aws::Aws;
 use secret_bridge_tests::manifest::Manifest;
-use secret_bridge_tests::wait::{wait_for_empty_queue, wait_for_secret_value};
+use secret_bridge_tests::metrics::{SQS_DEAD_LETTERED, SQS_UNREADABLE};
+use secret_bridge_tests::wait::wait_for_empty_queue;
 use secret_bridge_tests::{Stack, Tenant, unique};
 use serde_json::json;
 
@@ -32,15 +33,9 @@ async fn unreadable_messages_go_to_the_dlq_and_unused_secrets_are_acknowledged()
         .extract(&used)
         .apply(kube, ns)
         .await;
-    wait_for_secret_value(
-        kube,
-        ns,
-        "used",
-        "token",
-        "queue-value-1",
-        Duration::from_secs(30),
-    )
-    .await;
+    tenant
+        .wait_for_value("used", "token", "queue-value-1", Duration::from_secs(30))
+        .await;
 
     let not_json = format!("not json {}", unique("garbage"));
     let unknown = json!({"detail-type": "Parameter Store Change", "source": "aws.ssm", "detail": {"name": unique("param")}}).to_string();
@@ -65,15 +60,9 @@ async fn unreadable_messages_go_to_the_dlq_and_unused_secrets_are_acknowledged()
     // The consumer survives them all and still applies events.
     let rotated = aws.rotate(&used, r#"{"token":"queue-value-2"}"#).await;
     aws.publish_label_updated(&bus, &used, &rotated).await;
-    wait_for_secret_value(
-        kube,
-        ns,
-        "used",
-        "token",
-        "queue-value-2",
-        Duration::from_secs(10),
-    )
-    .await;
+    tenant
+        .wait_for_value("used", "token", "queue-value-2", Duration::from_secs(10))
+        .await;
 
     // Exactly the two unreadable messages reach the DLQ; the rest were acknowledged.
     let mut dead = Vec::new();
@@ -96,13 +85,7 @@ async fn unreadable_messages_go_to_the_dlq_and_unused_secrets_are_acknowledged()
         "unreadable messages are logged"
     );
     let metrics = controller.metrics().await;
-    assert!(
-        metrics.contains(r#"secret_bridge_sqs_messages_total{result="dead_lettered"} 2"#),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(r#"secret_bridge_sqs_messages_total{result="unreadable"}"#),
-        "{metrics}"
-    );
+    metrics.assert_value(SQS_DEAD_LETTERED, 2.0);
+    metrics.assert_counted(SQS_UNREADABLE);
     controller.assert_logs_hide(&["queue-value-1", "queue-value-2"]);
 }

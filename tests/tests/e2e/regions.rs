@@ -7,7 +7,6 @@ use secret_bridge_tests::aws::Aws;
 use secret_bridge_tests::kube_helpers::secret_data;
 use secret_bridge_tests::manifest::Manifest;
 use secret_bridge_tests::metrics::SQS_DELETED;
-use secret_bridge_tests::wait::wait_for_secret_value;
 use secret_bridge_tests::{Stack, Tenant, unique};
 use serde_json::json;
 
@@ -22,6 +21,7 @@ async fn same_name_in_two_regions_is_kept_apart() {
     tenant
         .secret_store("aws-eu")
         .region("eu-west-1")
+        .static_keys()
         .apply(kube, ns)
         .await;
     let shared = unique("shared-name");
@@ -38,8 +38,8 @@ async fn same_name_in_two_regions_is_kept_apart() {
     extract("east").apply(kube, ns).await;
     extract("west").secret_store("aws-eu").apply(kube, ns).await;
     let timeout = Duration::from_secs(30);
-    wait_for_secret_value(kube, ns, "east", "v", "east-1", timeout).await;
-    wait_for_secret_value(kube, ns, "west", "v", "west-1", timeout).await;
+    tenant.wait_for_value("east", "v", "east-1", timeout).await;
+    tenant.wait_for_value("west", "v", "west-1", timeout).await;
 
     // Both regions rotate; only eu-west-1's event arrives (as EventBridge would deliver it).
     east.rotate(&shared, r#"{"v":"east-2"}"#).await;
@@ -66,7 +66,9 @@ async fn same_name_in_two_regions_is_kept_apart() {
         }
     };
     send(event("eu-west-1", &written.arn, &written.version_id)).await;
-    wait_for_secret_value(kube, ns, "west", "v", "west-2", Duration::from_secs(10)).await;
+    tenant
+        .wait_for_value("west", "v", "west-2", Duration::from_secs(10))
+        .await;
     // The event is done with (its message deleted) before the other region's Secret is read.
     controller
         .wait_for_metric(SQS_DELETED, 1.0, Duration::from_secs(10))
@@ -87,6 +89,8 @@ async fn same_name_in_two_regions_is_kept_apart() {
         .arn
         .unwrap();
     send(event("us-east-1", &east_arn, "v")).await;
-    wait_for_secret_value(kube, ns, "east", "v", "east-2", Duration::from_secs(10)).await;
+    tenant
+        .wait_for_value("east", "v", "east-2", Duration::from_secs(10))
+        .await;
     controller.assert_logs_hide(&["east-1", "east-2", "west-1", "west-2"]);
 }

@@ -37,6 +37,7 @@ async fn stores_serve_only_the_namespaces_they_allow() {
     let store = unique("limited");
     tenant
         .cluster_secret_store(&store)
+        .static_keys_in(a)
         .allow_namespaces(&[a])
         .condition(json!({"namespaceSelector": {"matchExpressions": [
             {"key": "team", "operator": "In", "values": ["blue", "green"]},
@@ -144,20 +145,21 @@ async fn irsa_and_assumed_roles_read_as_the_role() {
     ] {
         apply_service_account(kube, ns, account, role.as_deref()).await;
     }
-    let store = |name: &str| manifest::Store::secret_store(name).controller(&tenant.class);
+    let store = |name: &str| tenant.secret_store(name);
     let reader = format!("arn:aws:iam::{ROLE_ACCOUNT}:role/reader");
     for store in [
         store("irsa-role")
             .role(&reader, Some("tenant-7"))
             .service_account_for("hop", None, &["secret-bridge-tests"]),
-        manifest::Store::cluster_secret_store(&cluster_store)
-            .controller(&tenant.class)
+        tenant
+            .cluster_secret_store(&cluster_store)
             .allow_namespaces(&[&consumer])
             .service_account("reader", Some(ns)),
         store("irsa").service_account("reader", None),
         store("no-role").service_account("no-role", None),
         tenant
             .secret_store("chain")
+            .static_keys()
             .additional_roles(&[&format!("arn:aws:iam::{ROLE_ACCOUNT}:role/hop")])
             .role(&reader, Some("tenant-42"))
             .session_tag("team", "blue"),
@@ -187,15 +189,9 @@ async fn irsa_and_assumed_roles_read_as_the_role() {
     let controller = tenant.start_controller(&stack, &[]);
 
     // IRSA in the hop account, then `role` (with its external ID) into the role account.
-    wait_for_secret_value(
-        kube,
-        ns,
-        "via-irsa-role",
-        "value",
-        "role-account-value-1",
-        TIMEOUT,
-    )
-    .await;
+    tenant
+        .wait_for_value("via-irsa-role", "value", "role-account-value-1", TIMEOUT)
+        .await;
     wait_for_secret_value(
         kube,
         &consumer,
@@ -205,35 +201,17 @@ async fn irsa_and_assumed_roles_read_as_the_role() {
         TIMEOUT,
     )
     .await;
-    wait_for_secret_value(
-        kube,
-        ns,
-        "via-irsa",
-        "value",
-        "role-account-value-1",
-        TIMEOUT,
-    )
-    .await;
-    wait_for_secret_value(
-        kube,
-        ns,
-        "via-chain",
-        "value",
-        "role-account-value-1",
-        TIMEOUT,
-    )
-    .await;
+    tenant
+        .wait_for_value("via-irsa", "value", "role-account-value-1", TIMEOUT)
+        .await;
+    tenant
+        .wait_for_value("via-chain", "value", "role-account-value-1", TIMEOUT)
+        .await;
     // The static keys alone read the default account's secret.
     let default_store = format!("via-{}", tenant.store);
-    wait_for_secret_value(
-        kube,
-        ns,
-        &default_store,
-        "value",
-        "default-account-value-1",
-        TIMEOUT,
-    )
-    .await;
+    tenant
+        .wait_for_value(&default_store, "value", "default-account-value-1", TIMEOUT)
+        .await;
     let (_, message) = wait_for_ready(kube, ns, "via-no-role", "False", TIMEOUT).await;
     assert!(
         message.contains("an IAM role must be associated with ServiceAccount")
@@ -293,7 +271,7 @@ async fn store_status_reports_validation_as_eso() {
     let other_class = unique("status-other-class");
     let role = format!("arn:aws:iam::{ROLE_ACCOUNT}:role/irsa-reader");
     apply_service_account(kube, ns, "reader", Some(&role)).await;
-    let store = |name: &str| manifest::Store::secret_store(name).controller(&tenant.class);
+    let store = |name: &str| tenant.secret_store(name);
     for store in [
         store("irsa")
             .refresh_interval(2)
@@ -303,11 +281,10 @@ async fn store_status_reports_validation_as_eso() {
         manifest::Store::secret_store("other-class").controller(&other_class),
         // Keys without a namespace: a ClusterSecretStore reads them from the namespace of
         // each ExternalSecret, which validation cannot know.
-        manifest::Store::cluster_secret_store(&referent)
-            .controller(&tenant.class)
-            .static_keys(),
+        tenant.cluster_secret_store(&referent).static_keys(),
         tenant
             .cluster_secret_store(&bad_regex)
+            .static_keys_in(ns)
             .allow_namespace_regexes(&["("]),
     ] {
         store.apply(kube, ns).await;

@@ -13,7 +13,7 @@ use secret_bridge_tests::aws::Aws;
 use secret_bridge_tests::kube_helpers::*;
 use secret_bridge_tests::manifest::Manifest;
 use secret_bridge_tests::wait::{
-    refresh_time, wait_for_event, wait_for_ready, wait_for_refresh, wait_for_secret_value,
+    refresh_time, wait_for_event, wait_for_ready, wait_for_refresh, wait_for_secret_gone,
 };
 use secret_bridge_tests::{Stack, Tenant, unique, wait_for};
 use serde_json::json;
@@ -146,8 +146,9 @@ async fn creation_policies_and_immutable_secrets_as_eso() {
     .await;
 
     // Merge: our keys join the existing ones; no owner.
-    let merged =
-        wait_for_secret_value(kube, ns, "existing", "pass", "target-value-1", TIMEOUT).await;
+    let merged = tenant
+        .wait_for_value("existing", "pass", "target-value-1", TIMEOUT)
+        .await;
     assert_eq!(keys(&merged), ["other", "pass", "user"]);
     assert!(
         secret(&stack, ns, "existing")
@@ -179,10 +180,7 @@ async fn creation_policies_and_immutable_secrets_as_eso() {
     );
     delete_external_secret(kube, ns, "orphan").await;
     delete_external_secret(kube, ns, "owner").await;
-    wait_for("the owned Secret garbage-collected", TIMEOUT, || async {
-        secret(&stack, ns, "owner").await.is_none().then_some(())
-    })
-    .await;
+    wait_for_secret_gone(kube, ns, "owner", "collected with its owner", TIMEOUT).await;
     assert!(secret(&stack, ns, "orphan").await.is_some());
 
     // Immutable: written once; as ESO, a new value in AWS is not applied to the existing
@@ -266,15 +264,19 @@ async fn refresh_policies_as_eso() {
             .extract(&key)
             .apply(kube, ns)
             .await;
-        wait_for_secret_value(kube, ns, name, "pass", "refresh-value-1", TIMEOUT).await;
+        tenant
+            .wait_for_value(name, "pass", "refresh-value-1", TIMEOUT)
+            .await;
     }
 
     // A new value in AWS: only Periodic reads it.
     aws.upsert_secret(&key, r#"{"pass":"refresh-value-2"}"#)
         .await;
-    wait_for_secret_value(kube, ns, "periodic", "pass", "refresh-value-2", TIMEOUT).await;
-    // Two more intervals pass, with the controller refreshing on them: Periodic reads AWS
-    // again at least 2 s after it read the new value.
+    tenant
+        .wait_for_value("periodic", "pass", "refresh-value-2", TIMEOUT)
+        .await;
+    // The intervals keep coming and the controller acts on them: Periodic reads AWS again
+    // 3 s (by its refreshTime, in whole seconds) after it read the new value.
     let read_new_value = refresh_time(kube, ns, "periodic")
         .await
         .expect("periodic has a refreshTime");
@@ -283,7 +285,7 @@ async fn refresh_policies_as_eso() {
         ns,
         "periodic",
         &read_new_value,
-        Duration::from_secs(2),
+        Duration::from_secs(3),
         TIMEOUT,
     )
     .await;
@@ -300,7 +302,9 @@ async fn refresh_policies_as_eso() {
     for name in ["on-change", "once"] {
         patch_metadata(&stack, ns, name, json!({"labels": {"touched": "yes"}})).await;
     }
-    wait_for_secret_value(kube, ns, "on-change", "pass", "refresh-value-2", TIMEOUT).await;
+    tenant
+        .wait_for_value("on-change", "pass", "refresh-value-2", TIMEOUT)
+        .await;
     // The controller has reconciled CreatedOnce since its label changed.
     wait_for(
         "a reconcile of once after its label change",
@@ -320,7 +324,9 @@ async fn refresh_policies_as_eso() {
         .delete("once", &DeleteParams::default())
         .await
         .expect("delete Secret");
-    wait_for_secret_value(kube, ns, "once", "pass", "refresh-value-2", TIMEOUT).await;
+    tenant
+        .wait_for_value("once", "pass", "refresh-value-2", TIMEOUT)
+        .await;
 
     controller.assert_logs_hide(&["refresh-value-1", "refresh-value-2"]);
 }
@@ -367,15 +373,9 @@ async fn templates_render_type_metadata_and_data() {
         .extract(&key)
         .apply(kube, ns)
         .await;
-    let data = wait_for_secret_value(
-        kube,
-        ns,
-        "templated",
-        "password",
-        "template-value-1",
-        TIMEOUT,
-    )
-    .await;
+    let data = tenant
+        .wait_for_value("templated", "password", "template-value-1", TIMEOUT)
+        .await;
     assert_eq!(
         keys(&data),
         ["config.ini", "password", "shout", "url", "username"]
