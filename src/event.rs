@@ -44,6 +44,21 @@ impl ChangeKind {
             ChangeKind::ApiCall(name) | ChangeKind::ServiceEvent(name) => name,
         }
     }
+
+    /// [`ChangeKind::name`] for a metric label: one of a fixed set, whatever a message says
+    /// (a forged normalized message may carry any kind), so label cardinality stays bounded.
+    pub fn label(&self) -> &'static str {
+        let name = self.name();
+        if name == "SecretLabelUpdated" {
+            return "SecretLabelUpdated";
+        }
+        API_CALLS_THAT_CHANGE
+            .iter()
+            .chain(SERVICE_EVENTS_THAT_CHANGE)
+            .find(|known| **known == name)
+            .copied()
+            .unwrap_or("Other")
+    }
 }
 
 /// The outcome of reading a message that is a well-formed event.
@@ -56,20 +71,40 @@ pub enum Parsed {
     Irrelevant { reason: String },
 }
 
-/// Why a message is not an event we understand. Never contains the message itself.
+/// Why a message is not an event we understand. Never contains anything of the message
+/// itself (a message may carry anything, and these errors are logged): only the shape that was
+/// expected, and where.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
-    #[error("message body is not JSON: {0}")]
-    NotJson(#[source] serde_json::Error),
+    #[error("message body is not JSON (line {line}, column {column})")]
+    NotJson { line: usize, column: usize },
     #[error("message is not an event secret-bridge knows: {0}")]
-    UnknownShape(String),
+    UnknownShape(&'static str),
+    #[error("secret-bridge message version {found:?}; this build reads version {reads}")]
+    Version { found: Option<u64>, reads: u32 },
     #[error("event {detail_type:?} is missing or has a wrong `{field}`: expected {expected}")]
     InvalidField {
-        detail_type: String,
+        detail_type: &'static str,
         field: &'static str,
         expected: &'static str,
     },
 }
+
+impl EventError {
+    fn not_json(error: serde_json::Error) -> Self {
+        EventError::NotJson {
+            line: error.line(),
+            column: error.column(),
+        }
+    }
+}
+
+/// The detail-types read, as static strings (a message's own string is never kept).
+const DETAIL_TYPES: &[&str] = &[
+    "Secret Label Updated",
+    "AWS API Call via CloudTrail",
+    "AWS Service Event via CloudTrail",
+];
 
 const API_CALLS_THAT_CHANGE: &[&str] = &[
     "PutSecretValue",
@@ -89,73 +124,73 @@ const SERVICE_EVENTS_THAT_CHANGE: &[&str] = &["RotationSucceeded"];
 
 /// Reads one SQS message body.
 pub fn parse(body: &str) -> Result<Parsed, EventError> {
-    let value: Value = serde_json::from_str(body).map_err(EventError::NotJson)?;
+    let value: Value = serde_json::from_str(body).map_err(EventError::not_json)?;
     parse_value(&value, true)
 }
 
 fn parse_value(value: &Value, allow_sns: bool) -> Result<Parsed, EventError> {
     let Some(object) = value.as_object() else {
-        return Err(EventError::UnknownShape("the JSON is not an object".into()));
+        return Err(EventError::UnknownShape("the JSON is not an object"));
     };
     if object.contains_key("secretBridge") {
         return parse_normalized(value);
     }
     if allow_sns && object.get("Type").and_then(Value::as_str) == Some("Notification") {
-        let inner = object
-            .get("Message")
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                EventError::UnknownShape("SNS notification without a string `Message`".into())
-            })?;
-        let inner: Value = serde_json::from_str(inner).map_err(EventError::NotJson)?;
+        let inner =
+            object
+                .get("Message")
+                .and_then(Value::as_str)
+                .ok_or(EventError::UnknownShape(
+                    "SNS notification without a string `Message`",
+                ))?;
+        let inner: Value = serde_json::from_str(inner).map_err(EventError::not_json)?;
         return parse_value(&inner, false);
     }
     let Some(detail_type) = object.get("detail-type").and_then(Value::as_str) else {
         return Err(EventError::UnknownShape(
-            "no `detail-type`: not an EventBridge event".into(),
+            "no `detail-type`: not an EventBridge event",
         ));
     };
-    let source = object
-        .get("source")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if source != "aws.secretsmanager" {
-        return Err(EventError::UnknownShape(format!(
-            "event from source {source:?} with detail-type {detail_type:?}; expected aws.secretsmanager"
-        )));
+    if object.get("source").and_then(Value::as_str) != Some("aws.secretsmanager") {
+        return Err(EventError::UnknownShape(
+            "an event from another source than aws.secretsmanager",
+        ));
     }
+    let Some(detail_type) = DETAIL_TYPES
+        .iter()
+        .copied()
+        .find(|known| *known == detail_type)
+    else {
+        return Err(EventError::UnknownShape(
+            "a Secrets Manager detail-type other than Secret Label Updated or a CloudTrail event",
+        ));
+    };
     let envelope = Envelope::read(object, detail_type)?;
     match detail_type {
         "Secret Label Updated" => envelope.label_updated(),
         "AWS API Call via CloudTrail" => {
             envelope.cloudtrail(ChangeKind::ApiCall, API_CALLS_THAT_CHANGE)
         }
-        "AWS Service Event via CloudTrail" => {
-            envelope.cloudtrail(ChangeKind::ServiceEvent, SERVICE_EVENTS_THAT_CHANGE)
-        }
-        other => Err(EventError::UnknownShape(format!(
-            "unknown Secrets Manager detail-type {other:?}"
-        ))),
+        _ => envelope.cloudtrail(ChangeKind::ServiceEvent, SERVICE_EVENTS_THAT_CHANGE),
     }
 }
 
 fn parse_normalized(value: &Value) -> Result<Parsed, EventError> {
     let version = value.get("secretBridge").and_then(Value::as_u64);
     if version != Some(u64::from(crate::normalized::VERSION)) {
-        return Err(EventError::UnknownShape(format!(
-            "secret-bridge message version {} (this build reads version {})",
-            value
-                .get("secretBridge")
-                .map(Value::to_string)
-                .unwrap_or_default(),
-            crate::normalized::VERSION
-        )));
+        return Err(EventError::Version {
+            found: version,
+            reads: crate::normalized::VERSION,
+        });
     }
+    // serde's error would quote the offending value: only say that the shape is wrong.
     let message: crate::normalized::NormalizedMessage = serde_json::from_value(value.clone())
-        .map_err(|e| EventError::UnknownShape(format!("malformed secret-bridge message: {e}")))?;
+        .map_err(|_| {
+            EventError::UnknownShape("a malformed secret-bridge message (fields or their types)")
+        })?;
     if message.name.is_empty() {
         return Err(EventError::InvalidField {
-            detail_type: "secret-bridge message".into(),
+            detail_type: "secret-bridge message",
             field: "name",
             expected: "a non-empty string",
         });
@@ -164,7 +199,7 @@ fn parse_normalized(value: &Value) -> Result<Parsed, EventError> {
 }
 
 struct Envelope<'a> {
-    detail_type: &'a str,
+    detail_type: &'static str,
     detail: &'a serde_json::Map<String, Value>,
     resources: Vec<String>,
     region: Option<String>,
@@ -175,10 +210,10 @@ struct Envelope<'a> {
 impl<'a> Envelope<'a> {
     fn read(
         object: &'a serde_json::Map<String, Value>,
-        detail_type: &'a str,
+        detail_type: &'static str,
     ) -> Result<Self, EventError> {
         let invalid = |field, expected| EventError::InvalidField {
-            detail_type: detail_type.to_owned(),
+            detail_type,
             field,
             expected,
         };
@@ -216,7 +251,7 @@ impl<'a> Envelope<'a> {
 
     fn invalid(&self, field: &'static str, expected: &'static str) -> EventError {
         EventError::InvalidField {
-            detail_type: self.detail_type.to_owned(),
+            detail_type: self.detail_type,
             field,
             expected,
         }
@@ -229,7 +264,9 @@ impl<'a> Envelope<'a> {
             .ok_or_else(|| self.invalid("detail.labelUpdated", "a non-empty string"))?;
         if label != "AWSCURRENT" {
             return Ok(Parsed::Irrelevant {
-                reason: format!("label {label} moved; only AWSCURRENT changes served values"),
+                reason:
+                    "a label other than AWSCURRENT moved; only AWSCURRENT changes served values"
+                        .into(),
             });
         }
         let mut secret_ids = vec![name.to_owned()];
@@ -245,14 +282,14 @@ impl<'a> Envelope<'a> {
     ) -> Result<Parsed, EventError> {
         let event_name = non_empty(self.detail, "eventName")
             .ok_or_else(|| self.invalid("detail.eventName", "a non-empty string"))?;
-        if let Some(code) = non_empty(self.detail, "errorCode") {
+        if non_empty(self.detail, "errorCode").is_some() {
             return Ok(Parsed::Irrelevant {
-                reason: format!("{event_name} failed with {code}"),
+                reason: "a failed API call".into(),
             });
         }
         if !names_that_change.contains(&event_name) {
             return Ok(Parsed::Irrelevant {
-                reason: format!("{event_name} does not change a secret's value"),
+                reason: "an API call that changes no secret's value".into(),
             });
         }
         let request = self

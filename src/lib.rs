@@ -8,7 +8,12 @@
 //! - [`duration`]: Go-style durations, as ESO's `refreshInterval` uses them.
 //! - [`decoding`], [`conversion`], [`rewrite`], [`go_regex`]: what ESO does to the values and keys
 //!   read (`decodingStrategy`, `conversionStrategy`, `nullBytePolicy`, `rewrite`), with Go's rules.
+//! - [`template`]: ESO's Go-template engine, with a memory and time budget per render.
+//! - `aws` (feature `aws`, not part of the domain): the AWS SDK plumbing that the controller,
+//!   the Lambda and the tests share.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod conversion;
 pub mod decoding;
 pub mod duration;

@@ -60,9 +60,42 @@ pub fn may_match(a: &str, b: &str) -> bool {
     candidate_names(a).any(|x| candidate_names(b).any(|y| x == y))
 }
 
+/// Whether `id`, as a request named it (a name, full ARN or partial ARN), is exactly the
+/// secret called `name` with ARN `arn`: unlike [`may_match`], a partial ARN must be the full
+/// ARN without its random suffix, so a batch answer is never given to another secret.
+pub fn identifies(id: &str, name: &str, arn: &str) -> bool {
+    if id == name || id == arn {
+        return true;
+    }
+    id.starts_with("arn:")
+        && arn
+            .strip_prefix(id)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|suffix| suffix.len() == 6)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifies_a_secret_by_name_full_or_partial_arn_only() {
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:team/db-AbCdEf";
+        assert!(identifies("team/db", "team/db", arn));
+        assert!(identifies(arn, "team/db", arn));
+        assert!(identifies(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:team/db",
+            "team/db",
+            arn
+        ));
+        assert!(!identifies("team/d", "team/db", arn));
+        assert!(!identifies(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:team",
+            "team/db",
+            arn
+        ));
+        assert!(!identifies("db", "team/db", arn));
+    }
 
     const FULL: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db-AbC123";
 

@@ -4,18 +4,18 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use secret_bridge_controller::aws::credentials::ClientFactory;
+use secret_bridge_controller::cache::Caches;
 use secret_bridge_controller::cluster_external_secret::{self, ClusterExternalSecretController};
-use secret_bridge_controller::controller::{
-    Context, ExternalSecretController, external_secret_cache, run_cache_only,
+use secret_bridge_controller::events::consumer::{Consumer, Refresher};
+use secret_bridge_controller::events::eso_trigger::EsoTrigger;
+use secret_bridge_controller::external_secret::controller::{
+    Context, ExternalSecretController, Settings,
 };
-use secret_bridge_controller::credentials::{self, ClientFactory};
-use secret_bridge_controller::eso_trigger::EsoTrigger;
-use secret_bridge_controller::http;
-use secret_bridge_controller::index::ExternalSecretIndex;
-use secret_bridge_controller::metrics::Metrics;
-use secret_bridge_controller::queue::{Consumer, Refresher};
-use secret_bridge_controller::store_status;
-use secret_bridge_controller::stores::StoreCache;
+use secret_bridge_controller::store::status as store_status;
+use secret_bridge_controller::telemetry::health::Health;
+use secret_bridge_controller::telemetry::metrics::Metrics;
+use secret_bridge_controller::telemetry::{self, probe as http};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -37,6 +37,13 @@ struct Args {
     /// must leave them to ESO, which serves every ClusterExternalSecret (they have no class).
     #[arg(long, env = "CLUSTER_EXTERNAL_SECRETS", action = clap::ArgAction::Set)]
     cluster_external_secrets: Option<bool>,
+
+    /// Let a namespaced SecretStore without `auth` (or with only `role`) use this controller's
+    /// own AWS identity, as ESO does. `false` (the Helm chart's default) refuses such stores:
+    /// anyone who may create a SecretStore in their namespace could otherwise read whatever
+    /// the controller can.
+    #[arg(long, env = "NAMESPACED_STORE_AMBIENT_CREDENTIALS", default_value_t = true, action = clap::ArgAction::Set)]
+    namespaced_store_ambient_credentials: bool,
 
     /// Reconciles running at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 32)]
@@ -79,124 +86,138 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_tracing(args.log_format);
     rustls_ring_default();
+    args.run().await
+}
 
-    let client = kube::Client::try_default().await?;
-    let base = credentials::base_config().await;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        info!("shutting down");
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-
-    let metrics = Arc::new(Metrics::default());
-    let listener = tokio::net::TcpListener::bind(args.probe_addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {} (--probe-addr): {e}", args.probe_addr))?;
-    info!(
-        mode = ?args.mode,
-        queue = args.queue_url.as_deref().unwrap_or("none (periodic resync only)"),
-        controller_class = args.controller_class.as_deref().unwrap_or(""),
-        cluster_external_secrets = args.cluster_external_secrets.unwrap_or(args.controller_class.is_none()),
-        "starting secret-bridge controller"
-    );
-    let (stores, run_stores) = StoreCache::new(&client);
-    tokio::spawn(run_stores);
-    let consumer = |store, index, refresher| {
-        args.queue_url.clone().map(|queue_url| Consumer {
-            sqs: aws_sdk_sqs::Client::new(&base),
-            queue_url,
-            store,
-            index,
-            stores: stores.clone(),
-            refresher,
-            reconcile_timeout: args.event_timeout,
-            metrics: metrics.clone(),
-        })
-    };
-    let (store, consumer, main_task): (_, _, BoxFuture<'static, ()>) = match args.mode {
-        Mode::Sync => {
-            tokio::spawn(store_status::run(
-                store_status::StoreStatusContext::new(
-                    client.clone(),
-                    ClientFactory::new(base.clone(), client.clone()),
-                    stores.clone(),
-                    args.controller_class.clone(),
-                ),
-                stopped(stop_rx.clone()),
-            ));
-            let controller = ExternalSecretController::new(&client, args.concurrency);
-            let context = Arc::new(Context::new(
-                client.clone(),
-                ClientFactory::new(base.clone(), client.clone()),
-                controller.triggers(),
-                args.controller_class.clone(),
-                metrics.clone(),
-                stores.clone(),
-            ));
-            let consumer = consumer(
-                controller.store(),
-                controller.index(),
-                Refresher::Reconcile(controller.triggers()),
+impl Args {
+    /// Wires the caches, controllers, consumer and probe endpoint, and runs them until
+    /// SIGTERM or Ctrl-C.
+    async fn run(self) -> anyhow::Result<()> {
+        if self.mode == Mode::EsoTrigger && self.queue_url.is_none() {
+            anyhow::bail!(
+                "--mode=eso-trigger needs --queue-url (SQS_QUEUE_URL): it only acts on events"
             );
-            let serve_cluster_secrets = args
-                .cluster_external_secrets
-                .unwrap_or(args.controller_class.is_none());
-            let cluster_secrets = serve_cluster_secrets.then(|| {
-                let cluster = ClusterExternalSecretController::new(&client);
-                let context = Arc::new(cluster_external_secret::Context {
-                    client: client.clone(),
-                    external_secrets: controller.store(),
-                    namespaces: cluster.namespaces(),
-                });
-                tokio::spawn(cluster.run(context, stopped(stop_rx.clone())))
-            });
-            let store = controller.store();
-            let run = controller.run(context, stopped(stop_rx.clone()));
-            let main_task = async move {
-                run.await;
-                if let Some(task) = cluster_secrets {
-                    let _ = task.await;
-                }
-            };
-            (store, consumer, main_task.boxed())
         }
-        Mode::EsoTrigger => {
-            if args.queue_url.is_none() {
-                anyhow::bail!(
-                    "--mode=eso-trigger needs --queue-url (SQS_QUEUE_URL): it only acts on events"
+        let client = kube::Client::try_default().await?;
+        let base = secret_bridge::aws::base_config().await;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            info!("shutting down");
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+
+        let metrics = Arc::new(Metrics::default());
+        let health = Health::default();
+        let listener = tokio::net::TcpListener::bind(self.probe_addr)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot listen on {} (--probe-addr): {e}", self.probe_addr)
+            })?;
+        let serve_cluster_secrets = self
+            .cluster_external_secrets
+            .unwrap_or(self.controller_class.is_none());
+        info!(
+            mode = ?self.mode,
+            queue = self.queue_url.as_deref().unwrap_or("none (periodic resync only)"),
+            controller_class = self.controller_class.as_deref().unwrap_or(""),
+            cluster_external_secrets = serve_cluster_secrets,
+            "starting secret-bridge controller"
+        );
+        let (caches, mut subscriptions, watches) = Caches::new(&client, self.mode == Mode::Sync);
+        tokio::spawn(watches);
+        let recorder = telemetry::recorder(&client);
+        let aws = ClientFactory::new(base.clone(), client.clone());
+        let mut tasks: Vec<BoxFuture<'static, ()>> = Vec::new();
+
+        let refresher = match self.mode {
+            Mode::Sync => {
+                let mut take = subscriptions.take();
+                tasks.push(
+                    store_status::run(
+                        store_status::StoreStatusContext::new(
+                            client.clone(),
+                            aws.clone(),
+                            caches.clone(),
+                            self.controller_class.clone(),
+                            recorder.clone(),
+                            self.namespaced_store_ambient_credentials,
+                        ),
+                        take.secret_stores(),
+                        take.cluster_secret_stores(),
+                        stopped(stop_rx.clone()),
+                    )
+                    .boxed(),
                 );
+                let controller = ExternalSecretController::new(
+                    &client,
+                    take.external_secrets(),
+                    self.concurrency,
+                );
+                let context = Arc::new(Context::new(
+                    client.clone(),
+                    aws.clone(),
+                    recorder.clone(),
+                    controller.triggers(),
+                    metrics.clone(),
+                    caches.clone(),
+                    Settings {
+                        controller_class: self.controller_class.clone(),
+                        namespaced_ambient_credentials: self.namespaced_store_ambient_credentials,
+                    },
+                ));
+                let refresher = Refresher::Reconcile(controller.triggers());
+                tasks.push(controller.run(context, stopped(stop_rx.clone())).boxed());
+                if serve_cluster_secrets {
+                    let cluster = ClusterExternalSecretController::new(
+                        &client,
+                        take.namespaces(),
+                        take.cluster_external_secret_owners(),
+                    );
+                    let context = Arc::new(cluster_external_secret::Context {
+                        client: client.clone(),
+                        caches: caches.clone(),
+                    });
+                    tasks.push(cluster.run(context, stopped(stop_rx.clone())).boxed());
+                }
+                refresher
             }
-            let index = ExternalSecretIndex::default();
-            let (store, stream) = external_secret_cache(&client, index.clone());
-            let eso = Arc::new(EsoTrigger::new(client.clone()));
-            let consumer = consumer(store.clone(), index, Refresher::EsoForceSync(eso));
-            (
-                store,
-                consumer,
-                run_cache_only(stream, stopped(stop_rx.clone())).boxed(),
-            )
+            Mode::EsoTrigger => {
+                Refresher::EsoForceSync(Arc::new(EsoTrigger::new(client.clone(), recorder.clone())))
+            }
+        };
+        // Subscriptions nobody took would hold their watches back.
+        drop(subscriptions);
+        if let Some(queue_url) = self.queue_url.clone() {
+            let consumer = Consumer {
+                sqs: aws_sdk_sqs::Client::new(&base),
+                queue_url,
+                caches: caches.clone(),
+                refresher,
+                reconcile_timeout: self.event_timeout,
+                metrics: metrics.clone(),
+                health: health.clone(),
+                concurrency: self.concurrency.into(),
+            };
+            tasks.push(consumer.run(stopped(stop_rx.clone())).boxed());
         }
-    };
-    let probe = tokio::spawn(http::serve(
-        listener,
-        store,
-        metrics.clone(),
-        stopped(stop_rx.clone()),
-    ));
-    let consumer_task = consumer.map(|c| tokio::spawn(c.run(stopped(stop_rx))));
-    main_task.await;
-    if let Some(task) = consumer_task {
-        task.await?;
+        let probe = tokio::spawn(http::serve(
+            listener,
+            caches,
+            health,
+            metrics,
+            stopped(stop_rx),
+        ));
+        futures::future::join_all(tasks).await;
+        if probe.is_finished() {
+            // Say why the endpoint stopped, if it failed.
+            probe.await??;
+        }
+        Ok(())
     }
-    if probe.is_finished() {
-        // Say why the endpoint stopped, if it failed.
-        probe.await??;
-    }
-    Ok(())
 }
 
 fn init_tracing(format: LogFormat) {

@@ -9,10 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Mutex;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_config::{Region, SdkConfig};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use crate::queue::{EntryFailure, OutgoingMessage, QueueSender};
 use crate::routing::{Destination, Router};
@@ -35,16 +34,7 @@ impl AwsError {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: fmt::Debug,
     {
-        let (code, message) = match &error {
-            SdkError::ServiceError(service) => (
-                service.err().code().unwrap_or("Unknown").to_owned(),
-                service.err().message().unwrap_or_default().to_owned(),
-            ),
-            other => (
-                "RequestFailed".to_owned(),
-                DisplayErrorContext(other).to_string(),
-            ),
-        };
+        let (code, message) = secret_bridge::aws::error_parts(&error);
         AwsError {
             operation,
             target: target.to_owned(),
@@ -52,18 +42,6 @@ impl AwsError {
             message,
         }
     }
-}
-
-/// The SDK configuration from the environment, with rustls on ring (no aws-lc), as the
-/// controller uses it.
-pub async fn base_config() -> SdkConfig {
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http_client)
-        .load()
-        .await
 }
 
 /// `SendMessageBatch` through one SQS client per region the routes name.

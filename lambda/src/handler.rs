@@ -285,7 +285,7 @@ impl<S: QueueSender, T: TagLookup> FanOut<S, T> {
         };
         let message = NormalizedMessage::from_change(&change).ok_or_else(|| Error::Unreadable {
             record: record.to_owned(),
-            source: EventError::UnknownShape("the event names no secret".into()),
+            source: EventError::UnknownShape("the event names no secret"),
         })?;
         let destinations = self
             .router

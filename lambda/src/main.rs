@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use lambda_runtime::{LambdaEvent, service_fn};
-use secret_bridge_lambda::aws::{self, SecretsManagerTags, SqsSender};
+use secret_bridge_lambda::aws::{SecretsManagerTags, SqsSender};
 use secret_bridge_lambda::config;
 use secret_bridge_lambda::handler::FanOut;
 use serde_json::Value;
@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
     let router = config::router_from_env().inspect_err(|e| {
         error!(error = %e, "invalid configuration; the function cannot start");
     })?;
-    let sdk = aws::base_config().await;
+    let sdk = secret_bridge::aws::base_config().await;
     let sender = SqsSender::new(&sdk, &router);
     let fan_out = FanOut::new(router, sender, SecretsManagerTags::new(sdk));
     info!(

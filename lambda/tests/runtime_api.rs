@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::Credentials;
+use aws_config::SdkConfig;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
@@ -178,33 +177,16 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `target/stack/env` of the running local stack (`export KEY=value` lines).
+/// `target/stack/env` of the running local stack.
 fn stack_env() -> HashMap<String, String> {
-    let path = std::env::var_os("STACK_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/stack"))
-        .join("env");
+    let path = secret_bridge::aws::local_stack_env_path(&workspace_root());
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "the local stack is not up ({}: {e}). Start it with `scripts/stack up`, or run every test with `scripts/test`.",
             path.display()
         )
     });
-    let env: HashMap<String, String> = text
-        .lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            let (key, value) = line
-                .strip_prefix("export ")
-                .unwrap_or(line)
-                .split_once('=')?;
-            if key.is_empty() || key.starts_with('#') {
-                return None;
-            }
-            let value = value.trim_matches(|c| c == '"' || c == '\'');
-            Some((key.to_owned(), value.to_owned()))
-        })
-        .collect();
+    let env = secret_bridge::aws::parse_env_file(&text);
     for key in [
         "AWS_ENDPOINT_URL",
         "AWS_REGION",
@@ -221,24 +203,13 @@ fn stack_env() -> HashMap<String, String> {
 }
 
 async fn emulator_config(env: &HashMap<String, String>) -> SdkConfig {
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http_client)
-        .endpoint_url(&env["AWS_ENDPOINT_URL"])
-        .region(Region::new(env["AWS_REGION"].clone()))
-        .credentials_provider(Credentials::new(
-            &env["AWS_ACCESS_KEY_ID"],
-            &env["AWS_SECRET_ACCESS_KEY"],
-            None,
-            None,
-            "local-stack",
-        ))
-        .load()
-        .await
+    secret_bridge::aws::emulator_config(
+        &env["AWS_ENDPOINT_URL"],
+        &env["AWS_REGION"],
+        &env["AWS_ACCESS_KEY_ID"],
+        &env["AWS_SECRET_ACCESS_KEY"],
+    )
+    .await
 }
 
 /// Creates a secret (tagged or not) and returns its ARN.

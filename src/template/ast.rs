@@ -49,8 +49,9 @@ pub(crate) struct Command {
 #[derive(Debug)]
 pub(crate) struct Arg {
     pub pos: usize,
-    /// The operand's source text, quoted in error messages (never data).
-    pub src: String,
+    /// How errors show the operand: its field, variable or function names, or the kind of
+    /// literal, never the literal itself (a `templateFrom` template may hold a secret).
+    pub label: String,
     pub kind: ArgKind,
 }
 

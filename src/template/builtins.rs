@@ -2,8 +2,10 @@
 
 use std::cmp::Ordering;
 
-use super::functions::{FnResult, bytes_arg};
+use super::budget::Budget;
+use super::functions::{Budgeted, FnResult, bytes_arg};
 use super::gofmt;
+use super::printf;
 use super::value::{Kind, Value};
 
 pub(crate) fn not(args: &[Value]) -> FnResult {
@@ -82,9 +84,13 @@ pub(crate) fn print(args: &[Value]) -> FnResult {
     Ok(Value::from_bytes(gofmt::sprint(args)))
 }
 
-pub(crate) fn printf(args: &[Value]) -> FnResult {
-    let format = bytes_arg(args, 0)?;
-    Ok(Value::from_bytes(gofmt::sprintf(format, &args[1..])))
+pub(crate) fn printf(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let format = bytes_arg(&args, 0)?;
+    Ok(Value::from_bytes(printf::sprintf(
+        format,
+        &args[1..],
+        budget,
+    )?))
 }
 
 pub(crate) fn println(args: &[Value]) -> FnResult {
@@ -168,10 +174,56 @@ pub(crate) fn ge(args: &[Value]) -> FnResult {
     lt(args).map(|v| Value::Bool(!v.is_true()))
 }
 
+/// Go's `evalArgs` for `html`, `js` and `urlquery`: one string as it is, anything else as `print` prints it.
+fn printed(args: &[Value]) -> Vec<u8> {
+    match args {
+        [Value::String(s)] => s.as_bytes().to_vec(),
+        [Value::Bytes(b)] => b.clone(),
+        _ => gofmt::sprint(args),
+    }
+}
+
+/// `template.HTMLEscapeString` of the arguments printed as by `print`.
+pub(crate) fn html(args: &[Value]) -> FnResult {
+    let text = String::from_utf8_lossy(&printed(args)).into_owned();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("&#34;"),
+            '\'' => out.push_str("&#39;"),
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\0' => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    Ok(Value::String(out))
+}
+
+/// `template.JSEscapeString` (as in Go 1.19) of the arguments printed as by `print`.
+pub(crate) fn js(args: &[Value]) -> FnResult {
+    let text = String::from_utf8_lossy(&printed(args)).into_owned();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '"' => out.push_str("\\\""),
+            '<' | '>' | '&' | '=' => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c if (c as u32) < 0x20 || !gofmt::is_print(c) => {
+                out.push_str(&format!("\\u{:04X}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(Value::String(out))
+}
+
 /// `url.QueryEscape` of the arguments printed as by `print`.
 pub(crate) fn urlquery(args: &[Value]) -> FnResult {
     let mut out = String::new();
-    for b in gofmt::sprint(args) {
+    for b in printed(args) {
         match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
                 out.push(b as char)

@@ -2,8 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use super::budget::{Budget, VALUE_SIZE};
 use super::encoding::{self, JsonStyle};
-use super::functions::{FnResult, bool_arg, bytes_arg, list_arg, map_arg, string_arg};
+use super::functions::{
+    Budgeted, FnResult, Refusal, bool_arg, bytes_arg, list_arg, map_arg, string_arg,
+};
+use super::numbers::to_i64;
 use super::strings::strval;
 use super::value::{Kind, Value};
 
@@ -54,54 +58,90 @@ pub(crate) fn identity(args: &[Value]) -> FnResult {
     Ok(args[0].clone())
 }
 
+/// Charges a document about to be decoded: at most one value per structural byte
+/// (`[{,:-` or a newline), each a list or map slot, plus its text. A short document such as
+/// `[[],[],...]` decodes to many times its size, so the bound is taken before decoding;
+/// each list and map is checked against the element limit after.
+fn decode_budget(text: &[u8], budget: &mut Budget) -> Result<(), Refusal> {
+    let values = text
+        .iter()
+        .filter(|b| matches!(b, b'[' | b'{' | b',' | b':' | b'-' | b'\n'))
+        .count()
+        + 1;
+    budget.alloc(values.saturating_mul(2 * VALUE_SIZE))?;
+    budget.string(text.len())?;
+    Ok(())
+}
+
 /// sprig's `fromJson`: invalid JSON gives nil, not an error.
-pub(crate) fn from_json(args: &[Value]) -> FnResult {
-    Ok(encoding::from_json(bytes_arg(args, 0)?).unwrap_or(Value::Null))
+pub(crate) fn from_json(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let text = bytes_arg(&args, 0)?;
+    decode_budget(text, budget)?;
+    let value = encoding::from_json(text).unwrap_or(Value::Null);
+    budget.measure(&value)?;
+    Ok(value)
 }
 
-pub(crate) fn must_from_json(args: &[Value]) -> FnResult {
-    encoding::from_json(bytes_arg(args, 0)?).map_err(|e| format!("invalid JSON: {e}"))
+pub(crate) fn must_from_json(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let text = bytes_arg(&args, 0)?;
+    decode_budget(text, budget)?;
+    // The position and the kind of fault only: the text may be a secret.
+    let value = encoding::from_json(text).map_err(|e| {
+        format!(
+            "invalid JSON: {:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    budget.measure(&value)?;
+    Ok(value)
 }
 
-fn json(args: &[Value], escape_html: bool, indent: bool) -> FnResult {
-    Ok(Value::String(encoding::to_json(
-        &args[0],
-        JsonStyle {
-            escape_html,
-            indent,
-        },
-    )))
+fn json(args: Vec<Value>, budget: &mut Budget, escape_html: bool, indent: bool) -> Budgeted {
+    let style = JsonStyle {
+        escape_html,
+        indent,
+    };
+    let json = encoding::to_json(&args[0], style, budget)?;
+    budget.string(json.len())?;
+    Ok(Value::String(json))
 }
 
-pub(crate) fn to_json(args: &[Value]) -> FnResult {
-    json(args, true, false)
+pub(crate) fn to_json(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    json(args, budget, true, false)
 }
 
-pub(crate) fn to_pretty_json(args: &[Value]) -> FnResult {
-    json(args, true, true)
+pub(crate) fn to_pretty_json(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    json(args, budget, true, true)
 }
 
-pub(crate) fn to_raw_json(args: &[Value]) -> FnResult {
-    json(args, false, false)
+pub(crate) fn to_raw_json(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    json(args, budget, false, false)
 }
 
 pub(crate) fn to_yaml(args: &[Value]) -> FnResult {
     Ok(Value::String(encoding::to_yaml(&args[0])))
 }
 
-pub(crate) fn from_yaml(args: &[Value]) -> FnResult {
-    Ok(encoding::from_yaml(&string_arg(args, 0)?))
+pub(crate) fn from_yaml(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let text = string_arg(&args, 0)?;
+    decode_budget(text.as_bytes(), budget)?;
+    let value = encoding::from_yaml(&text);
+    budget.measure(&value)?;
+    Ok(value)
 }
 
-pub(crate) fn dict(args: &[Value]) -> FnResult {
+pub(crate) fn dict(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    budget.map(args.len().div_ceil(2))?;
     let mut map = BTreeMap::new();
-    for pair in args.chunks(2) {
-        let key = String::from_utf8_lossy(&strval(&pair[0])).into_owned();
+    let mut args = args.into_iter();
+    while let Some(key) = args.next() {
+        let key = String::from_utf8_lossy(&strval(&key)).into_owned();
+        budget.string(key.len())?;
         map.insert(
             key,
-            pair.get(1)
-                .cloned()
-                .unwrap_or_else(|| Value::String(String::new())),
+            args.next().unwrap_or_else(|| Value::String(String::new())),
         );
     }
     Ok(Value::Map(map))
@@ -117,15 +157,28 @@ pub(crate) fn get(args: &[Value]) -> FnResult {
 
 /// `set`: returns the updated map; the evaluator also stores it back into the variable it came
 /// from, since Go maps are references and templates rely on `$_ := set $d "k" "v"`.
-pub(crate) fn set(args: &[Value]) -> FnResult {
-    let mut map = map_arg(args, 0)?.clone();
-    map.insert(string_arg(args, 1)?, args[2].clone());
+/// The map argument, owned: a copy, or moved out of the variable it is stored back into.
+fn own_map(args: &mut [Value]) -> Result<BTreeMap<String, Value>, String> {
+    map_arg(args, 0)?;
+    match std::mem::take(&mut args[0]) {
+        Value::Map(map) => Ok(map),
+        _ => Err("internal error: not a map".into()),
+    }
+}
+
+pub(crate) fn set(mut args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let key = string_arg(&args, 1)?;
+    let mut map = own_map(&mut args)?;
+    budget.elements("map", map.len() + 1)?;
+    budget.alloc(key.len() + 2 * VALUE_SIZE)?;
+    map.insert(key, std::mem::take(&mut args[2]));
     Ok(Value::Map(map))
 }
 
-pub(crate) fn unset(args: &[Value]) -> FnResult {
-    let mut map = map_arg(args, 0)?.clone();
-    map.remove(&string_arg(args, 1)?);
+pub(crate) fn unset(mut args: Vec<Value>, _: &mut Budget) -> Budgeted {
+    let key = string_arg(&args, 1)?;
+    let mut map = own_map(&mut args)?;
+    map.remove(&key);
     Ok(Value::Map(map))
 }
 
@@ -231,8 +284,9 @@ pub(crate) fn dig(args: &[Value]) -> FnResult {
     Ok(default.clone())
 }
 
-pub(crate) fn list(args: &[Value]) -> FnResult {
-    Ok(Value::List(args.to_vec()))
+pub(crate) fn list(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    budget.list(args.len())?;
+    Ok(Value::List(args))
 }
 
 /// The Go reflect kind name, used in sprig's list errors and `kindOf`.
@@ -249,15 +303,39 @@ pub(crate) fn kind_name(v: &Value) -> &'static str {
     }
 }
 
-pub(crate) fn append(args: &[Value]) -> FnResult {
-    let mut list = list_arg(args, 0, "push")?;
-    list.push(args[1].clone());
+/// The list and the item of `append` and `prepend`, the list's new length checked.
+fn list_and_item(
+    args: Vec<Value>,
+    function: &str,
+    budget: &mut Budget,
+) -> Result<(Vec<Value>, Value), Refusal> {
+    let mut args = args.into_iter();
+    match (args.next(), args.next()) {
+        (Some(Value::List(list)), Some(item)) => {
+            budget.elements("list", list.len() + 1)?;
+            Ok((list, item))
+        }
+        (Some(other), _) => Err(format!("cannot {function} on type {}", kind_name(&other)).into()),
+        (None, _) => Err("internal error: missing argument".into()),
+    }
+}
+
+pub(crate) fn append(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let (mut list, item) = list_and_item(args, "push", budget)?;
+    // The list is ours (a copy, or moved out of a variable being reassigned): a slot more
+    // costs a new buffer only when it is full, twice as large as Vec grows.
+    if list.len() == list.capacity() {
+        budget.alloc(list.capacity().max(2).saturating_mul(2 * VALUE_SIZE))?;
+    }
+    list.push(item);
     Ok(Value::List(list))
 }
 
-pub(crate) fn prepend(args: &[Value]) -> FnResult {
-    let mut list = list_arg(args, 0, "prepend")?;
-    list.insert(0, args[1].clone());
+pub(crate) fn prepend(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let (mut list, item) = list_and_item(args, "prepend", budget)?;
+    // Every element moves (sprig copies the list), so each prepend costs the whole list.
+    budget.list(list.len() + 1)?;
+    list.insert(0, item);
     Ok(Value::List(list))
 }
 
@@ -296,9 +374,13 @@ pub(crate) fn reverse(args: &[Value]) -> FnResult {
     Ok(Value::List(list))
 }
 
-pub(crate) fn uniq(args: &[Value]) -> FnResult {
+/// sprig's `uniq`, quadratic as sprig's: the comparisons count as steps.
+pub(crate) fn uniq(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let list = list_arg(&args, 0, "find uniq")?;
+    budget.list(list.len())?;
     let mut out: Vec<Value> = Vec::new();
-    for v in list_arg(args, 0, "find uniq")? {
+    for v in list {
+        budget.work(out.len())?;
         if !out.contains(&v) {
             out.push(v);
         }
@@ -306,8 +388,10 @@ pub(crate) fn uniq(args: &[Value]) -> FnResult {
     Ok(Value::List(out))
 }
 
-pub(crate) fn without(args: &[Value]) -> FnResult {
-    let list = list_arg(args, 0, "find without")?;
+pub(crate) fn without(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let list = list_arg(&args, 0, "find without")?;
+    budget.list(list.len())?;
+    budget.work(list.len().saturating_mul(args.len() - 1))?;
     Ok(Value::List(
         list.into_iter()
             .filter(|v| !args[1..].contains(v))
@@ -323,10 +407,20 @@ pub(crate) fn has(args: &[Value]) -> FnResult {
     }
 }
 
-pub(crate) fn concat(args: &[Value]) -> FnResult {
-    let mut out = Vec::new();
-    for n in 0..args.len() {
-        out.extend(list_arg(args, n, "concat")?);
+pub(crate) fn concat(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let mut len = 0usize;
+    for arg in &args {
+        match arg {
+            Value::List(l) => len = len.saturating_add(l.len()),
+            other => return Err(format!("cannot concat on type {}", kind_name(other)).into()),
+        }
+    }
+    budget.list(len)?;
+    let mut out = Vec::with_capacity(len);
+    for arg in args {
+        if let Value::List(l) = arg {
+            out.extend(l);
+        }
     }
     Ok(Value::List(out))
 }
@@ -342,126 +436,4 @@ pub(crate) fn slice(args: &[Value]) -> FnResult {
         return Err("slice bounds out of range".into());
     }
     Ok(Value::List(list[start as usize..end as usize].to_vec()))
-}
-
-/// spf13/cast's `ToInt64` as sprig uses it: unparsable values are 0.
-fn to_i64(v: &Value) -> i64 {
-    match v {
-        Value::Number(n) => n
-            .as_i64()
-            .unwrap_or_else(|| n.as_f64().unwrap_or_default() as i64),
-        Value::Bool(b) => i64::from(*b),
-        Value::String(s) => parse_int(s).unwrap_or(0),
-        _ => 0,
-    }
-}
-
-fn parse_int(s: &str) -> Option<i64> {
-    let s = s.strip_suffix(".0").unwrap_or(s);
-    let (negative, digits) = match s.strip_prefix('-') {
-        Some(d) => (true, d),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    let lower = digits.to_ascii_lowercase();
-    let magnitude = if let Some(h) = lower.strip_prefix("0x") {
-        i64::from_str_radix(h, 16).ok()?
-    } else if let Some(b) = lower.strip_prefix("0b") {
-        i64::from_str_radix(b, 2).ok()?
-    } else if let Some(o) = lower.strip_prefix("0o") {
-        i64::from_str_radix(o, 8).ok()?
-    } else if lower.len() > 1 && lower.starts_with('0') {
-        i64::from_str_radix(&lower[1..], 8).ok()?
-    } else {
-        lower.parse().ok()?
-    };
-    Some(if negative { -magnitude } else { magnitude })
-}
-
-fn to_f64(v: &Value) -> f64 {
-    match v {
-        Value::Number(n) => n.as_f64().unwrap_or_default(),
-        Value::Bool(b) => f64::from(u8::from(*b)),
-        Value::String(s) => s.parse().unwrap_or(0.0),
-        _ => 0.0,
-    }
-}
-
-pub(crate) fn atoi(args: &[Value]) -> FnResult {
-    Ok(Value::int(string_arg(args, 0)?.parse().unwrap_or(0)))
-}
-
-pub(crate) fn to_int(args: &[Value]) -> FnResult {
-    Ok(Value::int(to_i64(&args[0])))
-}
-
-pub(crate) fn to_float(args: &[Value]) -> FnResult {
-    Ok(Value::float(to_f64(&args[0])))
-}
-
-pub(crate) fn add(args: &[Value]) -> FnResult {
-    Ok(Value::int(
-        args.iter().map(to_i64).fold(0i64, i64::wrapping_add),
-    ))
-}
-
-pub(crate) fn add1(args: &[Value]) -> FnResult {
-    Ok(Value::int(to_i64(&args[0]).wrapping_add(1)))
-}
-
-pub(crate) fn sub(args: &[Value]) -> FnResult {
-    Ok(Value::int(to_i64(&args[0]).wrapping_sub(to_i64(&args[1]))))
-}
-
-pub(crate) fn mul(args: &[Value]) -> FnResult {
-    Ok(Value::int(
-        args.iter().map(to_i64).fold(1i64, i64::wrapping_mul),
-    ))
-}
-
-pub(crate) fn div(args: &[Value]) -> FnResult {
-    let divisor = to_i64(&args[1]);
-    if divisor == 0 {
-        return Err("integer divide by zero".into());
-    }
-    Ok(Value::int(to_i64(&args[0]).wrapping_div(divisor)))
-}
-
-pub(crate) fn modulo(args: &[Value]) -> FnResult {
-    let divisor = to_i64(&args[1]);
-    if divisor == 0 {
-        return Err("integer divide by zero".into());
-    }
-    Ok(Value::int(to_i64(&args[0]).wrapping_rem(divisor)))
-}
-
-pub(crate) fn max(args: &[Value]) -> FnResult {
-    Ok(Value::int(
-        args.iter().map(to_i64).max().unwrap_or_default(),
-    ))
-}
-
-pub(crate) fn min(args: &[Value]) -> FnResult {
-    Ok(Value::int(
-        args.iter().map(to_i64).min().unwrap_or_default(),
-    ))
-}
-
-pub(crate) fn type_of(args: &[Value]) -> FnResult {
-    Ok(Value::from(args[0].type_name()))
-}
-
-pub(crate) fn type_is(args: &[Value]) -> FnResult {
-    Ok(Value::Bool(string_arg(args, 0)? == args[1].type_name()))
-}
-
-pub(crate) fn kind_of(args: &[Value]) -> FnResult {
-    Ok(Value::from(kind_name(&args[0])))
-}
-
-pub(crate) fn kind_is(args: &[Value]) -> FnResult {
-    Ok(Value::Bool(string_arg(args, 0)? == kind_name(&args[1])))
-}
-
-pub(crate) fn deep_equal(args: &[Value]) -> FnResult {
-    Ok(Value::Bool(args[0] == args[1]))
 }

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::budget::{Budget, Charge, Exceeded};
 use super::gofmt::float_json;
 use super::value::Value;
 
@@ -12,11 +13,13 @@ pub(crate) struct JsonStyle {
     pub indent: bool,
 }
 
-/// `json.Marshal`: map keys sorted, `<>&` escaped as `\u003c` unless raw.
-pub(crate) fn to_json(v: &Value, style: JsonStyle) -> String {
+/// `json.Marshal`: map keys sorted, `<>&` escaped as `\u003c` unless raw. Escapes and
+/// indentation can make the text many times the value, so it stops once it is more than the
+/// budget has room for (the caller charges what it keeps).
+pub(crate) fn to_json(v: &Value, style: JsonStyle, budget: &Budget) -> Result<String, Exceeded> {
     let mut out = String::new();
-    write_json(&mut out, v, style, 0);
-    out
+    write_json(&mut out, v, style, 0, budget)?;
+    Ok(out)
 }
 
 fn newline(out: &mut String, style: JsonStyle, depth: usize) {
@@ -26,7 +29,14 @@ fn newline(out: &mut String, style: JsonStyle, depth: usize) {
     }
 }
 
-fn write_json(out: &mut String, v: &Value, style: JsonStyle, depth: usize) {
+fn write_json(
+    out: &mut String,
+    v: &Value,
+    style: JsonStyle,
+    depth: usize,
+    budget: &Budget,
+) -> Charge {
+    budget.check(out.len())?;
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -37,7 +47,7 @@ fn write_json(out: &mut String, v: &Value, style: JsonStyle, depth: usize) {
         Value::List(items) => {
             if items.is_empty() {
                 out.push_str("[]");
-                return;
+                return Ok(());
             }
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -45,7 +55,7 @@ fn write_json(out: &mut String, v: &Value, style: JsonStyle, depth: usize) {
                     out.push(',');
                 }
                 newline(out, style, depth + 1);
-                write_json(out, item, style, depth + 1);
+                write_json(out, item, style, depth + 1, budget)?;
             }
             newline(out, style, depth);
             out.push(']');
@@ -53,7 +63,7 @@ fn write_json(out: &mut String, v: &Value, style: JsonStyle, depth: usize) {
         Value::Map(map) => {
             if map.is_empty() {
                 out.push_str("{}");
-                return;
+                return Ok(());
             }
             out.push('{');
             for (i, (k, item)) in map.iter().enumerate() {
@@ -66,12 +76,13 @@ fn write_json(out: &mut String, v: &Value, style: JsonStyle, depth: usize) {
                 if style.indent {
                     out.push(' ');
                 }
-                write_json(out, item, style, depth + 1);
+                write_json(out, item, style, depth + 1, budget)?;
             }
             newline(out, style, depth);
             out.push('}');
         }
     }
+    budget.check(out.len())
 }
 
 fn write_json_string(out: &mut String, s: &str, style: JsonStyle) {
@@ -106,24 +117,24 @@ pub(crate) fn from_json(text: &[u8]) -> Result<Value, serde_json::Error> {
 }
 
 /// The value as `sigs.k8s.io/yaml` sees it after its JSON round trip: whole floats are integers.
-fn to_yaml_value(v: &Value) -> serde_yaml::Value {
+fn to_yaml_value(v: &Value) -> yaml_serde::Value {
     match v {
-        Value::Null => serde_yaml::Value::Null,
-        Value::Bool(b) => serde_yaml::Value::Bool(*b),
+        Value::Null => yaml_serde::Value::Null,
+        Value::Bool(b) => yaml_serde::Value::Bool(*b),
         Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
             (Some(i), _, _) => i.into(),
             (_, Some(u), _) => u.into(),
             (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => (f as i64).into(),
             (_, _, f) => f.unwrap_or_default().into(),
         },
-        Value::String(s) => serde_yaml::Value::String(s.clone()),
-        Value::Bytes(b) => serde_yaml::Value::String(String::from_utf8_lossy(b).into_owned()),
+        Value::String(s) => yaml_serde::Value::String(s.clone()),
+        Value::Bytes(b) => yaml_serde::Value::String(String::from_utf8_lossy(b).into_owned()),
         Value::List(items) => {
-            serde_yaml::Value::Sequence(items.iter().map(to_yaml_value).collect())
+            yaml_serde::Value::Sequence(items.iter().map(to_yaml_value).collect())
         }
-        Value::Map(map) => serde_yaml::Value::Mapping(
+        Value::Map(map) => yaml_serde::Value::Mapping(
             map.iter()
-                .map(|(k, v)| (serde_yaml::Value::String(k.clone()), to_yaml_value(v)))
+                .map(|(k, v)| (yaml_serde::Value::String(k.clone()), to_yaml_value(v)))
                 .collect(),
         ),
     }
@@ -131,46 +142,46 @@ fn to_yaml_value(v: &Value) -> serde_yaml::Value {
 
 /// ESO's `toYaml`: YAML without the final newline; empty on failure.
 pub(crate) fn to_yaml(v: &Value) -> String {
-    serde_yaml::to_string(&to_yaml_value(v))
+    yaml_serde::to_string(&to_yaml_value(v))
         .map(|s| s.strip_suffix('\n').map(str::to_owned).unwrap_or(s))
         .unwrap_or_default()
 }
 
-fn yaml_key(k: serde_yaml::Value) -> String {
+fn yaml_key(k: yaml_serde::Value) -> String {
     match k {
-        serde_yaml::Value::String(s) => s,
-        serde_yaml::Value::Null => "null".into(),
-        serde_yaml::Value::Bool(b) => b.to_string(),
-        serde_yaml::Value::Number(n) => n.to_string(),
-        serde_yaml::Value::Tagged(t) => yaml_key(t.value),
+        yaml_serde::Value::String(s) => s,
+        yaml_serde::Value::Null => "null".into(),
+        yaml_serde::Value::Bool(b) => b.to_string(),
+        yaml_serde::Value::Number(n) => n.to_string(),
+        yaml_serde::Value::Tagged(t) => yaml_key(t.value),
         other => to_yaml(&from_yaml_value(other)),
     }
 }
 
 /// YAML to a template value with JSON semantics: numbers are `float64`, keys are strings.
-fn from_yaml_value(v: serde_yaml::Value) -> Value {
+fn from_yaml_value(v: yaml_serde::Value) -> Value {
     match v {
-        serde_yaml::Value::Null => Value::Null,
-        serde_yaml::Value::Bool(b) => Value::Bool(b),
-        serde_yaml::Value::Number(n) => Value::float(n.as_f64().unwrap_or_default()),
-        serde_yaml::Value::String(s) => Value::String(s),
-        serde_yaml::Value::Sequence(items) => {
+        yaml_serde::Value::Null => Value::Null,
+        yaml_serde::Value::Bool(b) => Value::Bool(b),
+        yaml_serde::Value::Number(n) => Value::float(n.as_f64().unwrap_or_default()),
+        yaml_serde::Value::String(s) => Value::String(s),
+        yaml_serde::Value::Sequence(items) => {
             Value::List(items.into_iter().map(from_yaml_value).collect())
         }
-        serde_yaml::Value::Mapping(map) => Value::Map(
+        yaml_serde::Value::Mapping(map) => Value::Map(
             map.into_iter()
                 .map(|(k, v)| (yaml_key(k), from_yaml_value(v)))
                 .collect(),
         ),
-        serde_yaml::Value::Tagged(t) => from_yaml_value(t.value),
+        yaml_serde::Value::Tagged(t) => from_yaml_value(t.value),
     }
 }
 
 /// ESO's `fromYaml`: always a map; a document that is not a map gives `{"Error": "..."}`.
 pub(crate) fn from_yaml(text: &str) -> Value {
     let error = |msg: String| Value::Map([("Error".to_owned(), Value::String(msg))].into());
-    match serde_yaml::from_str::<serde_yaml::Value>(text) {
-        Ok(serde_yaml::Value::Null) => Value::Map(Default::default()),
+    match yaml_serde::from_str::<yaml_serde::Value>(text) {
+        Ok(yaml_serde::Value::Null) => Value::Map(Default::default()),
         Ok(v) => match from_yaml_value(v) {
             map @ Value::Map(_) => map,
             other => error(format!(

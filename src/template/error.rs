@@ -2,11 +2,15 @@
 
 use std::fmt;
 
-/// Whether the template failed to parse or failed while executing.
+use super::budget::{Exceeded, Limit};
+
+/// Whether the template failed to parse, failed while executing, or used up its budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     Parse,
     Execute,
+    /// The render (or the parse) passed one of its [`Limits`](super::Limits).
+    Budget(Limit),
 }
 
 /// A template that cannot be parsed or executed.
@@ -46,6 +50,18 @@ impl TemplateError {
         }
     }
 
+    /// The error for a budget exceeded at `pos`; `at` names the function at fault, if any.
+    pub(crate) fn budget(
+        name: &str,
+        text: &str,
+        pos: usize,
+        at: String,
+        exceeded: Exceeded,
+    ) -> Self {
+        let message = exceeded.to_string();
+        Self::new(name, Phase::Budget(exceeded.limit), text, pos, at, message)
+    }
+
     /// The template's name, as given to [`render`](super::render).
     pub fn name(&self) -> &str {
         &self.name
@@ -75,7 +91,7 @@ impl fmt::Display for TemplateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let verb = match self.phase {
             Phase::Parse => "unable to parse template",
-            Phase::Execute => "unable to execute template",
+            Phase::Execute | Phase::Budget(_) => "unable to execute template",
         };
         write!(f, "{verb} {}:{}:{}: ", self.name, self.line, self.column)?;
         if !self.at.is_empty() {

@@ -1,18 +1,13 @@
 //! Executes a parse tree against data, following Go's `text/template` exec with `missingkey=error`.
 
 use super::ast::{Arg, ArgKind, Branch, List, Node, Pipe};
+use super::budget::{Budget, Exceeded, Limits};
 use super::error::{Phase, TemplateError};
-use super::functions;
+use super::functions::{self, Call, Refusal};
 use super::gofmt;
+use super::operands::{first_arg_is_only, moves_first_arg, walk_fields};
 use super::parse::Tree;
 use super::value::Value;
-
-/// The most output one template may produce; a Kubernetes Secret holds at most 1 MiB.
-const MAX_OUTPUT: usize = 16 << 20;
-/// The most nodes and commands one execution may evaluate, so that a template cannot loop for ever.
-const MAX_STEPS: usize = 5_000_000;
-/// How deeply `{{template}}` calls may nest.
-const MAX_DEPTH: usize = 100;
 
 /// Functions whose first argument Go would mutate in place (maps are references); the
 /// evaluator stores their result back into that variable.
@@ -39,18 +34,31 @@ pub(crate) struct Exec<'a> {
     tree: &'a Tree,
     vars: Vec<(String, Value)>,
     out: Vec<u8>,
-    steps: usize,
+    budget: Budget,
+    /// Whether operands being evaluated are arguments of a plain function, which only reads
+    /// them: their copies are dropped after the call (what it keeps is charged as its
+    /// result), so they count against the room left and as work, not as bytes created.
+    /// Otherwise `len $d` in a range would charge a copy of `$d` per iteration.
+    transient: bool,
+    /// Nesting of control structures, parenthesised pipelines and `{{template}}` calls.
     depth: usize,
 }
 
-pub(crate) fn execute(name: &str, text: &str, tree: &Tree, data: &Value) -> Result<Vec<u8>> {
+pub(crate) fn execute(
+    name: &str,
+    text: &str,
+    tree: &Tree,
+    data: &Value,
+    limits: Limits,
+) -> Result<Vec<u8>> {
     let mut exec = Exec {
         name,
         text,
         tree,
         vars: vec![("$".to_owned(), data.clone())],
         out: Vec::new(),
-        steps: 0,
+        budget: Budget::new(limits),
+        transient: false,
         depth: 0,
     };
     exec.walk_list(data, &tree.root)?;
@@ -67,20 +75,58 @@ impl Exec<'_> {
         TemplateError::new(self.name, Phase::Execute, self.text, pos, at, message)
     }
 
+    fn over(&self, pos: usize, at: &str, exceeded: Exceeded) -> TemplateError {
+        let at = if at.is_empty() {
+            String::new()
+        } else {
+            format!("<{at}>")
+        };
+        TemplateError::budget(self.name, self.text, pos, at, exceeded)
+    }
+
     fn step(&mut self, pos: usize) -> Result<()> {
-        self.steps += 1;
-        if self.steps > MAX_STEPS {
-            return Err(self.error(pos, "", "template takes too many steps".into()));
+        self.budget.step().map_err(|e| self.over(pos, "", e))
+    }
+
+    /// A copy of `v` that may be kept (in a variable, a list...), charged to the budget
+    /// first (Go would share it; Rust copies it).
+    fn copy_kept(&mut self, pos: usize, v: &Value) -> Result<Value> {
+        self.budget.copy(v).map_err(|e| self.over(pos, "", e))?;
+        Ok(v.clone())
+    }
+
+    /// A copy of an operand: kept, unless it is an argument of a plain function (see
+    /// `transient`).
+    fn copy(&mut self, pos: usize, at: &str, v: &Value) -> Result<Value> {
+        self.charge_operand(v).map_err(|e| self.over(pos, at, e))?;
+        Ok(v.clone())
+    }
+
+    fn charge_operand(&mut self, v: &Value) -> std::result::Result<(), Exceeded> {
+        if self.transient {
+            self.budget.transient(v)
+        } else {
+            self.budget.copy(v)
         }
-        Ok(())
     }
 
     fn write(&mut self, pos: usize, bytes: &[u8]) -> Result<()> {
-        if self.out.len() + bytes.len() > MAX_OUTPUT {
-            return Err(self.error(pos, "", "template output too large".into()));
-        }
+        let len = self.out.len().saturating_add(bytes.len());
+        self.budget.output(len).map_err(|e| self.over(pos, "", e))?;
         self.out.extend_from_slice(bytes);
         Ok(())
+    }
+
+    /// Runs `f` one level deeper, refusing to go past the depth limit (each level is Rust
+    /// stack; Go's stacks grow, a Rust thread's overflow aborts the process).
+    fn nested<T>(&mut self, pos: usize, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.budget
+            .depth(self.depth + 1)
+            .map_err(|e| self.over(pos, "", e))?;
+        self.depth += 1;
+        let result = f(self);
+        self.depth -= 1;
+        result
     }
 
     fn walk_list(&mut self, dot: &Value, list: &List) -> Result<Flow> {
@@ -97,7 +143,7 @@ impl Exec<'_> {
         match node {
             Node::Text(s) => self.write(0, s.as_bytes())?,
             Node::Action(pipe) => {
-                let v = self.eval_pipeline(dot, pipe)?;
+                let v = self.eval_pipeline(dot, pipe, false)?;
                 if pipe.decl.is_empty() {
                     // An action prints nil as "<no value>"; fmt would print "<nil>".
                     let mut bytes = Vec::new();
@@ -108,9 +154,15 @@ impl Exec<'_> {
                     self.write(pipe.pos, &bytes)?;
                 }
             }
-            Node::If(branch) => return self.walk_if_or_with(dot, branch, false),
-            Node::With(branch) => return self.walk_if_or_with(dot, branch, true),
-            Node::Range(branch) => return self.walk_range(dot, branch),
+            Node::If(branch) => {
+                return self.nested(branch.pipe.pos, |e| e.walk_if_or_with(dot, branch, false));
+            }
+            Node::With(branch) => {
+                return self.nested(branch.pipe.pos, |e| e.walk_if_or_with(dot, branch, true));
+            }
+            Node::Range(branch) => {
+                return self.nested(branch.pipe.pos, |e| e.walk_range(dot, branch));
+            }
             Node::Break => return Ok(Flow::Break),
             Node::Continue => return Ok(Flow::Continue),
             Node::Template { pos, name, pipe } => {
@@ -118,16 +170,12 @@ impl Exec<'_> {
                     return Err(self.error(*pos, "", format!("no such template {name:?}")));
                 };
                 let data = match pipe {
-                    Some(pipe) => self.eval_pipeline(dot, pipe)?,
+                    Some(pipe) => self.eval_pipeline(dot, pipe, true)?,
                     None => Value::Null,
                 };
-                if self.depth >= MAX_DEPTH {
-                    return Err(self.error(*pos, "", "exceeded maximum template depth".into()));
-                }
-                let outer = std::mem::replace(&mut self.vars, vec![("$".to_owned(), data.clone())]);
-                self.depth += 1;
-                let result = self.walk_list(&data, list);
-                self.depth -= 1;
+                let dollar = self.copy_kept(*pos, &data)?;
+                let outer = std::mem::replace(&mut self.vars, vec![("$".to_owned(), dollar)]);
+                let result = self.nested(*pos, |e| e.walk_list(&data, list));
                 self.vars = outer;
                 result?;
             }
@@ -137,7 +185,7 @@ impl Exec<'_> {
 
     fn walk_if_or_with(&mut self, dot: &Value, branch: &Branch, with: bool) -> Result<Flow> {
         let mark = self.vars.len();
-        let value = self.eval_pipeline(dot, &branch.pipe)?;
+        let value = self.eval_pipeline(dot, &branch.pipe, true)?;
         let flow = if value.is_true() {
             let dot = if with { &value } else { dot };
             self.walk_list(dot, &branch.list)
@@ -152,7 +200,7 @@ impl Exec<'_> {
 
     fn walk_range(&mut self, dot: &Value, branch: &Branch) -> Result<Flow> {
         let mark = self.vars.len();
-        let value = self.eval_pipeline(dot, &branch.pipe)?;
+        let value = self.eval_pipeline(dot, &branch.pipe, true)?;
         let pipe = &branch.pipe;
         // Lists and maps are already in memory; an integer range is counted, not built.
         let (len, items): (i64, Box<dyn Iterator<Item = (Value, Value)>>) = match value {
@@ -189,7 +237,10 @@ impl Exec<'_> {
         let body_mark = self.vars.len();
         for (index, elem) in items {
             self.step(pipe.pos)?;
-            self.set_range_vars(pipe, index, elem.clone())?;
+            if !pipe.decl.is_empty() {
+                let copy = self.copy_kept(pipe.pos, &elem)?;
+                self.set_range_vars(pipe, index, copy)?;
+            }
             let flow = self.walk_list(&elem, &branch.list);
             self.vars.truncate(body_mark);
             if let Flow::Break = flow? {
@@ -232,25 +283,69 @@ impl Exec<'_> {
         }
     }
 
-    fn var(&self, arg: &Arg, name: &str) -> Result<Value> {
-        match self.vars.iter().rev().find(|(n, _)| n == name) {
-            Some((_, v)) => Ok(v.clone()),
-            None => Err(self.error(arg.pos, &arg.src, format!("undefined variable {name:?}"))),
-        }
+    /// The value of `$x`, leaving nil in its place (see [`moves_first_arg`]).
+    fn take_var(&mut self, name: &str) -> Value {
+        self.vars
+            .iter_mut()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| std::mem::take(v))
+            .unwrap_or_default()
     }
 
-    fn eval_pipeline(&mut self, dot: &Value, pipe: &Pipe) -> Result<Value> {
+    /// A copy of `$x.a.b`, charged to the budget.
+    fn var(&mut self, arg: &Arg, name: &str, names: &[String], has_args: bool) -> Result<Value> {
+        let Some((_, value)) = self.vars.iter().rev().find(|(n, _)| n == name) else {
+            return Err(self.error(arg.pos, &arg.label, format!("undefined variable {name:?}")));
+        };
+        let leaf = walk_fields(value, names, has_args)
+            .map_err(|message| self.error(arg.pos, &arg.label, message))?;
+        let charged = if self.transient {
+            self.budget.transient(leaf)
+        } else {
+            self.budget.copy(leaf)
+        };
+        if let Err(e) = charged {
+            return Err(self.over(arg.pos, &arg.label, e));
+        }
+        Ok(leaf.clone())
+    }
+
+    /// A copy of `.a.b` (or of `(x).a.b`) from `receiver`, charged to the budget.
+    fn fields(
+        &mut self,
+        receiver: &Value,
+        arg: &Arg,
+        names: &[String],
+        has_args: bool,
+    ) -> Result<Value> {
+        let leaf = walk_fields(receiver, names, has_args)
+            .map_err(|message| self.error(arg.pos, &arg.label, message))?;
+        self.copy(arg.pos, &arg.label, leaf)
+    }
+
+    /// Evaluates a pipeline and declares or assigns its variables. `keep` says whether the
+    /// caller uses the value; when it does not (`{{ $x := ... }}`), the value is moved into
+    /// the variable instead of copied.
+    fn eval_pipeline(&mut self, dot: &Value, pipe: &Pipe, keep: bool) -> Result<Value> {
         let mut value = None;
+        let moving = moves_first_arg(pipe);
         for cmd in &pipe.cmds {
             self.step(cmd.pos)?;
-            value = Some(self.eval_command(dot, &cmd.args, value)?);
+            value = Some(self.eval_command(dot, &cmd.args, value, moving)?);
         }
-        let value = value.unwrap_or_default();
-        for name in &pipe.decl {
-            if pipe.is_assign {
-                self.set_var(pipe.pos, name, value.clone())?;
+        let mut value = value.unwrap_or_default();
+        for (i, name) in pipe.decl.iter().enumerate() {
+            let last = i + 1 == pipe.decl.len();
+            let stored = if last && !keep {
+                std::mem::take(&mut value)
             } else {
-                self.vars.push((name.clone(), value.clone()));
+                self.copy_kept(pipe.pos, &value)?
+            };
+            if pipe.is_assign {
+                self.set_var(pipe.pos, name, stored)?;
+            } else {
+                self.vars.push((name.clone(), stored));
             }
         }
         Ok(value)
@@ -260,37 +355,42 @@ impl Exec<'_> {
         if args.len() > 1 || last.is_some() {
             return Err(self.error(
                 args[0].pos,
-                &args[0].src,
-                format!("can't give argument to non-function {}", args[0].src),
+                &args[0].label,
+                format!("can't give argument to non-function {}", args[0].label),
             ));
         }
         Ok(())
     }
 
     /// Evaluates one command; `last` is the value piped in from the previous command.
-    fn eval_command(&mut self, dot: &Value, args: &[Arg], last: Option<Value>) -> Result<Value> {
+    /// `moving`: see [`moves_first_arg`].
+    fn eval_command(
+        &mut self,
+        dot: &Value,
+        args: &[Arg],
+        last: Option<Value>,
+        moving: bool,
+    ) -> Result<Value> {
         let first = &args[0];
         let has_args = args.len() > 1 || last.is_some();
         match &first.kind {
-            ArgKind::Field(names) => self.eval_fields(dot.clone(), first, names, has_args),
+            ArgKind::Field(names) => self.fields(dot, first, names, has_args),
             ArgKind::Chain(node, names) => {
                 let receiver = self.eval_arg(dot, node)?;
-                self.eval_fields(receiver, first, names, has_args)
+                self.fields(&receiver, first, names, has_args)
             }
             ArgKind::Variable(name, names) => {
-                let value = self.var(first, name)?;
                 if names.is_empty() {
                     self.not_a_function(args, &last)?;
-                    return Ok(value);
                 }
-                self.eval_fields(value, first, names, has_args)
+                self.var(first, name, names, has_args)
             }
-            ArgKind::Function(name) => self.call(dot, first, name, &args[1..], last),
+            ArgKind::Function(name) => self.call(dot, first, name, &args[1..], last, moving),
             ArgKind::Pipe(pipe) => {
                 self.not_a_function(args, &last)?;
-                self.eval_pipeline(dot, pipe)
+                self.nested(first.pos, |e| e.eval_pipeline(dot, pipe, true))
             }
-            ArgKind::Nil => Err(self.error(first.pos, &first.src, "nil is not a command".into())),
+            ArgKind::Nil => Err(self.error(first.pos, &first.label, "nil is not a command".into())),
             ArgKind::Dot | ArgKind::Bool(_) | ArgKind::Number(_) | ArgKind::String(_) => {
                 self.not_a_function(args, &last)?;
                 self.eval_arg(dot, first)
@@ -298,58 +398,26 @@ impl Exec<'_> {
         }
     }
 
-    /// `.a.b.c` on `receiver`. Maps only: a missing key is an error (`missingkey=error`).
-    fn eval_fields(
-        &self,
-        mut receiver: Value,
-        node: &Arg,
-        names: &[String],
-        has_args: bool,
-    ) -> Result<Value> {
-        let fail = |message: String| Err(self.error(node.pos, &node.src, message));
-        for (i, name) in names.iter().enumerate() {
-            receiver = match receiver {
-                Value::Map(mut map) => {
-                    if has_args && i == names.len() - 1 {
-                        return fail(format!("{name} is not a method but has arguments"));
-                    }
-                    match map.remove(name) {
-                        Some(v) => v,
-                        None => return fail(format!("map has no entry for key {name:?}")),
-                    }
-                }
-                Value::Null => {
-                    return fail(format!("nil pointer evaluating interface {{}}.{name}"));
-                }
-                other => {
-                    return fail(format!(
-                        "can't evaluate field {name} in type {}",
-                        other.type_name()
-                    ));
-                }
-            };
-        }
-        Ok(receiver)
-    }
-
     fn eval_arg(&mut self, dot: &Value, arg: &Arg) -> Result<Value> {
         match &arg.kind {
-            ArgKind::Dot => Ok(dot.clone()),
+            ArgKind::Dot => self.copy(arg.pos, "", dot),
             ArgKind::Nil => Ok(Value::Null),
             ArgKind::Bool(b) => Ok(Value::Bool(*b)),
             ArgKind::Number(n) => Ok(Value::Number(n.clone())),
-            ArgKind::String(s) => Ok(Value::String(s.clone())),
-            ArgKind::Field(names) => self.eval_fields(dot.clone(), arg, names, false),
-            ArgKind::Variable(name, names) => {
-                let value = self.var(arg, name)?;
-                self.eval_fields(value, arg, names, false)
+            ArgKind::String(s) => {
+                let s = Value::String(s.clone());
+                self.charge_operand(&s)
+                    .map_err(|e| self.over(arg.pos, "", e))?;
+                Ok(s)
             }
+            ArgKind::Field(names) => self.fields(dot, arg, names, false),
+            ArgKind::Variable(name, names) => self.var(arg, name, names, false),
             ArgKind::Chain(node, names) => {
                 let receiver = self.eval_arg(dot, node)?;
-                self.eval_fields(receiver, arg, names, false)
+                self.fields(&receiver, arg, names, false)
             }
-            ArgKind::Pipe(pipe) => self.eval_pipeline(dot, pipe),
-            ArgKind::Function(name) => self.call(dot, arg, name, &[], None),
+            ArgKind::Pipe(pipe) => self.nested(arg.pos, |e| e.eval_pipeline(dot, pipe, true)),
+            ArgKind::Function(name) => self.call(dot, arg, name, &[], None, false),
         }
     }
 
@@ -360,8 +428,9 @@ impl Exec<'_> {
         name: &str,
         args: &[Arg],
         last: Option<Value>,
+        moving: bool,
     ) -> Result<Value> {
-        let fail = |this: &Self, message: String| Err(this.error(node.pos, &node.src, message));
+        let fail = |this: &Self, message: String| Err(this.error(node.pos, &node.label, message));
         let Some(function) = functions::lookup(name) else {
             return fail(self, functions::unknown_message(name));
         };
@@ -403,14 +472,46 @@ impl Exec<'_> {
                 fail(self, format!("error calling fail: {message}"))
             }
             _ => {
+                // `set $d k v` stores its result back into `$d` (see MUTATING): `$d` is
+                // overwritten, so it can be moved in as `$x = f $x` is.
+                let moving = moving
+                    || (MUTATING.contains(&name)
+                        && last.is_none()
+                        && matches!(&args.first(), Some(Arg { kind: ArgKind::Variable(v, _), .. })
+                            if first_arg_is_only(args, v)));
                 let mut values = Vec::with_capacity(count);
-                for arg in args {
-                    values.push(self.eval_arg(dot, arg)?);
+                let outer =
+                    std::mem::replace(&mut self.transient, matches!(function.call, Call::Plain(_)));
+                for (i, arg) in args.iter().enumerate() {
+                    let value = match &arg.kind {
+                        ArgKind::Variable(var, _) if moving && i == 0 => self.take_var(var),
+                        _ => match self.eval_arg(dot, arg) {
+                            Ok(v) => v,
+                            Err(e) => {
+                                self.transient = outer;
+                                return Err(e);
+                            }
+                        },
+                    };
+                    values.push(value);
                 }
+                self.transient = outer;
                 values.extend(last);
-                let result = match (function.call)(&values) {
+                let result = match &function.call {
+                    Call::Plain(call) => call(&values).map_err(Refusal::Error).and_then(|v| {
+                        // Plain functions make at most a small multiple of their arguments;
+                        // what they made is charged now.
+                        self.budget.copy(&v)?;
+                        Ok(v)
+                    }),
+                    Call::Budgeted(call) => call(values, &mut self.budget),
+                };
+                let result = match result {
                     Ok(v) => v,
-                    Err(message) => return fail(self, format!("error calling {name}: {message}")),
+                    Err(Refusal::Error(message)) => {
+                        return fail(self, format!("error calling {name}: {message}"));
+                    }
+                    Err(Refusal::Budget(e)) => return Err(self.over(node.pos, &node.label, e)),
                 };
                 if MUTATING.contains(&name)
                     && let Some(Arg {
@@ -420,7 +521,8 @@ impl Exec<'_> {
                     }) = args.first()
                     && fields.is_empty()
                 {
-                    self.set_var(*pos, var, result.clone())?;
+                    let copy = self.copy_kept(*pos, &result)?;
+                    self.set_var(*pos, var, copy)?;
                 }
                 Ok(result)
             }

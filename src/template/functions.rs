@@ -2,18 +2,58 @@
 
 use std::collections::BTreeMap;
 
+use super::budget::{Budget, Exceeded};
 use super::value::Value;
-use super::{builtins, collections, strings};
+use super::{builtins, collections, numbers, pem, regexes, strings};
 
 /// A function's result, or what went wrong: a message that never contains argument values.
 pub(crate) type FnResult = Result<Value, String>;
+
+/// Why a budgeted function gave no value: an ordinary error, or a budget it would exceed.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    Error(String),
+    Budget(Exceeded),
+}
+
+impl From<String> for Refusal {
+    fn from(message: String) -> Self {
+        Refusal::Error(message)
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(message: &str) -> Self {
+        Refusal::Error(message.to_owned())
+    }
+}
+
+impl From<Exceeded> for Refusal {
+    fn from(exceeded: Exceeded) -> Self {
+        Refusal::Budget(exceeded)
+    }
+}
+
+/// A budgeted function's result.
+pub(crate) type Budgeted = Result<Value, Refusal>;
+
+/// How a function is called, which says who accounts for the memory of its result.
+pub(crate) enum Call {
+    /// The result is at most a small multiple of the arguments: the evaluator charges it
+    /// to the budget once it is made.
+    Plain(fn(&[Value]) -> FnResult),
+    /// The result can be far larger than the arguments (`repeat`, `splitList`, `printf`
+    /// widths...): the function checks the budget before it allocates. It owns its
+    /// arguments so that list functions reuse them instead of copying.
+    Budgeted(fn(Vec<Value>, &mut Budget) -> Budgeted),
+}
 
 pub(crate) struct Function {
     pub name: &'static str,
     pub min_args: usize,
     /// `None` for variadic functions.
     pub max_args: Option<usize>,
-    pub call: fn(&[Value]) -> FnResult,
+    pub call: Call,
 }
 
 const fn f(
@@ -26,7 +66,7 @@ const fn f(
         name,
         min_args,
         max_args: Some(max_args),
-        call,
+        call: Call::Plain(call),
     }
 }
 
@@ -35,7 +75,22 @@ const fn variadic(name: &'static str, min_args: usize, call: fn(&[Value]) -> FnR
         name,
         min_args,
         max_args: None,
-        call,
+        call: Call::Plain(call),
+    }
+}
+
+/// A function that checks the budget itself.
+const fn b(
+    name: &'static str,
+    min_args: usize,
+    max_args: Option<usize>,
+    call: fn(Vec<Value>, &mut Budget) -> Budgeted,
+) -> Function {
+    Function {
+        name,
+        min_args,
+        max_args,
+        call: Call::Budgeted(call),
     }
 }
 
@@ -52,7 +107,7 @@ static FUNCTIONS: &[Function] = &[
     f("len", 1, 1, builtins::len),
     variadic("index", 1, builtins::index),
     variadic("print", 0, builtins::print),
-    variadic("printf", 1, builtins::printf),
+    b("printf", 1, None, builtins::printf),
     variadic("println", 0, builtins::println),
     variadic("eq", 2, builtins::eq),
     f("ne", 2, 2, builtins::ne),
@@ -61,6 +116,8 @@ static FUNCTIONS: &[Function] = &[
     f("gt", 2, 2, builtins::gt),
     f("ge", 2, 2, builtins::ge),
     variadic("urlquery", 0, builtins::urlquery),
+    variadic("html", 0, builtins::html),
+    variadic("js", 0, builtins::js),
     // sprig: strings.
     f("trim", 1, 1, strings::trim),
     f("upper", 1, 1, strings::upper),
@@ -74,56 +131,61 @@ static FUNCTIONS: &[Function] = &[
     f("trunc", 2, 2, strings::trunc),
     f("substr", 3, 3, strings::substr),
     f("nospace", 1, 1, strings::nospace),
-    f("repeat", 2, 2, strings::repeat),
+    b("repeat", 2, Some(2), strings::repeat),
     f("contains", 2, 2, strings::contains),
     f("hasPrefix", 2, 2, strings::has_prefix),
     f("hasSuffix", 2, 2, strings::has_suffix),
     variadic("quote", 0, strings::quote),
     variadic("squote", 0, strings::squote),
     variadic("cat", 0, strings::cat),
-    f("indent", 2, 2, strings::indent),
-    f("nindent", 2, 2, strings::nindent),
-    f("replace", 3, 3, strings::replace),
+    b("indent", 2, Some(2), strings::indent),
+    b("nindent", 2, Some(2), strings::nindent),
+    b("replace", 3, Some(3), strings::replace),
     f("plural", 3, 3, strings::plural),
     f("toString", 1, 1, strings::to_string),
-    f("join", 2, 2, strings::join),
-    f("split", 2, 2, strings::split),
-    f("splitList", 2, 2, strings::split_list),
-    f("splitn", 3, 3, strings::splitn),
+    b("join", 2, Some(2), strings::join),
+    b("split", 2, Some(2), strings::split),
+    b("splitList", 2, Some(2), strings::split_list),
+    b("splitn", 3, Some(3), strings::splitn),
     f("toStrings", 1, 1, strings::to_strings),
     f("sortAlpha", 1, 1, strings::sort_alpha),
     f("base", 1, 1, strings::base),
     f("ext", 1, 1, strings::ext),
     // sprig: encoding and hashes.
-    f("b64enc", 1, 1, strings::b64enc),
+    b("b64enc", 1, Some(1), strings::b64enc),
     f("b64dec", 1, 1, strings::b64dec),
     f("hexdec", 1, 1, strings::hexdec),
     f("sha256sum", 1, 1, strings::sha256sum),
     f("sha512sum", 1, 1, strings::sha512sum),
     // sprig: regular expressions.
-    f("regexMatch", 2, 2, strings::regex_match),
-    f("mustRegexMatch", 2, 2, strings::must_regex_match),
-    f("regexFind", 2, 2, strings::regex_find),
-    f("mustRegexFind", 2, 2, strings::regex_find),
-    f("regexFindAll", 3, 3, strings::regex_find_all),
-    f("mustRegexFindAll", 3, 3, strings::regex_find_all),
-    f("regexReplaceAll", 3, 3, strings::regex_replace_all),
-    f("mustRegexReplaceAll", 3, 3, strings::regex_replace_all),
-    f(
+    f("regexMatch", 2, 2, regexes::regex_match),
+    f("mustRegexMatch", 2, 2, regexes::must_regex_match),
+    f("regexFind", 2, 2, regexes::regex_find),
+    f("mustRegexFind", 2, 2, regexes::regex_find),
+    b("regexFindAll", 3, Some(3), regexes::regex_find_all),
+    b("mustRegexFindAll", 3, Some(3), regexes::regex_find_all),
+    b("regexReplaceAll", 3, Some(3), regexes::regex_replace_all),
+    b(
+        "mustRegexReplaceAll",
+        3,
+        Some(3),
+        regexes::regex_replace_all,
+    ),
+    b(
         "regexReplaceAllLiteral",
         3,
-        3,
-        strings::regex_replace_all_literal,
+        Some(3),
+        regexes::regex_replace_all_literal,
     ),
-    f(
+    b(
         "mustRegexReplaceAllLiteral",
         3,
-        3,
-        strings::regex_replace_all_literal,
+        Some(3),
+        regexes::regex_replace_all_literal,
     ),
-    f("regexSplit", 3, 3, strings::regex_split),
-    f("mustRegexSplit", 3, 3, strings::regex_split),
-    f("regexQuoteMeta", 1, 1, strings::regex_quote_meta),
+    b("regexSplit", 3, Some(3), regexes::regex_split),
+    b("mustRegexSplit", 3, Some(3), regexes::regex_split),
+    f("regexQuoteMeta", 1, 1, regexes::regex_quote_meta),
     // sprig: defaults and JSON.
     variadic("default", 1, collections::default),
     f("empty", 1, 1, collections::empty),
@@ -133,22 +195,22 @@ static FUNCTIONS: &[Function] = &[
     f("compact", 1, 1, collections::compact),
     f("mustCompact", 1, 1, collections::compact),
     f("ternary", 3, 3, collections::ternary),
-    f("fromJson", 1, 1, collections::from_json),
-    f("mustFromJson", 1, 1, collections::must_from_json),
-    f("toJson", 1, 1, collections::to_json),
-    f("mustToJson", 1, 1, collections::to_json),
-    f("toPrettyJson", 1, 1, collections::to_pretty_json),
-    f("mustToPrettyJson", 1, 1, collections::to_pretty_json),
-    f("toRawJson", 1, 1, collections::to_raw_json),
-    f("mustToRawJson", 1, 1, collections::to_raw_json),
+    b("fromJson", 1, Some(1), collections::from_json),
+    b("mustFromJson", 1, Some(1), collections::must_from_json),
+    b("toJson", 1, Some(1), collections::to_json),
+    b("mustToJson", 1, Some(1), collections::to_json),
+    b("toPrettyJson", 1, Some(1), collections::to_pretty_json),
+    b("mustToPrettyJson", 1, Some(1), collections::to_pretty_json),
+    b("toRawJson", 1, Some(1), collections::to_raw_json),
+    b("mustToRawJson", 1, Some(1), collections::to_raw_json),
     f("deepCopy", 1, 1, collections::identity),
     f("mustDeepCopy", 1, 1, collections::identity),
     f("fail", 1, 1, evaluator_only),
     // sprig: dictionaries.
-    variadic("dict", 0, collections::dict),
+    b("dict", 0, None, collections::dict),
     f("get", 2, 2, collections::get),
-    f("set", 3, 3, collections::set),
-    f("unset", 2, 2, collections::unset),
+    b("set", 3, Some(3), collections::set),
+    b("unset", 2, Some(2), collections::unset),
     f("hasKey", 2, 2, collections::has_key),
     variadic("pluck", 1, collections::pluck),
     variadic("keys", 0, collections::keys),
@@ -161,14 +223,14 @@ static FUNCTIONS: &[Function] = &[
     variadic("mustMergeOverwrite", 1, collections::merge_overwrite),
     variadic("dig", 3, collections::dig),
     // sprig: lists.
-    variadic("list", 0, collections::list),
-    variadic("tuple", 0, collections::list),
-    f("append", 2, 2, collections::append),
-    f("push", 2, 2, collections::append),
-    f("mustAppend", 2, 2, collections::append),
-    f("mustPush", 2, 2, collections::append),
-    f("prepend", 2, 2, collections::prepend),
-    f("mustPrepend", 2, 2, collections::prepend),
+    b("list", 0, None, collections::list),
+    b("tuple", 0, None, collections::list),
+    b("append", 2, Some(2), collections::append),
+    b("push", 2, Some(2), collections::append),
+    b("mustAppend", 2, Some(2), collections::append),
+    b("mustPush", 2, Some(2), collections::append),
+    b("prepend", 2, Some(2), collections::prepend),
+    b("mustPrepend", 2, Some(2), collections::prepend),
     f("first", 1, 1, collections::first),
     f("mustFirst", 1, 1, collections::first),
     f("last", 1, 1, collections::last),
@@ -179,46 +241,44 @@ static FUNCTIONS: &[Function] = &[
     f("mustInitial", 1, 1, collections::initial),
     f("reverse", 1, 1, collections::reverse),
     f("mustReverse", 1, 1, collections::reverse),
-    f("uniq", 1, 1, collections::uniq),
-    f("mustUniq", 1, 1, collections::uniq),
-    variadic("without", 1, collections::without),
-    variadic("mustWithout", 1, collections::without),
+    b("uniq", 1, Some(1), collections::uniq),
+    b("mustUniq", 1, Some(1), collections::uniq),
+    b("without", 1, None, collections::without),
+    b("mustWithout", 1, None, collections::without),
     f("has", 2, 2, collections::has),
     f("mustHas", 2, 2, collections::has),
-    variadic("concat", 0, collections::concat),
+    b("concat", 0, None, collections::concat),
     f("slice", 1, 3, collections::slice),
     f("mustSlice", 1, 3, collections::slice),
     // sprig: numbers and types.
-    f("atoi", 1, 1, collections::atoi),
-    f("int", 1, 1, collections::to_int),
-    f("int64", 1, 1, collections::to_int),
-    f("float64", 1, 1, collections::to_float),
-    variadic("add", 0, collections::add),
-    f("add1", 1, 1, collections::add1),
-    f("sub", 2, 2, collections::sub),
-    variadic("mul", 1, collections::mul),
-    f("div", 2, 2, collections::div),
-    f("mod", 2, 2, collections::modulo),
-    variadic("max", 1, collections::max),
-    variadic("biggest", 1, collections::max),
-    variadic("min", 1, collections::min),
-    f("typeOf", 1, 1, collections::type_of),
-    f("typeIs", 2, 2, collections::type_is),
-    f("kindOf", 1, 1, collections::kind_of),
-    f("kindIs", 2, 2, collections::kind_is),
-    f("deepEqual", 2, 2, collections::deep_equal),
+    f("atoi", 1, 1, numbers::atoi),
+    f("int", 1, 1, numbers::to_int),
+    f("int64", 1, 1, numbers::to_int),
+    f("float64", 1, 1, numbers::to_float),
+    variadic("add", 0, numbers::add),
+    f("add1", 1, 1, numbers::add1),
+    f("sub", 2, 2, numbers::sub),
+    variadic("mul", 1, numbers::mul),
+    f("div", 2, 2, numbers::div),
+    f("mod", 2, 2, numbers::modulo),
+    variadic("max", 1, numbers::max),
+    variadic("biggest", 1, numbers::max),
+    variadic("min", 1, numbers::min),
+    f("typeOf", 1, 1, numbers::type_of),
+    f("typeIs", 2, 2, numbers::type_is),
+    f("kindOf", 1, 1, numbers::kind_of),
+    f("kindIs", 2, 2, numbers::kind_is),
+    f("deepEqual", 2, 2, numbers::deep_equal),
     // ESO's own.
     f("toYaml", 1, 1, collections::to_yaml),
-    f("fromYaml", 1, 1, collections::from_yaml),
-    f("filterPEM", 2, 2, strings::filter_pem),
+    b("fromYaml", 1, Some(1), collections::from_yaml),
+    f("filterPEM", 2, 2, pem::filter_pem),
 ];
 
 /// Every function name ESO's v2 engine knows (Go builtins, sprig's `TxtFuncMap`, ESO's own),
 /// so that a template using one we lack gets a clear "not supported" rather than "not defined".
 const ESO_FUNCTIONS: &[&str] = &[
     "call",
-    "html",
-    "js",
     "hello",
     "ago",
     "date",

@@ -1,5 +1,8 @@
 //! Splits template text into tokens, following Go's `text/template/parse` lexer.
 
+use super::budget::{Exceeded, Limits, too_deep};
+use super::literals::unquote;
+
 /// What a token is. Strings carry their unquoted value; identifiers, fields and variables their name.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Tok {
@@ -310,14 +313,7 @@ impl Lexer<'_> {
         self.pos = i;
         let text = &self.src[start..i];
         if self.peek().is_some_and(is_alnum) || !text.bytes().any(|b| b.is_ascii_digit()) {
-            let end = self
-                .rest()
-                .find(|c: char| !is_alnum(c))
-                .map_or(self.src.len(), |e| self.pos + e);
-            return Err((
-                start,
-                format!("bad number syntax: {:?}", &self.src[start..end]),
-            ));
+            return Err((start, "bad number syntax".into()));
         }
         self.emit(Tok::Number(text.to_owned()), start);
         Ok(())
@@ -379,43 +375,61 @@ impl Lexer<'_> {
     }
 }
 
-/// Resolves Go escape sequences in the body of a quoted string.
-fn unquote(body: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(body.len());
-    let mut chars = body.chars();
-    let bad = || "invalid syntax in quoted string".to_owned();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        let e = chars.next().ok_or_else(bad)?;
-        let mut hex = |n: usize, radix: u32| -> Result<u32, String> {
-            let digits: String = chars.by_ref().take(n).collect();
-            if digits.len() != n {
-                return Err(bad());
-            }
-            u32::from_str_radix(&digits, radix).map_err(|_| bad())
-        };
-        match e {
-            'a' => out.push('\x07'),
-            'b' => out.push('\x08'),
-            'f' => out.push('\x0c'),
-            'n' => out.push('\n'),
-            'r' => out.push('\r'),
-            't' => out.push('\t'),
-            'v' => out.push('\x0b'),
-            '\\' | '"' | '\'' => out.push(e),
-            'x' => out.push(char::from_u32(hex(2, 16)?).ok_or_else(bad)?),
-            'u' => out.push(char::from_u32(hex(4, 16)?).ok_or_else(bad)?),
-            'U' => out.push(char::from_u32(hex(8, 16)?).ok_or_else(bad)?),
-            '0'..='7' => {
-                let rest: String = chars.by_ref().take(2).collect();
-                let code = u32::from_str_radix(&format!("{e}{rest}"), 8).map_err(|_| bad())?;
-                out.push(char::from_u32(code).ok_or_else(bad)?);
-            }
-            _ => return Err(bad()),
-        }
+/// How parse errors name a token: its kind, and names as written, never literal text.
+pub(crate) fn describe(tok: &Tok) -> String {
+    match tok {
+        Tok::Text(_) => "text".into(),
+        Tok::LeftDelim => "\"{{\"".into(),
+        Tok::RightDelim => "\"}}\"".into(),
+        Tok::Space => "space".into(),
+        Tok::Identifier(n) => format!("identifier {n:?}"),
+        Tok::Keyword(k) => format!("keyword {k:?}"),
+        Tok::Field(n) => format!("field \".{n}\""),
+        Tok::Dot => "\".\"".into(),
+        Tok::Variable(n) => format!("variable {n:?}"),
+        Tok::Bool(b) => format!("{b}"),
+        Tok::Nil => "nil".into(),
+        Tok::Number(_) => "number".into(),
+        Tok::Char(_) => "character constant".into(),
+        Tok::String(_) => "quoted string".into(),
+        Tok::Pipe => "\"|\"".into(),
+        Tok::LeftParen => "\"(\"".into(),
+        Tok::RightParen => "\")\"".into(),
+        Tok::Declare => "\":=\"".into(),
+        Tok::Assign => "\"=\"".into(),
+        Tok::Comma => "\",\"".into(),
+        Tok::Eof => "end of template".into(),
     }
-    Ok(out)
+}
+
+/// Refuses, before the recursive parser sees them, tokens nested deeper than the limit:
+/// parentheses, control structures and `{{else if}}` chains (each a level in the parser).
+pub(crate) fn check_depth(toks: &[Token], limits: &Limits) -> Result<(), (usize, Exceeded)> {
+    // Levels opened by each structure still open: 1, plus one per `else if`/`else with`.
+    let mut open: Vec<usize> = Vec::new();
+    let mut depth = 0usize;
+    let mut after_else = false;
+    for t in toks {
+        match t.tok {
+            Tok::LeftParen => depth += 1,
+            Tok::RightParen => depth = depth.saturating_sub(1),
+            Tok::Keyword("if" | "with") if after_else => {
+                if let Some(levels) = open.last_mut() {
+                    *levels += 1;
+                }
+                depth += 1;
+            }
+            Tok::Keyword("if" | "with" | "range" | "define" | "block") => {
+                open.push(1);
+                depth += 1;
+            }
+            Tok::Keyword("end") => depth = depth.saturating_sub(open.pop().unwrap_or(0)),
+            _ => {}
+        }
+        if t.tok != Tok::Space {
+            after_else = t.tok == Tok::Keyword("else");
+        }
+        too_deep(limits, depth).map_err(|e| (t.pos, e))?;
+    }
+    Ok(())
 }

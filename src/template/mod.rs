@@ -16,6 +16,7 @@
 //! fault, and never contain a data value or a rendered value.
 
 mod ast;
+mod budget;
 mod builtins;
 mod collections;
 mod encoding;
@@ -24,12 +25,19 @@ mod exec;
 mod functions;
 mod gofmt;
 mod lex;
+mod literals;
+mod numbers;
+mod operands;
 mod parse;
+mod pem;
+mod printf;
+mod regexes;
 mod strings;
 mod value;
 
 use std::collections::BTreeMap;
 
+pub use budget::{Limit, Limits};
 pub use error::{Phase, TemplateError};
 pub use value::Value;
 
@@ -51,6 +59,8 @@ pub const SUPPORTED_FUNCTIONS: &[&str] = &[
     "gt",
     "ge",
     "urlquery",
+    "html",
+    "js",
     "trim",
     "upper",
     "lower",
@@ -200,20 +210,36 @@ pub fn render(
     render_value(name, text, &Value::Map(data))
 }
 
-/// Renders `text` against any value as `.` (and `$`).
+/// Renders `text` against any value as `.` (and `$`), within the default [`Limits`].
 pub fn render_value(name: &str, text: &str, data: &Value) -> Result<Vec<u8>, TemplateError> {
-    let tree = parse_tree(name, text)?;
-    exec::execute(name, text, &tree, data)
+    render_within(name, text, data, Limits::default())
+}
+
+/// Renders `text` against `data` within `limits`: a template that would use more memory,
+/// output, steps or nesting fails with [`Phase::Budget`] before it allocates past them.
+pub fn render_within(
+    name: &str,
+    text: &str,
+    data: &Value,
+    limits: Limits,
+) -> Result<Vec<u8>, TemplateError> {
+    let tree = parse_tree(name, text, &limits)?;
+    exec::execute(name, text, &tree, data, limits)
 }
 
 /// Parses `text` without executing it, to report syntax errors and unsupported functions early.
 pub fn validate(name: &str, text: &str) -> Result<(), TemplateError> {
-    parse_tree(name, text).map(|_| ())
+    parse_tree(name, text, &Limits::default()).map(|_| ())
 }
 
-fn parse_tree(name: &str, text: &str) -> Result<parse::Tree, TemplateError> {
-    parse::parse(text).map_err(|(pos, message)| {
-        TemplateError::new(name, Phase::Parse, text, pos, String::new(), message)
+fn parse_tree(name: &str, text: &str, limits: &Limits) -> Result<parse::Tree, TemplateError> {
+    parse::parse(text, limits).map_err(|e| match e {
+        parse::Failure::Syntax(pos, message) => {
+            TemplateError::new(name, Phase::Parse, text, pos, String::new(), message)
+        }
+        parse::Failure::Budget(pos, exceeded) => {
+            TemplateError::budget(name, text, pos, String::new(), exceeded)
+        }
     })
 }
 
@@ -228,3 +254,11 @@ mod functions_tests;
 #[cfg(test)]
 #[path = "errors_tests.rs"]
 mod errors_tests;
+
+#[cfg(test)]
+#[path = "budget_tests.rs"]
+mod budget_tests;
+
+#[cfg(test)]
+#[path = "golden_tests.rs"]
+mod golden_tests;

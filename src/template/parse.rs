@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 
 use super::ast::{Arg, ArgKind, Branch, Command, List, Node, Pipe};
+use super::budget::{Exceeded, Limits};
 use super::functions;
-use super::lex::{Tok, Token, lex};
+use super::lex::{Tok, Token, check_depth, describe, lex};
+use super::literals::number;
 
 /// A parsed template: the main list and the `define`d templates.
 #[derive(Debug)]
@@ -18,10 +20,23 @@ pub(crate) type ParseError = (usize, String);
 
 type Result<T> = std::result::Result<T, ParseError>;
 
-pub(crate) fn parse(text: &str) -> Result<Tree> {
+/// Why a template does not parse.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Syntax(usize, String),
+    /// Nested deeper than the limit, at this position.
+    Budget(usize, Exceeded),
+}
+
+pub(crate) fn parse(text: &str, limits: &Limits) -> std::result::Result<Tree, Failure> {
+    let toks = lex(text).map_err(|(pos, message)| Failure::Syntax(pos, message))?;
+    check_depth(&toks, limits).map_err(|(pos, e)| Failure::Budget(pos, e))?;
+    parse_tokens(toks).map_err(|(pos, message)| Failure::Syntax(pos, message))
+}
+
+fn parse_tokens(toks: Vec<Token>) -> Result<Tree> {
     let mut parser = Parser {
-        text,
-        toks: lex(text)?,
+        toks,
         i: 0,
         vars: vec!["$".to_owned()],
         range_depth: 0,
@@ -66,8 +81,7 @@ enum Item {
     Nothing,
 }
 
-struct Parser<'a> {
-    text: &'a str,
+struct Parser {
     toks: Vec<Token>,
     i: usize,
     /// Variables in scope, innermost last.
@@ -77,33 +91,7 @@ struct Parser<'a> {
     defines: BTreeMap<String, List>,
 }
 
-fn describe(tok: &Tok) -> String {
-    match tok {
-        Tok::Text(_) => "text".into(),
-        Tok::LeftDelim => "\"{{\"".into(),
-        Tok::RightDelim => "\"}}\"".into(),
-        Tok::Space => "space".into(),
-        Tok::Identifier(n) => format!("identifier {n:?}"),
-        Tok::Keyword(k) => format!("keyword {k:?}"),
-        Tok::Field(n) => format!("field \".{n}\""),
-        Tok::Dot => "\".\"".into(),
-        Tok::Variable(n) => format!("variable {n:?}"),
-        Tok::Bool(b) => format!("{b}"),
-        Tok::Nil => "nil".into(),
-        Tok::Number(n) => format!("number {n}"),
-        Tok::Char(_) => "character constant".into(),
-        Tok::String(_) => "quoted string".into(),
-        Tok::Pipe => "\"|\"".into(),
-        Tok::LeftParen => "\"(\"".into(),
-        Tok::RightParen => "\")\"".into(),
-        Tok::Declare => "\":=\"".into(),
-        Tok::Assign => "\"=\"".into(),
-        Tok::Comma => "\",\"".into(),
-        Tok::Eof => "end of template".into(),
-    }
-}
-
-impl Parser<'_> {
+impl Parser {
     fn next(&mut self) -> Token {
         let t = self.toks[self.i.min(self.toks.len() - 1)].clone();
         if self.i < self.toks.len() - 1 {
@@ -433,10 +421,6 @@ impl Parser<'_> {
         Ok(Command { pos, args })
     }
 
-    fn source(&self, start: usize) -> String {
-        self.text[start..self.peek().pos].trim_end().to_owned()
-    }
-
     fn operand(&mut self) -> Result<Option<Arg>> {
         let Some(term) = self.term()? else {
             return Ok(None);
@@ -464,13 +448,13 @@ impl Parser<'_> {
             | ArgKind::Number(_)
             | ArgKind::Nil
             | ArgKind::Dot => {
-                return Err((pos, format!("unexpected . after term {:?}", term.src)));
+                return Err((pos, format!("unexpected . after term {}", term.label)));
             }
             _ => ArgKind::Chain(Box::new(term), fields),
         };
         Ok(Some(Arg {
             pos,
-            src: self.source(pos),
+            label: label(&kind),
             kind,
         }))
     }
@@ -507,42 +491,26 @@ impl Parser<'_> {
         };
         Ok(Some(Arg {
             pos: t.pos,
-            src: self.source(t.pos),
+            label: label(&kind),
             kind,
         }))
     }
 }
 
-/// Types a number literal as Go does for an `interface{}` argument: `int` unless it has a
-/// fraction or exponent, then `float64`.
-fn number(text: &str) -> std::result::Result<serde_json::Number, String> {
-    let clean = text.replace('_', "");
-    let (negative, unsigned) = match clean.as_bytes().first() {
-        Some(b'-') => (true, &clean[1..]),
-        Some(b'+') => (false, &clean[1..]),
-        _ => (false, clean.as_str()),
-    };
-    let lower = unsigned.to_ascii_lowercase();
-    let radix_digits = [("0x", 16), ("0o", 8), ("0b", 2)]
-        .into_iter()
-        .find_map(|(prefix, radix)| lower.strip_prefix(prefix).map(|d| (radix, d)));
-    let bad = || format!("bad number syntax: {text:?}");
-    let (radix, digits) = match radix_digits {
-        Some(found) => found,
-        None if lower.contains(['.', 'e']) => {
-            let f: f64 = clean.parse().map_err(|_| bad())?;
-            return serde_json::Number::from_f64(f).ok_or_else(bad);
-        }
-        // Go reads a leading 0 as octal.
-        None if lower.len() > 1 && lower.starts_with('0') => (8, &lower[1..]),
-        None => (10, lower.as_str()),
-    };
-    if digits.contains(['.', 'p']) {
-        return Err(format!("unsupported number literal {text:?}"));
+/// How errors show an operand: names (fields, variables, functions) as written, literals by
+/// their kind only.
+fn label(kind: &ArgKind) -> String {
+    let fields = |names: &[String]| names.iter().map(|n| format!(".{n}")).collect::<String>();
+    match kind {
+        ArgKind::Field(names) => fields(names),
+        ArgKind::Variable(name, names) => format!("{name}{}", fields(names)),
+        ArgKind::Chain(_, names) => format!("(...){}", fields(names)),
+        ArgKind::Dot => ".".into(),
+        ArgKind::Nil => "nil".into(),
+        ArgKind::Bool(b) => b.to_string(),
+        ArgKind::Number(_) => "number".into(),
+        ArgKind::String(_) => "string".into(),
+        ArgKind::Function(name) => name.clone(),
+        ArgKind::Pipe(_) => "(...)".into(),
     }
-    let magnitude = i128::from_str_radix(digits, radix).map_err(|_| bad())?;
-    let value = if negative { -magnitude } else { magnitude };
-    i64::try_from(value)
-        .map(serde_json::Number::from)
-        .map_err(|_| format!("{text} overflows int"))
 }

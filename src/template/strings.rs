@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use sha2::Digest as _;
 
-use super::functions::{FnResult, bytes_arg, int_arg, string_arg};
+use super::budget::{Budget, Exceeded};
+use super::functions::{Budgeted, FnResult, bytes_arg, int_arg, string_arg};
 use super::gofmt;
 use super::value::Value;
 
@@ -141,17 +142,12 @@ pub(crate) fn nospace(args: &[Value]) -> FnResult {
     )
 }
 
-/// The largest string a function may build, so that a template cannot exhaust memory.
-const MAX_BUILT: usize = 16 << 20;
-
-pub(crate) fn repeat(args: &[Value]) -> FnResult {
-    let count = int_arg(args, 0)?;
-    let s = string_arg(args, 1)?;
+pub(crate) fn repeat(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let count = int_arg(&args, 0)?;
+    let s = string_arg(&args, 1)?;
     let count = usize::try_from(count).map_err(|_| "negative repeat count".to_owned())?;
-    if s.len().saturating_mul(count) > MAX_BUILT {
-        return Err("repeat result too large".into());
-    }
-    text(s.repeat(count))
+    budget.string(s.len().saturating_mul(count))?;
+    Ok(Value::String(s.repeat(count)))
 }
 
 pub(crate) fn contains(args: &[Value]) -> FnResult {
@@ -218,32 +214,41 @@ pub(crate) fn cat(args: &[Value]) -> FnResult {
     Ok(Value::from_bytes(out))
 }
 
-fn indent_by(spaces: i64, s: &str) -> String {
-    let pad = " ".repeat(usize::try_from(spaces).unwrap_or(0).min(1024));
-    format!("{pad}{}", s.replace('\n', &format!("\n{pad}")))
+/// sprig's `indent`: `spaces` spaces before every line. Every line grows, so the size is
+/// checked first.
+fn indent_by(spaces: i64, s: &str, budget: &mut Budget) -> Result<String, Exceeded> {
+    let spaces = usize::try_from(spaces).unwrap_or(0);
+    let lines = 1 + s.bytes().filter(|&b| b == b'\n').count();
+    budget.string(s.len().saturating_add(lines.saturating_mul(spaces)))?;
+    let pad = " ".repeat(spaces);
+    Ok(format!("{pad}{}", s.replace('\n', &format!("\n{pad}"))))
 }
 
-pub(crate) fn indent(args: &[Value]) -> FnResult {
-    text(indent_by(int_arg(args, 0)?, &string_arg(args, 1)?))
+pub(crate) fn indent(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let s = string_arg(&args, 1)?;
+    Ok(Value::String(indent_by(int_arg(&args, 0)?, &s, budget)?))
 }
 
-pub(crate) fn nindent(args: &[Value]) -> FnResult {
-    text(format!(
-        "\n{}",
-        indent_by(int_arg(args, 0)?, &string_arg(args, 1)?)
-    ))
+pub(crate) fn nindent(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let s = string_arg(&args, 1)?;
+    let indented = indent_by(int_arg(&args, 0)?, &s, budget)?;
+    Ok(Value::String(format!("\n{indented}")))
 }
 
-pub(crate) fn replace(args: &[Value]) -> FnResult {
+pub(crate) fn replace(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
     let (old, new, src) = (
-        string_arg(args, 0)?,
-        string_arg(args, 1)?,
-        string_arg(args, 2)?,
+        string_arg(&args, 0)?,
+        string_arg(&args, 1)?,
+        string_arg(&args, 2)?,
     );
-    if old.is_empty() && src.len().saturating_mul(new.len() + 1) > MAX_BUILT {
-        return Err("replace result too large".into());
-    }
-    text(src.replace(&old, &new))
+    // An empty `old` matches before every character and at the end.
+    let matches = if old.is_empty() {
+        src.chars().count() + 1
+    } else {
+        src.matches(old.as_str()).count()
+    };
+    budget.string(src.len().saturating_add(matches.saturating_mul(new.len())))?;
+    Ok(Value::String(src.replace(&old, &new)))
 }
 
 pub(crate) fn plural(args: &[Value]) -> FnResult {
@@ -268,10 +273,17 @@ pub(crate) fn strslice(v: &Value) -> Vec<Value> {
     }
 }
 
-pub(crate) fn join(args: &[Value]) -> FnResult {
-    let sep = bytes_arg(args, 0)?;
+pub(crate) fn join(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let sep = bytes_arg(&args, 0)?;
+    let items = strslice(&args[1]);
+    let len = items
+        .iter()
+        .map(|i| i.as_bytes().map_or(0, <[u8]>::len))
+        .sum::<usize>();
+    let seps = sep.len().saturating_mul(items.len().saturating_sub(1));
+    budget.string(len.saturating_add(seps))?;
     let mut out = Vec::new();
-    for (i, item) in strslice(&args[1]).iter().enumerate() {
+    for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.extend_from_slice(sep);
         }
@@ -280,12 +292,37 @@ pub(crate) fn join(args: &[Value]) -> FnResult {
     Ok(Value::from_bytes(out))
 }
 
-/// Go's `strings.Split` (and `SplitN` when `n` is given): an empty separator splits into characters.
-fn go_split(s: &str, sep: &str, n: Option<i64>) -> Vec<String> {
+/// Go's `strings.Split` (and `SplitN` when `n` is given): an empty separator splits into
+/// characters. Each part is a value of its own, so their number is checked first.
+fn go_split(
+    s: &str,
+    sep: &str,
+    n: Option<i64>,
+    budget: &mut Budget,
+    map: bool,
+) -> Result<Vec<String>, Exceeded> {
     if n == Some(0) {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let limit = n.filter(|n| *n > 0).map(|n| n as usize);
+    let found = if sep.is_empty() {
+        s.chars().count()
+    } else {
+        s.matches(sep).count() + 1
+    };
+    let parts = limit.map_or(found, |l| found.min(l));
+    if map {
+        // Keys `_0`, `_1`...
+        budget.map(parts)?;
+        budget.string(parts.saturating_mul(8))?;
+    } else {
+        budget.list(parts)?;
+    }
+    budget.string(s.len())?;
+    Ok(split_parts(s, sep, limit))
+}
+
+fn split_parts(s: &str, sep: &str, limit: Option<usize>) -> Vec<String> {
     if sep.is_empty() {
         let chars: Vec<String> = s.chars().map(String::from).collect();
         return match limit {
@@ -313,25 +350,20 @@ fn indexed_map(parts: Vec<String>) -> Value {
     )
 }
 
-pub(crate) fn split(args: &[Value]) -> FnResult {
-    Ok(indexed_map(go_split(
-        &string_arg(args, 1)?,
-        &string_arg(args, 0)?,
-        None,
-    )))
+pub(crate) fn split(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let (sep, s) = (string_arg(&args, 0)?, string_arg(&args, 1)?);
+    Ok(indexed_map(go_split(&s, &sep, None, budget, true)?))
 }
 
-pub(crate) fn splitn(args: &[Value]) -> FnResult {
-    let n = int_arg(args, 1)?;
-    Ok(indexed_map(go_split(
-        &string_arg(args, 2)?,
-        &string_arg(args, 0)?,
-        Some(n),
-    )))
+pub(crate) fn splitn(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let n = int_arg(&args, 1)?;
+    let (sep, s) = (string_arg(&args, 0)?, string_arg(&args, 2)?);
+    Ok(indexed_map(go_split(&s, &sep, Some(n), budget, true)?))
 }
 
-pub(crate) fn split_list(args: &[Value]) -> FnResult {
-    let parts = go_split(&string_arg(args, 1)?, &string_arg(args, 0)?, None);
+pub(crate) fn split_list(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let (sep, s) = (string_arg(&args, 0)?, string_arg(&args, 1)?);
+    let parts = go_split(&s, &sep, None, budget, false)?;
     Ok(Value::List(parts.into_iter().map(Value::String).collect()))
 }
 
@@ -372,8 +404,12 @@ pub(crate) fn ext(args: &[Value]) -> FnResult {
     )
 }
 
-pub(crate) fn b64enc(args: &[Value]) -> FnResult {
-    text(base64::engine::general_purpose::STANDARD.encode(bytes_arg(args, 0)?))
+pub(crate) fn b64enc(args: Vec<Value>, budget: &mut Budget) -> Budgeted {
+    let bytes = bytes_arg(&args, 0)?;
+    budget.string(bytes.len().div_ceil(3).saturating_mul(4))?;
+    Ok(Value::String(
+        base64::engine::general_purpose::STANDARD.encode(bytes),
+    ))
 }
 
 /// Go's `base64.StdEncoding`: padding required, newlines ignored, trailing bits tolerated.
@@ -438,146 +474,4 @@ pub(crate) fn sha256sum(args: &[Value]) -> FnResult {
 
 pub(crate) fn sha512sum(args: &[Value]) -> FnResult {
     text(hex(&sha2::Sha512::digest(bytes_arg(args, 0)?)))
-}
-
-/// The function's pattern must compile; the message does not quote it (it may be computed from data).
-fn regex(args: &[Value]) -> Result<regex::Regex, String> {
-    let pattern = string_arg(args, 0)?;
-    crate::go_regex::compile(&pattern).map_err(|_| "invalid regular expression".to_owned())
-}
-
-pub(crate) fn regex_match(args: &[Value]) -> FnResult {
-    let s = string_arg(args, 1)?;
-    Ok(Value::Bool(regex(args).is_ok_and(|r| r.is_match(&s))))
-}
-
-pub(crate) fn must_regex_match(args: &[Value]) -> FnResult {
-    let s = string_arg(args, 1)?;
-    Ok(Value::Bool(regex(args)?.is_match(&s)))
-}
-
-pub(crate) fn regex_find(args: &[Value]) -> FnResult {
-    let s = string_arg(args, 1)?;
-    text(
-        regex(args)?
-            .find(&s)
-            .map(|m| m.as_str().to_owned())
-            .unwrap_or_default(),
-    )
-}
-
-pub(crate) fn regex_find_all(args: &[Value]) -> FnResult {
-    let s = string_arg(args, 1)?;
-    let n = int_arg(args, 2)?;
-    let limit = if n < 0 { usize::MAX } else { n as usize };
-    let found = regex(args)?
-        .find_iter(&s)
-        .take(limit)
-        .map(|m| Value::String(m.as_str().to_owned()))
-        .collect();
-    Ok(Value::List(found))
-}
-
-pub(crate) fn regex_replace_all(args: &[Value]) -> FnResult {
-    let (s, repl) = (string_arg(args, 1)?, string_arg(args, 2)?);
-    text(regex(args)?.replace_all(&s, repl.as_str()).into_owned())
-}
-
-pub(crate) fn regex_replace_all_literal(args: &[Value]) -> FnResult {
-    let (s, repl) = (string_arg(args, 1)?, string_arg(args, 2)?);
-    text(
-        regex(args)?
-            .replace_all(&s, regex::NoExpand(&repl))
-            .into_owned(),
-    )
-}
-
-pub(crate) fn regex_split(args: &[Value]) -> FnResult {
-    let s = string_arg(args, 1)?;
-    let n = int_arg(args, 2)?;
-    let r = regex(args)?;
-    let parts: Vec<Value> = match n {
-        0 => Vec::new(),
-        n if n < 0 => r.split(&s).map(|p| Value::String(p.to_owned())).collect(),
-        n => r
-            .splitn(&s, n as usize)
-            .map(|p| Value::String(p.to_owned()))
-            .collect(),
-    };
-    Ok(Value::List(parts))
-}
-
-pub(crate) fn regex_quote_meta(args: &[Value]) -> FnResult {
-    text(regex::escape(&string_arg(args, 0)?))
-}
-
-/// One PEM block: its type and the text from BEGIN to the end of the END line.
-struct PemBlock {
-    kind: String,
-    der: Vec<u8>,
-    end: usize,
-}
-
-/// Go's `pem.Decode`, minus headers: the first well-formed block in `input`.
-fn next_pem(input: &str) -> Option<PemBlock> {
-    let mut from = 0;
-    while let Some(rel) = input[from..].find("-----BEGIN ") {
-        let start = from + rel;
-        from = start + 11;
-        let Some(type_end) = input[from..].find("-----") else {
-            break;
-        };
-        let kind = &input[from..from + type_end];
-        let body_start = from + type_end + 5;
-        let end_marker = format!("-----END {kind}-----");
-        let Some(body_len) = input[body_start..].find(&end_marker) else {
-            continue;
-        };
-        let body: String = input[body_start..body_start + body_len]
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect();
-        let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body) else {
-            continue;
-        };
-        let mut end = body_start + body_len + end_marker.len();
-        if input[end..].starts_with("\r\n") {
-            end += 2;
-        } else if input[end..].starts_with('\n') {
-            end += 1;
-        }
-        return Some(PemBlock {
-            kind: kind.to_owned(),
-            der,
-            end,
-        });
-    }
-    None
-}
-
-/// ESO's `filterPEM`: the blocks of one type (case-insensitive), re-encoded as Go's `pem.Encode` does.
-pub(crate) fn filter_pem(args: &[Value]) -> FnResult {
-    let kind = string_arg(args, 0)?;
-    let input = string_arg(args, 1)?;
-    let mut rest = input
-        .find("-----BEGIN")
-        .map_or(input.as_str(), |i| &input[i..]);
-    let mut out = String::new();
-    while let Some(block) = next_pem(rest) {
-        rest = &rest[block.end..];
-        if !block.kind.eq_ignore_ascii_case(&kind) {
-            continue;
-        }
-        out.push_str(&format!("-----BEGIN {}-----\n", block.kind));
-        let encoded = base64::engine::general_purpose::STANDARD.encode(&block.der);
-        for line in encoded.as_bytes().chunks(64) {
-            out.push_str(std::str::from_utf8(line).unwrap_or_default());
-            out.push('\n');
-        }
-        out.push_str(&format!("-----END {}-----\n", block.kind));
-    }
-    if out.is_empty() && !rest.is_empty() {
-        return Err("error filtering pem: found junk".into());
-    }
-    text(out)
 }

@@ -46,7 +46,7 @@ pub fn to_yaml(crd: &CustomResourceDefinition) -> String {
     let header = "# Generated from the Rust types by `cargo run -p secret-bridge-controller --bin secret-bridge-crdgen`. Do not edit.\n";
     format!(
         "{header}{}",
-        serde_yaml::to_string(crd).expect("a CRD serializes")
+        yaml_serde::to_string(crd).expect("a CRD serializes")
     )
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use secret_bridge_controller::eso_trigger::FORCE_SYNC_ANNOTATION;
+use secret_bridge_controller::events::eso_trigger::FORCE_SYNC_ANNOTATION;
 use secret_bridge_tests::aws::Aws;
 use secret_bridge_tests::kube_helpers::{external_secret, secret_data};
 use secret_bridge_tests::manifest::Manifest;

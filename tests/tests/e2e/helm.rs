@@ -140,10 +140,50 @@ async fn each_mode_gets_exactly_its_rules() {
             ("", "secrets", "create,delete,get,list,patch,watch"),
             ("", "namespaces", "get,list,watch"),
             ("", "configmaps", "get"),
-            ("", "serviceaccounts", "get"),
-            ("", "serviceaccounts/token", "create"),
             ("events.k8s.io", "events", "create,patch"),
         ])
+    );
+    // Minting ServiceAccount tokens (IRSA with `auth.jwt`) is granted only when asked:
+    // cluster-wide, or in named namespaces for named ServiceAccounts.
+    let with_tokens = cluster_role_rules(
+        &render(&stack, &["--set", "rbac.serviceAccountTokens.enabled=true"]).await,
+    );
+    let mut expected = sync.clone();
+    expected.extend(rules(&[
+        ("", "serviceaccounts", "get"),
+        ("", "serviceaccounts/token", "create"),
+    ]));
+    assert_eq!(with_tokens, expected);
+    let scoped = render(
+        &stack,
+        &[
+            "--set",
+            "rbac.serviceAccountTokens.enabled=true",
+            "--set",
+            "rbac.serviceAccountTokens.namespaces={team-a,team-b}",
+            "--set",
+            "rbac.serviceAccountTokens.serviceAccountNames={reader}",
+        ],
+    )
+    .await;
+    assert_eq!(cluster_role_rules(&scoped), sync, "nothing cluster-wide");
+    let roles: Vec<&Value> = scoped.iter().filter(|doc| doc["kind"] == "Role").collect();
+    let namespaces: Vec<&str> = roles
+        .iter()
+        .map(|role| role["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(namespaces, ["team-a", "team-b"]);
+    for role in &roles {
+        for rule in role["rules"].as_array().unwrap() {
+            assert_eq!(rule["resourceNames"], json!(["reader"]), "{rule}");
+        }
+    }
+    assert_eq!(
+        scoped
+            .iter()
+            .filter(|doc| doc["kind"] == "RoleBinding")
+            .count(),
+        2
     );
     let queue = "https://sqs.us-east-1.amazonaws.com/123456789012/events";
     let eso_trigger = cluster_role_rules(

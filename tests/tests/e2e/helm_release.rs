@@ -15,7 +15,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use secret_bridge_controller::api::{ClusterExternalSecret, ExternalSecret};
-use secret_bridge_controller::eso_trigger::FORCE_SYNC_ANNOTATION;
+use secret_bridge_controller::events::eso_trigger::FORCE_SYNC_ANNOTATION;
 use secret_bridge_tests::aws::Aws;
 use secret_bridge_tests::deploy::helm::{
     Release, api_group_has_version, assert_forbidden, assert_hardened, container_env, helm,
@@ -75,6 +75,7 @@ async fn installed_release_runs_the_controller_with_only_its_role() {
     assert_eq!(env["CONTROLLER_CLASS"], tenant.class);
     assert_eq!(env["SQS_QUEUE_URL"], queue);
     assert_eq!(env["MODE"], "sync");
+    assert_eq!(env["NAMESPACED_STORE_AMBIENT_CREDENTIALS"], "false");
     let manifest = helm(
         &stack,
         &[
@@ -177,6 +178,22 @@ async fn installed_release_runs_the_controller_with_only_its_role() {
         // Every controller of the parallel tests retries it: keep their logs quiet.
         delete_external_secret(kube, ns, es).await;
     }
+
+    // The chart's default refuses to lend the controller's own AWS identity to a namespaced
+    // store without `auth`.
+    tenant.apply(&tenant.secret_store("ambient")).await;
+    tenant
+        .external_secret("ambient")
+        .secret_store("ambient")
+        .extract(&name)
+        .apply(kube, ns)
+        .await;
+    let (_, message) = wait_for_ready(kube, ns, "ambient", "False", Duration::from_secs(10)).await;
+    assert!(
+        message.contains("does not lend its own AWS identity to namespaced SecretStores"),
+        "{message}"
+    );
+    delete_external_secret(kube, ns, "ambient").await;
 
     // The role grants nothing else.
     let sa_client = kubeconfig.client().await;

@@ -74,3 +74,23 @@ app.kubernetes.io/component: controller
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+IRSA (`auth.jwt.serviceAccountRef`): a token for the named ServiceAccount, exchanged with STS
+AssumeRoleWithWebIdentity; the role comes from the ServiceAccount's
+eks.amazonaws.com/role-arn annotation, as in ESO.
+*/}}
+{{- define "secret-bridge.serviceAccountTokenRules" -}}
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get"]
+  {{- with .Values.rbac.serviceAccountTokens.serviceAccountNames }}
+  resourceNames: {{ toJson . }}
+  {{- end }}
+- apiGroups: [""]
+  resources: ["serviceaccounts/token"]
+  verbs: ["create"]
+  {{- with .Values.rbac.serviceAccountTokens.serviceAccountNames }}
+  resourceNames: {{ toJson . }}
+  {{- end }}
+{{- end }}

@@ -1,0 +1,120 @@
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future;
+
+use super::*;
+use crate::aws::fake::FakeSource;
+
+fn source(count: usize) -> FakeSource {
+    (0..count).fold(FakeSource::default(), |fake, i| {
+        fake.secret(&format!("app/{i}"), &format!("value-{i}"))
+    })
+}
+
+fn calls<S>(coalescer: &Coalescer<S>) -> usize
+where
+    S: std::ops::Deref<Target = FakeSource>,
+{
+    coalescer.source.count("GetSecretValue") + coalescer.source.count("BatchGetSecretValue")
+}
+
+async fn read_all(
+    coalescer: &Arc<Coalescer<Arc<FakeSource>>>,
+    ids: &[String],
+    not_before: Instant,
+) -> Vec<Answer> {
+    future::join_all(ids.iter().map(|id| coalescer.current(id, not_before))).await
+}
+
+#[tokio::test]
+async fn reads_of_many_external_secrets_go_out_twenty_at_a_time() {
+    let coalescer = Coalescer::new(Arc::new(source(100)));
+    let ids: Vec<String> = (0..100).map(|i| format!("app/{i}")).collect();
+    let answers = read_all(&coalescer, &ids, Instant::now()).await;
+    for (i, answer) in answers.iter().enumerate() {
+        let value = answer.as_ref().expect("read");
+        assert_eq!(value.string.as_deref(), Some(format!("value-{i}").as_str()));
+    }
+    assert_eq!(coalescer.source.count("GetSecretValue"), 0);
+    assert_eq!(
+        coalescer.source.count("BatchGetSecretValue"),
+        5,
+        "100 secrets in 5 calls"
+    );
+}
+
+#[tokio::test]
+async fn one_change_read_by_many_is_read_once() {
+    let coalescer = Coalescer::new(Arc::new(source(1)));
+    let event = Instant::now();
+    let ids = vec!["app/0".to_owned(); 1000];
+    let answers = read_all(&coalescer, &ids, event).await;
+    assert!(answers.iter().all(Result::is_ok));
+    // Reconciles that start later, for the same event, share the read too.
+    coalescer.current("app/0", event).await.unwrap();
+    assert_eq!(calls(&coalescer), 1);
+    assert_eq!(
+        coalescer.source.count("GetSecretValue"),
+        1,
+        "a lone read is not batched"
+    );
+}
+
+#[tokio::test]
+async fn a_read_that_started_before_the_asker_needs_it_is_not_reused() {
+    let coalescer = Coalescer::new(Arc::new(source(1)));
+    coalescer.current("app/0", Instant::now()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let later_event = Instant::now();
+    coalescer.current("app/0", later_event).await.unwrap();
+    assert_eq!(calls(&coalescer), 2);
+}
+
+#[tokio::test]
+async fn errors_stay_with_their_secret() {
+    let fake = source(3).failing("app/1", "ResourceNotFoundException");
+    let coalescer = Coalescer::new(Arc::new(fake));
+    let ids: Vec<String> = (0..3).map(|i| format!("app/{i}")).collect();
+    let answers = read_all(&coalescer, &ids, Instant::now()).await;
+    assert!(answers[0].is_ok() && answers[2].is_ok());
+    let error = answers[1].as_ref().unwrap_err();
+    assert_eq!(error.code, "ResourceNotFoundException");
+    assert_eq!(error.secret, "app/1");
+    // Worded by GetSecretValue, as a sync reading it alone would report it.
+    assert_eq!(error.operation, "GetSecretValue");
+}
+
+#[tokio::test]
+async fn without_batch_permission_reads_go_one_by_one_and_the_batch_is_not_retried() {
+    let coalescer = Coalescer::new(Arc::new(source(30).without_batch()));
+    let ids: Vec<String> = (0..30).map(|i| format!("app/{i}")).collect();
+    let answers = read_all(&coalescer, &ids, Instant::now()).await;
+    assert!(answers.iter().all(Result::is_ok));
+    let again = read_all(&coalescer, &ids, Instant::now()).await;
+    assert!(again.iter().all(Result::is_ok));
+    assert_eq!(
+        coalescer.source.count("BatchGetSecretValue"),
+        1,
+        "refused once, then not asked again"
+    );
+    assert_eq!(coalescer.source.count("GetSecretValue"), 60);
+}
+
+#[tokio::test]
+async fn a_syncs_own_batch_joins_the_others() {
+    let coalescer = Coalescer::new(Arc::new(source(4)));
+    let source = CoalescingSource {
+        coalescer: coalescer.clone(),
+        not_before: Instant::now(),
+    };
+    let ids: Vec<String> = (0..4).map(|i| format!("app/{i}")).collect();
+    let (page, single) = future::join(
+        source.batch_get_secret_value(BatchSelection::Ids(&ids[..3]), None),
+        source.get_secret_value("app/3", &VersionSelector::current()),
+    )
+    .await;
+    assert_eq!(page.unwrap().values.len(), 3);
+    assert!(single.is_ok());
+    assert!(calls(&coalescer) <= 2, "{:?}", coalescer.source.calls());
+}

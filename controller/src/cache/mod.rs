@@ -1,0 +1,365 @@
+//! The controller's caches, in one place: one watch per kind, shared by every part of the
+//! process that needs it (the ExternalSecret controller, the matching index, the SQS consumer,
+//! the store status and ClusterExternalSecret controllers), one readiness signal for all of
+//! them, and the short-lived caches of the objects stores read (credentials Secrets and
+//! ServiceAccounts, in [`objects`]).
+//!
+//! Controllers are triggered from the same watches through [`Subscriptions`]: every object a
+//! watch applies (and every object, once a list completes) is sent to each subscriber after the
+//! cache has it. kube's own shared reflectors (`ReflectHandle`) are not used: in kube-runtime
+//! 5.0 a handle whose next object was deleted meanwhile returns `Pending` without arranging a
+//! wake-up, which stalls its controller under churn.
+
+pub mod namespaces;
+pub mod objects;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use futures::{Stream, StreamExt, TryStreamExt, future};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::api::secret_store::StoreSpec;
+use crate::api::{ClusterExternalSecret, ClusterSecretStore, ExternalSecret, SecretStore};
+use crate::cache::namespaces::NamespaceLabels;
+use crate::cache::objects::ObjectCache;
+use crate::events::matching::ExternalSecretIndex;
+use crate::store::resolve::StoreKind;
+
+/// How long a credentials Secret is reused while no watch confirms it is unchanged.
+const SECRET_TTL: Duration = Duration::from_secs(30);
+/// How long a credentials Secret is reused while the watch would have dropped it on change.
+const WATCHED_SECRET_TTL: Duration = Duration::from_secs(300);
+/// How long an IRSA ServiceAccount (its role annotation) is reused.
+const SERVICE_ACCOUNT_TTL: Duration = Duration::from_secs(60);
+/// The kinds whose initial list makes the caches ready.
+const WATCHED_KINDS: usize = 4;
+
+/// Every cache of the process. Cheap to clone.
+#[derive(Clone)]
+pub struct Caches {
+    pub external_secrets: Store<ExternalSecret>,
+    pub secret_stores: Store<SecretStore>,
+    pub cluster_secret_stores: Store<ClusterSecretStore>,
+    pub namespaces: NamespaceLabels,
+    pub secrets: ObjectCache<Secret>,
+    pub service_accounts: ObjectCache<ServiceAccount>,
+    /// Which ExternalSecrets read a secret, kept from the ExternalSecret watch.
+    pub index: ExternalSecretIndex,
+    ready: watch::Receiver<usize>,
+}
+
+/// The changes of one shared watch, for a controller: the objects applied, read from the
+/// cache (`reader`) the watch fills.
+pub struct Subscription<K: kube::Resource<DynamicType = ()> + 'static> {
+    changes: mpsc::UnboundedReceiver<Arc<K>>,
+    reader: Store<K>,
+}
+
+impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Subscription<K> {
+    pub fn reader(&self) -> Store<K> {
+        self.reader.clone()
+    }
+}
+
+impl<K: kube::Resource<DynamicType = ()> + 'static> Stream for Subscription<K> {
+    type Item = Arc<K>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Arc<K>>> {
+        self.changes.poll_next_unpin(cx)
+    }
+}
+
+/// Change streams of the shared watches, for controllers. Take what you use; the rest is
+/// dropped with this value (a dropped subscription costs nothing).
+pub struct Subscriptions {
+    external_secrets: Option<Subscription<ExternalSecret>>,
+    secret_stores: Option<Subscription<SecretStore>>,
+    cluster_secret_stores: Option<Subscription<ClusterSecretStore>>,
+    namespaces: Option<Subscription<PartialObjectMeta<Namespace>>>,
+    /// The ClusterExternalSecrets owning an ExternalSecret that was changed or deleted.
+    cluster_external_secret_owners:
+        Option<mpsc::UnboundedReceiver<ObjectRef<ClusterExternalSecret>>>,
+}
+
+impl Subscriptions {
+    pub fn take(&mut self) -> SubscriptionsTaken<'_> {
+        SubscriptionsTaken(self)
+    }
+}
+
+/// Accessors that move a subscription out of [`Subscriptions`].
+pub struct SubscriptionsTaken<'a>(&'a mut Subscriptions);
+
+impl SubscriptionsTaken<'_> {
+    pub fn external_secrets(&mut self) -> Subscription<ExternalSecret> {
+        self.0.external_secrets.take().expect("taken once")
+    }
+    pub fn secret_stores(&mut self) -> Subscription<SecretStore> {
+        self.0.secret_stores.take().expect("taken once")
+    }
+    pub fn cluster_secret_stores(&mut self) -> Subscription<ClusterSecretStore> {
+        self.0.cluster_secret_stores.take().expect("taken once")
+    }
+    pub fn namespaces(&mut self) -> Subscription<PartialObjectMeta<Namespace>> {
+        self.0.namespaces.take().expect("taken once")
+    }
+    pub fn cluster_external_secret_owners(
+        &mut self,
+    ) -> mpsc::UnboundedReceiver<ObjectRef<ClusterExternalSecret>> {
+        self.0
+            .cluster_external_secret_owners
+            .take()
+            .expect("taken once")
+    }
+}
+
+/// A watch reflected into a cache, with one subscriber: after the cache applied an event, the
+/// object (or, when a list completes, every object) goes to the subscriber.
+fn shared<K>(
+    watch: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+) -> (
+    Store<K>,
+    Subscription<K>,
+    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let (sender, changes) = mpsc::unbounded();
+    let cache = reader.clone();
+    let stream = watch.reflect(writer).map_ok(move |event| {
+        let changed = match &event {
+            watcher::Event::Apply(object) => cache
+                .get(&ObjectRef::from_obj(object))
+                .into_iter()
+                .collect(),
+            watcher::Event::InitDone => cache.state(),
+            _ => Vec::new(),
+        };
+        for object in changed {
+            // Nobody listens when the subscription was not taken.
+            let _ = sender.unbounded_send(object);
+        }
+        event
+    });
+    let subscription = Subscription {
+        changes,
+        reader: reader.clone(),
+    };
+    (reader, subscription, stream)
+}
+
+impl Caches {
+    /// The caches, the subscriptions to their watches, and the future that drives every
+    /// watch (run it until shutdown; it retries failed watches with backoff forever).
+    /// Namespaces are watched only with `watch_namespaces` (accelerator mode needs none, and
+    /// its RBAC grants none).
+    pub fn new(
+        client: &Client,
+        watch_namespaces: bool,
+    ) -> (
+        Self,
+        Subscriptions,
+        impl Future<Output = ()> + Send + 'static,
+    ) {
+        let (ready_tx, ready) = watch::channel(if watch_namespaces { 0 } else { 1 });
+        let ready_tx = Arc::new(ready_tx);
+        let index = ExternalSecretIndex::default();
+        let (owners_tx, owners_rx) = mpsc::unbounded();
+
+        let es_index = index.clone();
+        let (external_secrets, es_subscription, es_watch) = shared(
+            watch_all::<ExternalSecret>(client.clone()).map_ok(move |event| {
+                es_index.apply(&event);
+                notify_owners(&event, &owners_tx);
+                event
+            }),
+        );
+        let (secret_stores, ss_subscription, ss_watch) =
+            shared(watch_all::<SecretStore>(client.clone()));
+        let (cluster_secret_stores, css_subscription, css_watch) =
+            shared(watch_all::<ClusterSecretStore>(client.clone()));
+        let (namespaces, ns_subscription, ns_watch) =
+            shared(watch_all::<PartialObjectMeta<Namespace>>(client.clone()));
+
+        let run = future::join4(
+            drive("ExternalSecrets", es_watch, ready_tx.clone()),
+            drive("SecretStores", ss_watch, ready_tx.clone()),
+            drive("ClusterSecretStores", css_watch, ready_tx.clone()),
+            async move {
+                if watch_namespaces {
+                    drive("Namespaces", ns_watch, ready_tx).await;
+                }
+            },
+        );
+        let caches = Caches {
+            external_secrets,
+            secret_stores,
+            cluster_secret_stores,
+            namespaces: NamespaceLabels::new(client.clone(), namespaces),
+            secrets: ObjectCache::watched(client.clone(), SECRET_TTL, WATCHED_SECRET_TTL),
+            service_accounts: ObjectCache::new(client.clone(), SERVICE_ACCOUNT_TTL),
+            index,
+            ready,
+        };
+        let subscriptions = Subscriptions {
+            external_secrets: Some(es_subscription),
+            secret_stores: Some(ss_subscription),
+            cluster_secret_stores: Some(css_subscription),
+            namespaces: Some(ns_subscription),
+            cluster_external_secret_owners: Some(owners_rx),
+        };
+        (caches, subscriptions, async move {
+            run.await;
+        })
+    }
+
+    /// Waits until every watched kind has been listed once. Until then an event could match
+    /// nothing (or a store's `prefix` be unknown) and be deleted by mistake.
+    pub async fn ready(&self) {
+        let mut ready = self.ready.clone();
+        let _ = ready.wait_for(|listed| *listed >= WATCHED_KINDS).await;
+    }
+
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow() >= WATCHED_KINDS
+    }
+
+    /// The spec of a store, when the cache has it.
+    pub fn store_spec(&self, kind: StoreKind, namespace: &str, name: &str) -> Option<StoreSpec> {
+        match kind {
+            StoreKind::ClusterSecretStore => Some(
+                self.cluster_secret_stores
+                    .get(&ObjectRef::new(name))?
+                    .spec
+                    .store
+                    .clone(),
+            ),
+            StoreKind::SecretStore => Some(
+                self.secret_stores
+                    .get(&ObjectRef::new(name).within(namespace))?
+                    .spec
+                    .store
+                    .clone(),
+            ),
+        }
+    }
+
+    /// The spec of the store `es` uses, when the cache has it.
+    pub fn store_of(&self, es: &ExternalSecret) -> Option<StoreSpec> {
+        let reference = es.spec.secret_store_ref.as_ref()?;
+        let kind = match reference.kind.as_deref() {
+            Some("ClusterSecretStore") => StoreKind::ClusterSecretStore,
+            _ => StoreKind::SecretStore,
+        };
+        self.store_spec(kind, &es.namespace().unwrap_or_default(), &reference.name)
+    }
+
+    /// Every store spec in the cache.
+    pub fn store_specs(&self) -> impl Iterator<Item = StoreSpec> {
+        let namespaced = self
+            .secret_stores
+            .state()
+            .into_iter()
+            .map(|s| s.spec.store.clone());
+        let cluster = self
+            .cluster_secret_stores
+            .state()
+            .into_iter()
+            .map(|s| s.spec.store.clone());
+        namespaced.chain(cluster)
+    }
+}
+
+fn watch_all<K>(
+    client: Client,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher(Api::<K>::all(client), watcher::Config::default())
+        .default_backoff()
+        .modify(|object| object.managed_fields_mut().clear())
+}
+
+/// Polls a watch forever, counting its first complete list towards readiness.
+async fn drive<K>(
+    kind: &'static str,
+    watch: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+    ready: Arc<watch::Sender<usize>>,
+) {
+    let mut listed = false;
+    let mut watch = std::pin::pin!(watch);
+    while let Some(event) = watch.next().await {
+        match event {
+            Ok(watcher::Event::InitDone) if !listed => {
+                listed = true;
+                ready.send_modify(|count| *count += 1);
+            }
+            Ok(_) => {}
+            Err(error) => warn!(kind, %error, "watch failed; retrying with backoff"),
+        }
+    }
+}
+
+/// Sends the ClusterExternalSecret that owns a changed or deleted ExternalSecret, so that it
+/// restores what it provisioned. ExternalSecrets are namespaced and their owner is not, so the
+/// owner reference is mapped by hand (`owns` would give it the child's namespace).
+fn notify_owners(
+    event: &watcher::Event<ExternalSecret>,
+    owners: &mpsc::UnboundedSender<ObjectRef<ClusterExternalSecret>>,
+) {
+    let es = match event {
+        watcher::Event::Apply(es) | watcher::Event::Delete(es) => es,
+        _ => return,
+    };
+    for owner in es.owner_references().iter().filter(|o| {
+        o.controller == Some(true)
+            && o.kind == "ClusterExternalSecret"
+            && o.api_version.starts_with("external-secrets.io/")
+    }) {
+        // Nobody listens when ClusterExternalSecrets are not served.
+        let _ = owners.unbounded_send(ObjectRef::new(&owner.name));
+    }
+}
+
+/// Keeps only the objects whose `key` changed since last seen (or that are new), so that a
+/// controller is not triggered again by its own status writes.
+/// What is remembered of deleted objects is dropped once it outnumbers the live ones.
+pub fn changed<K, F>(
+    stream: impl Stream<Item = Arc<K>>,
+    reader: Store<K>,
+    key: F,
+) -> impl Stream<Item = Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+    F: Fn(&K) -> u64,
+{
+    let mut seen: std::collections::HashMap<ObjectRef<K>, (Option<String>, u64)> =
+        std::collections::HashMap::new();
+    stream.filter(move |object| {
+        let reference = ObjectRef::from_obj(&**object);
+        let now = (object.meta().uid.clone(), key(object));
+        let changed = seen.get(&reference) != Some(&now);
+        if changed {
+            seen.insert(reference, now);
+            if seen.len() > 2 * reader.len() + 1024 {
+                seen.retain(|reference, _| reader.get(reference).is_some());
+            }
+        }
+        future::ready(changed)
+    })
+}

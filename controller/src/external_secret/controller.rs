@@ -1,0 +1,189 @@
+//! Wiring: the ExternalSecret controller, its triggers, and the shared context of reconciles.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use futures::{StreamExt, TryStreamExt, future};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use tracing::{debug, info};
+
+use crate::api::ExternalSecret;
+use crate::aws::credentials::ClientFactory;
+use crate::cache::{self, Caches};
+use crate::events::triggers::Triggers;
+use crate::external_secret::reconcile::{error_policy, reconcile};
+use crate::telemetry::metrics::Metrics;
+use crate::{FIELD_MANAGER, MANAGED_LABEL};
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub aws: ClientFactory,
+    pub recorder: Recorder,
+    pub triggers: Arc<Triggers>,
+    pub metrics: Arc<Metrics>,
+    pub caches: Caches,
+    pub settings: Settings,
+    failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
+}
+
+/// What the command line decides for reconciles.
+pub struct Settings {
+    /// Serve only stores with this `spec.controller` (`--controller-class`).
+    pub controller_class: Option<String>,
+    /// `--namespaced-store-ambient-credentials`.
+    pub namespaced_ambient_credentials: bool,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        aws: ClientFactory,
+        recorder: Recorder,
+        triggers: Arc<Triggers>,
+        metrics: Arc<Metrics>,
+        caches: Caches,
+        settings: Settings,
+    ) -> Self {
+        Context {
+            recorder,
+            client,
+            aws,
+            triggers,
+            metrics,
+            caches,
+            settings,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Counts a failure of `object`; returns how many came before it in a row.
+    pub fn record_failure(&self, object: &ObjectRef<ExternalSecret>) -> u32 {
+        let mut failures = self.failures.lock().expect("failures lock");
+        // Deleted ExternalSecrets are never reconciled again: forget them once they outnumber
+        // the live ones.
+        if failures.len() > 2 * self.caches.external_secrets.len() + 1024 {
+            let live = &self.caches.external_secrets;
+            failures.retain(|object, _| live.get(object).is_some());
+        }
+        let count = failures.entry(object.clone()).or_default();
+        *count += 1;
+        *count - 1
+    }
+
+    /// Forgets the failures of `object` (it succeeded, or it is gone).
+    pub fn forget_failures(&self, object: &ObjectRef<ExternalSecret>) {
+        self.failures.lock().expect("failures lock").remove(object);
+    }
+}
+
+/// The Secret of a watch event that someone else changed or deleted, if any.
+fn changed_by_others(
+    event: watcher::Event<PartialObjectMeta<Secret>>,
+) -> Option<PartialObjectMeta<Secret>> {
+    match event {
+        watcher::Event::Delete(secret) => Some(secret),
+        watcher::Event::Apply(secret) => {
+            // Times have one-second granularity: a tie counts as someone else's change.
+            let time = |entry: &ManagedFieldsEntry| entry.time.as_ref().map(|t| t.0);
+            let fields = secret.managed_fields();
+            let ours = fields
+                .iter()
+                .filter(|e| e.manager.as_deref() == Some(FIELD_MANAGER))
+                .filter_map(time)
+                .max();
+            let others = fields
+                .iter()
+                .filter(|e| e.manager.as_deref() != Some(FIELD_MANAGER))
+                .filter_map(time)
+                .max();
+            let changed = match (ours, others) {
+                (Some(ours), Some(others)) => others >= ours,
+                (None, _) => true,
+                (Some(_), None) => false,
+            };
+            changed.then_some(secret)
+        }
+        // The initial list: every ExternalSecret is reconciled at start anyway.
+        watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::InitDone => None,
+    }
+}
+
+/// What of an ExternalSecret asks for a new sync when it changes: its spec (generation), its
+/// labels and annotations (ESO's `force-sync`, and they are copied to the Secret), and its
+/// deletion. Status is not in it: our own status writes trigger nothing.
+fn sync_inputs(es: &ExternalSecret) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    es.meta().generation.hash(&mut hasher);
+    es.labels().hash(&mut hasher);
+    es.annotations().hash(&mut hasher);
+    es.meta().deletion_timestamp.is_some().hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The controller, built but not yet running.
+pub struct ExternalSecretController {
+    controller: Controller<ExternalSecret>,
+    triggers: Arc<Triggers>,
+}
+
+impl ExternalSecretController {
+    /// A controller triggered by the shared ExternalSecret watch (`subscription`), by changes
+    /// others make to the Secrets we manage, and by events ([`Triggers`]).
+    pub fn new(
+        client: &Client,
+        subscription: cache::Subscription<ExternalSecret>,
+        concurrency: u16,
+    ) -> Self {
+        let (triggers, trigger_stream) = Triggers::new();
+        // Only the metadata of the Secrets we manage is watched: enough to notice a Secret
+        // deleted or edited behind our back, without caching Secret values in memory. Our own
+        // writes are not echoed back into reconciles (each would cost an AWS read).
+        let owned = watcher(
+            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+            watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true")),
+        )
+        .try_filter_map(|event| future::ready(Ok(changed_by_others(event))));
+        let reader = subscription.reader();
+        let changes = cache::changed(subscription, reader.clone(), sync_inputs);
+        let controller = Controller::for_shared_stream(changes, reader)
+            .owns_stream(owned)
+            .reconcile_on(trigger_stream)
+            .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+        ExternalSecretController {
+            controller,
+            triggers: Arc::new(triggers),
+        }
+    }
+
+    pub fn triggers(&self) -> Arc<Triggers> {
+        self.triggers.clone()
+    }
+
+    /// Runs until `shutdown` resolves, then lets running reconciles finish.
+    pub async fn run(
+        self,
+        context: Arc<Context>,
+        shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    ) {
+        info!("controller started");
+        self.controller
+            .graceful_shutdown_on(shutdown)
+            .run(reconcile, error_policy, context)
+            .for_each(|result| async move {
+                match result {
+                    Ok((object, action)) => debug!(externalsecret = %object, ?action, "reconciled"),
+                    Err(error) => debug!(%error, "reconcile not completed"),
+                }
+            })
+            .await;
+        info!("controller stopped");
+    }
+}

@@ -1,0 +1,569 @@
+//! One reconcile of an ExternalSecret: resolve its store, read AWS, write the Secret, report.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use crate::api::{Condition, ExternalSecret};
+use crate::events::triggers::Triggers;
+use crate::external_secret::controller::Context;
+use crate::external_secret::fetch as sync;
+use crate::external_secret::plan::{WriteInputs, WritePlan, plan_write};
+use crate::external_secret::refresh::{self, RefreshPolicy};
+use crate::external_secret::target::{
+    self, CreationPolicy, DeletionPolicy, Desired, TemplateSources,
+};
+use crate::store::resolve::ResolvedStore;
+use crate::{Error, FIELD_MANAGER, MANAGED_LABEL, Result};
+
+const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Entry point for the controller: reconciles and answers any event waiting on this object.
+pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action> {
+    // A store or namespace missing from a cache still being listed would fail the sync.
+    ctx.caches.ready().await;
+    let started = std::time::Instant::now();
+    let waiters = ctx.triggers.take(&ObjectRef::from_obj(&*es));
+    // An event's refresh reads AWS after the event arrived; any other, after it started.
+    let not_before = waiters.since.unwrap_or_else(Instant::now);
+    let result = es.reconcile(&ctx, !waiters.is_empty(), not_before).await;
+    // An event is done when its refresh ran on fresh data, even if the ExternalSecret is
+    // broken in a way only a person can fix; only transient failures send it back. Either
+    // way the obligation to read AWS stays with the ExternalSecret: a failed sync leaves it
+    // not Ready, and its retries read AWS until one succeeds (see `refresh::skip`).
+    Triggers::answer(
+        waiters,
+        result.as_ref().map_or_else(|e| !e.is_transient(), |_| true),
+    );
+    ctx.metrics
+        .reconciled(result.as_ref().err().map(Error::kind), started.elapsed());
+    result
+}
+
+/// Retries a failed reconcile with a per-object exponential backoff (5 s doubling up to
+/// 5 min), jittered so that ExternalSecrets failing together (a shared throttle, an AWS
+/// outage) do not all retry at the same moment.
+pub fn error_policy(es: Arc<ExternalSecret>, error: &Error, ctx: Arc<Context>) -> Action {
+    let object = ObjectRef::from_obj(&*es);
+    let failures = ctx.record_failure(&object);
+    let delay = retry_delay(failures, jitter(&object));
+    warn!(
+        externalsecret = %object,
+        error = %error,
+        kind = error.kind(),
+        retry_in_s = delay.as_secs(),
+        "sync failed"
+    );
+    Action::requeue(delay)
+}
+
+/// `5 s · 2^failures`, at most 5 min, scaled by `jitter` (in `[0, 1)`) into its upper half.
+fn retry_delay(failures: u32, jitter: f64) -> Duration {
+    let base = Duration::from_secs(5)
+        .saturating_mul(1 << failures.min(6))
+        .min(Duration::from_secs(300));
+    base.mul_f64(0.5 + jitter / 2.0)
+}
+
+/// A random number in `[0, 1)`, different for every call.
+fn jitter(seed: &impl std::hash::Hash) -> f64 {
+    use std::hash::BuildHasher;
+    let random =
+        std::collections::hash_map::RandomState::new().hash_one((seed, std::time::Instant::now()));
+    (random >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The next periodic resync, up to a tenth later than due, so that ExternalSecrets synced
+/// together (at cold start, say) spread out instead of coming due together forever.
+fn resync(after: Duration) -> Action {
+    Action::requeue(after + after.mul_f64(jitter(&after) / 10.0))
+}
+
+impl ExternalSecret {
+    async fn reconcile(&self, ctx: &Context, event: bool, not_before: Instant) -> Result<Action> {
+        if self.meta().deletion_timestamp.is_some() {
+            return Ok(Action::await_change());
+        }
+        let store = match ResolvedStore::get(&ctx.client, &ctx.caches, self)
+            .await
+            .map(|store| {
+                store.allowing_ambient_credentials(ctx.settings.namespaced_ambient_credentials)
+            }) {
+            Ok(store) if !store.is_served_by(ctx.settings.controller_class.as_deref()) => {
+                debug!(externalsecret = %ObjectRef::from_obj(self), store = %store.describe(), "store has another controller class; skipping");
+                return Ok(Action::await_change());
+            }
+            Ok(store) => store,
+            Err(error) => return self.fail(ctx, error).await,
+        };
+        let namespace = self.namespace().unwrap_or_default();
+        if let Err(error) = store.check_namespace_allowed(&ctx.client, &namespace).await {
+            return self.fail(ctx, error).await;
+        }
+        match self.sync(ctx, &store, event, not_before).await {
+            Ok(action) => {
+                ctx.forget_failures(&ObjectRef::from_obj(self));
+                Ok(action)
+            }
+            Err(error) => self.fail(ctx, error).await,
+        }
+    }
+
+    /// Fields of the ExternalSecret this controller does not implement.
+    fn check_supported_target(&self) -> Result<()> {
+        if self.spec.sync_windows.is_some() {
+            return Err(Error::Unsupported("spec.syncWindows".into()));
+        }
+        if self
+            .spec
+            .target
+            .as_ref()
+            .is_some_and(|t| t.manifest.is_some())
+        {
+            return Err(Error::Unsupported(
+                "spec.target.manifest (only Secret targets are served)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn sync(
+        &self,
+        ctx: &Context,
+        store: &ResolvedStore,
+        event: bool,
+        not_before: Instant,
+    ) -> Result<Action> {
+        self.check_supported_target()?;
+        let refresh = self.refresh_interval()?;
+        let policy = RefreshPolicy::parse(self.spec.refresh_policy.as_deref())?;
+        let target = self.spec.target.clone().unwrap_or_default();
+        let creation = CreationPolicy::parse(target.creation_policy.as_deref())?;
+        let deletion = DeletionPolicy::parse(target.deletion_policy.as_deref())?;
+        let existing = self.existing_secret(ctx).await?;
+        let current_version = self.synced_resource_version();
+        let decision = refresh::skip(&refresh::Inputs {
+            policy,
+            interval: refresh,
+            status: self.status.as_ref(),
+            current_version: &current_version,
+            event,
+            now: k8s_openapi::jiff::Timestamp::now(),
+        });
+        if let Some(after) = decision
+            && secret_is_valid(existing.as_ref(), creation)
+        {
+            debug!(externalsecret = %ObjectRef::from_obj(self), ?policy, "not due for a refresh");
+            return Ok(after.map_or_else(Action::await_change, resync));
+        }
+        let next = match refresh {
+            Some(interval) => resync(interval),
+            None => Action::await_change(),
+        };
+
+        let aws = store.aws()?;
+        let auth = store.auth(&ctx.client, self).await?;
+        let source = ctx.aws.source(&aws.region, &auth, not_before);
+        let prefix = aws.prefix.as_deref().unwrap_or_default();
+        let fetched = match deletion {
+            DeletionPolicy::Retain => sync::fetch(&self.spec, prefix, &source).await?,
+            DeletionPolicy::Delete | DeletionPolicy::Merge => {
+                sync::fetch_skipping_deleted(&self.spec, prefix, &source).await?
+            }
+        };
+        if !fetched.deleted.is_empty() {
+            self.publish(
+                ctx,
+                EventType::Normal,
+                "MissingProviderSecret",
+                &format!(
+                    "secret does not exist at provider: {}",
+                    fetched.deleted.join(", ")
+                ),
+            )
+            .await;
+        }
+        // ESO: a provider that returns no data at all (every secret gone, or a `find` that
+        // matches nothing) deletes the Secret (`Delete`), leaves it alone (`Retain`), or goes
+        // on to drop only our keys (`Merge`).
+        if fetched.data.is_empty() {
+            match deletion {
+                DeletionPolicy::Delete => {
+                    return self
+                        .source_deleted(ctx, &fetched.deleted, creation, existing)
+                        .await
+                        .map(|()| next);
+                }
+                DeletionPolicy::Retain => {
+                    self.write_status(
+                        ctx,
+                        Condition::ready(
+                            true,
+                            "SecretSynced",
+                            "secret retained due to DeletionPolicy=Retain",
+                        ),
+                        Some(fetched.versions),
+                        false,
+                    )
+                    .await?;
+                    return Ok(next);
+                }
+                DeletionPolicy::Merge => {}
+            }
+        }
+        match creation {
+            CreationPolicy::None => {
+                debug!(externalsecret = %ObjectRef::from_obj(self), "creationPolicy None: no Secret written");
+                self.write_status(
+                    ctx,
+                    Condition::ready(true, "SecretSynced", "secret synced"),
+                    Some(fetched.versions),
+                    false,
+                )
+                .await?;
+                return Ok(next);
+            }
+            CreationPolicy::Merge if existing.is_none() => {
+                self.write_status(
+                    ctx,
+                    Condition::ready(
+                        true,
+                        "SecretMissing",
+                        "secret will not be created due to CreationPolicy=Merge",
+                    ),
+                    Some(fetched.versions),
+                    false,
+                )
+                .await?;
+                return Ok(next);
+            }
+            // The target name changed: the Secrets written under an older name go, as ESO's
+            // `deleteOrphanedSecrets` (which lists them on every sync; `status.binding` tells
+            // us when there can be any, so a sync costs no List).
+            CreationPolicy::Owner if self.bound_elsewhere() => {
+                self.delete_orphaned_secrets(ctx).await?;
+            }
+            _ => {}
+        }
+        let sources = self.template_sources(ctx).await?;
+        let desired = target::build(self, fetched.data, &sources, &render_template)?;
+        let name = self.target_name();
+        let created = existing.is_none();
+        if self.write_secret(ctx, desired, creation, existing).await? {
+            let (reason, note) = if created {
+                ("Created", "secret created")
+            } else {
+                ("Updated", "secret updated")
+            };
+            info!(externalsecret = %ObjectRef::from_obj(self), secret = %name, "{note}");
+            self.publish(ctx, EventType::Normal, reason, note).await;
+        } else {
+            debug!(externalsecret = %ObjectRef::from_obj(self), secret = %name, "secret already up to date");
+        }
+        self.write_status(
+            ctx,
+            Condition::ready(true, "SecretSynced", "secret synced"),
+            Some(fetched.versions),
+            true,
+        )
+        .await?;
+        Ok(next)
+    }
+
+    /// Whether the last Secret written had another name than the target now.
+    fn bound_elsewhere(&self) -> bool {
+        self.status
+            .as_ref()
+            .and_then(|s| s.binding.as_ref())
+            .is_some_and(|b| !b.name.is_empty() && b.name != self.target_name())
+    }
+
+    /// Deletes the Secrets this ExternalSecret created under another name (its `created-by`
+    /// label, a name other than the current target).
+    async fn delete_orphaned_secrets(&self, ctx: &Context) -> Result<()> {
+        let namespace = self.namespace().unwrap_or_default();
+        let name = self.target_name();
+        let api = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
+        let owned = format!(
+            "{}={}",
+            target::OWNER_LABEL,
+            target::owner_label_value(&namespace, &self.name_any())
+        );
+        let list = api
+            .list_metadata(&ListParams::default().labels(&owned))
+            .await
+            .map_err(Error::kube(format!(
+                "listing Secrets of {namespace}/{}",
+                self.name_any()
+            )))?;
+        for orphan in list.items.iter().filter(|s| s.name_any() != name) {
+            let orphan_name = orphan.name_any();
+            match api.delete(&orphan_name, &Default::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.is_not_found() => continue,
+                Err(source) => {
+                    return Err(Error::Kube {
+                        action: format!("deleting orphaned Secret {namespace}/{orphan_name}"),
+                        source: source.into(),
+                    });
+                }
+            }
+            info!(externalsecret = %ObjectRef::from_obj(self), secret = %orphan_name, "deleted orphaned secret");
+            self.publish(
+                ctx,
+                EventType::Normal,
+                "Deleted",
+                "secret deleted because it was orphaned",
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// No data came back from AWS and `deletionPolicy` is `Delete`: delete the Secret we
+    /// wrote (ESO refuses unless `creationPolicy` is `Owner`).
+    async fn source_deleted(
+        &self,
+        ctx: &Context,
+        deleted: &[String],
+        creation: CreationPolicy,
+        existing: Option<Secret>,
+    ) -> Result<()> {
+        let namespace = self.namespace().unwrap_or_default();
+        let name = self.target_name();
+        if creation != CreationPolicy::Owner {
+            return Err(Error::Misconfigured(format!(
+                "could not delete secret: unable to delete secret {name}: creationPolicy={creation:?} is not Owner"
+            )));
+        }
+        let ours = existing
+            .as_ref()
+            .is_some_and(|s| s.labels().get(MANAGED_LABEL).map(String::as_str) == Some("true"));
+        if ours {
+            Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+                .delete(&name, &Default::default())
+                .await
+                .map_err(Error::kube(format!("deleting Secret {namespace}/{name}")))?;
+            info!(externalsecret = %ObjectRef::from_obj(self), secret = %name, ?deleted, "secret deleted: no data left in AWS (deletionPolicy Delete)");
+            self.publish(
+                ctx,
+                EventType::Normal,
+                "Deleted",
+                "secret deleted due to DeletionPolicy=Delete",
+            )
+            .await;
+        }
+        self.write_status(
+            ctx,
+            Condition::ready(
+                true,
+                "SecretDeleted",
+                "secret deleted due to DeletionPolicy=Delete",
+            ),
+            Some(Default::default()),
+            false,
+        )
+        .await
+    }
+
+    async fn existing_secret(&self, ctx: &Context) -> Result<Option<Secret>> {
+        let namespace = self.namespace().unwrap_or_default();
+        let name = self.target_name();
+        Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+            .get_opt(&name)
+            .await
+            .map_err(Error::kube(format!("reading Secret {namespace}/{name}")))
+    }
+
+    /// The ConfigMaps and Secrets that `template.templateFrom` names, from this namespace.
+    async fn template_sources(&self, ctx: &Context) -> Result<TemplateSources> {
+        let mut sources = TemplateSources::default();
+        let Some(template) = self.spec.target.as_ref().and_then(|t| t.template.as_ref()) else {
+            return Ok(sources);
+        };
+        let namespace = self.namespace().unwrap_or_default();
+        for from in &template.template_from {
+            if let Some(reference) = &from.config_map {
+                let found = Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace)
+                    .get_opt(&reference.name)
+                    .await
+                    .map_err(Error::kube(format!(
+                        "reading ConfigMap {namespace}/{}",
+                        reference.name
+                    )))?;
+                if let Some(map) = found {
+                    sources
+                        .config_maps
+                        .insert(reference.name.clone(), map.data.unwrap_or_default());
+                }
+            }
+            if let Some(reference) = &from.secret {
+                let found = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+                    .get_opt(&reference.name)
+                    .await
+                    .map_err(Error::kube(format!(
+                        "reading Secret {namespace}/{}",
+                        reference.name
+                    )))?;
+                if let Some(secret) = found {
+                    sources
+                        .secrets
+                        .insert(reference.name.clone(), target::secret_data(&secret));
+                }
+            }
+        }
+        Ok(sources)
+    }
+
+    /// `None` means never refresh periodically (`refreshInterval: 0`).
+    fn refresh_interval(&self) -> Result<Option<Duration>> {
+        let interval = match self.spec.refresh_interval.as_deref() {
+            None | Some("") => DEFAULT_REFRESH_INTERVAL,
+            Some(text) => secret_bridge::duration::parse(text)
+                .map_err(|e| Error::Misconfigured(format!("spec.refreshInterval: {e}")))?,
+        };
+        Ok((!interval.is_zero()).then_some(interval))
+    }
+
+    pub(super) fn target_name(&self) -> String {
+        self.spec
+            .target
+            .as_ref()
+            .and_then(|t| t.name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| self.name_any())
+    }
+
+    /// Writes the target Secret as [`plan_write`] decides; returns whether it changed.
+    async fn write_secret(
+        &self,
+        ctx: &Context,
+        desired: Desired,
+        creation: CreationPolicy,
+        existing: Option<Secret>,
+    ) -> Result<bool> {
+        let namespace = self.namespace().unwrap_or_default();
+        let name = self.target_name();
+        let owner = self
+            .controller_owner_ref(&())
+            .map(|owner| OwnerReference {
+                // As controller-runtime's SetControllerReference, which ESO uses.
+                block_owner_deletion: Some(true),
+                ..owner
+            })
+            .expect("an ExternalSecret from the API has a name and uid");
+        let inputs = WriteInputs {
+            namespace: &namespace,
+            name: &name,
+            owner_name: &self.name_any(),
+            owner,
+            creation,
+            immutable: self.spec.target.as_ref().and_then(|t| t.immutable) == Some(true),
+            existing: existing.as_ref(),
+        };
+        let desired_data = desired.data.clone();
+        let (secret, prune_foreign) = match plan_write(inputs, desired)? {
+            WritePlan::UpToDate => return Ok(false),
+            WritePlan::Apply {
+                secret,
+                prune_foreign,
+                ..
+            } => (secret, prune_foreign),
+        };
+        let api = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
+        let written = api
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&*secret),
+            )
+            .await
+            .map_err(Error::kube(format!("writing Secret {namespace}/{name}")))?;
+        // Keys other field managers wrote survive an apply; ESO's Owner/Orphan Secret holds
+        // only what the ExternalSecret gives, so they are removed explicitly.
+        let foreign = target::foreign_keys(creation, &desired_data, &target::secret_data(&written));
+        if !foreign.is_empty() && prune_foreign {
+            let removal: serde_json::Map<String, serde_json::Value> = foreign
+                .iter()
+                .map(|key| (key.clone(), serde_json::Value::Null))
+                .collect();
+            api.patch(
+                &name,
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(json!({ "data": removal })),
+            )
+            .await
+            .map_err(Error::kube(format!(
+                "removing keys {foreign:?} that others wrote to Secret {namespace}/{name}"
+            )))?;
+        }
+        Ok(true)
+    }
+}
+
+/// Whether the target Secret still holds what we last wrote (ESO's `isSecretValid`): it
+/// exists, carries the managed label, and its data matches the `data-hash` annotation.
+fn secret_is_valid(existing: Option<&Secret>, creation: CreationPolicy) -> bool {
+    if matches!(creation, CreationPolicy::Orphan | CreationPolicy::None) {
+        return true;
+    }
+    let Some(secret) = existing else {
+        return false;
+    };
+    if secret.labels().get(MANAGED_LABEL).map(String::as_str) != Some("true") {
+        return false;
+    }
+    secret.annotations().get(target::DATA_HASH_ANNOTATION)
+        == Some(&target::data_hash(&target::secret_data(secret)))
+}
+
+/// The Go-template engine of ESO's `engineVersion: v2`. Its errors name the template and
+/// the position, never a value.
+fn render_template(name: &str, text: &str, values: &BTreeMap<String, Vec<u8>>) -> Result<Vec<u8>> {
+    secret_bridge::template::render(name, text, values)
+        .map_err(|e| Error::Misconfigured(format!("could not apply template: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_with_jitter() {
+        assert_eq!(retry_delay(0, 0.0), Duration::from_millis(2500));
+        assert_eq!(
+            retry_delay(0, 0.999_999),
+            Duration::from_secs(5).mul_f64(0.999_999_5)
+        );
+        assert_eq!(retry_delay(3, 0.0), Duration::from_secs(20));
+        assert_eq!(retry_delay(30, 0.0), Duration::from_secs(150));
+        let spread: std::collections::HashSet<_> =
+            (0..20).map(|_| retry_delay(2, jitter(&"es"))).collect();
+        assert!(spread.len() > 10, "jitter spreads retries: {spread:?}");
+    }
+
+    #[test]
+    fn resyncs_come_back_late_never_early() {
+        let hour = Duration::from_secs(3600);
+        let spread: std::collections::HashSet<_> =
+            (0..50).map(|_| format!("{:?}", resync(hour))).collect();
+        assert!(spread.len() > 40, "resyncs are spread");
+        for _ in 0..100 {
+            let jitter = jitter(&hour);
+            assert!((0.0..1.0).contains(&jitter));
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! SecretStores and ClusterSecretStores: resolving an ExternalSecret's store and credentials,
+//! and the stores' own status.
+
+pub mod resolve;
+pub mod status;

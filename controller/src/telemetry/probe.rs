@@ -1,0 +1,71 @@
+//! The probe and metrics endpoint: `/healthz` (the process serves and no loop it depends on
+//! has stalled or died, see [`Health`]), `/readyz` (every cache is listed), `/metrics`
+//! (Prometheus text format).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::cache::Caches;
+use crate::telemetry::health::Health;
+use crate::telemetry::metrics::Metrics;
+
+#[derive(Clone)]
+struct Probe {
+    caches: Caches,
+    health: Health,
+    metrics: Arc<Metrics>,
+}
+
+/// Serves on `listener` (bound by the caller, so a taken address fails at start-up).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    caches: Caches,
+    health: Health,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(live))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics_text))
+        .with_state(Probe {
+            caches,
+            health,
+            metrics,
+        });
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "serving /healthz, /readyz and /metrics");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn ready(State(probe): State<Probe>) -> impl IntoResponse {
+    if probe.caches.is_ready() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "caches not listed yet")
+    }
+}
+
+async fn live(State(probe): State<Probe>) -> impl IntoResponse {
+    match probe.health.check() {
+        Ok(()) => (StatusCode::OK, "ok".to_owned()),
+        Err(stalled) => (StatusCode::SERVICE_UNAVAILABLE, stalled),
+    }
+}
+
+async fn metrics_text(State(probe): State<Probe>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        probe.metrics.encode(),
+    )
+}
