@@ -150,6 +150,7 @@ async fn fan_out_mode_routes_the_rules_to_the_lambda() {
     .to_string();
     let parameters = [
         ("FanOutLambda", "true"),
+        ("SecretNamePrefix", "*"),
         ("LambdaCodeS3Bucket", bucket.as_str()),
         ("LambdaCodeS3Key", key),
         ("LambdaArchitecture", "x86_64"),
