@@ -82,8 +82,9 @@ pub fn local_stack_env_path(workspace: &Path) -> PathBuf {
         .join("env")
 }
 
-/// Reads `export KEY=value` lines (values optionally single- or double-quoted), as
-/// `scripts/stack` writes them.
+/// Reads the `export KEY=value` lines of the stack's env file. `scripts/stack` writes each
+/// value with bash's `printf %q`, so a value may be quoted ('…', "…", $'…') or hold
+/// backslash escapes; this is the one reader of that file.
 pub fn parse_env_file(text: &str) -> HashMap<String, String> {
     text.lines()
         .filter_map(|line| {
@@ -93,14 +94,51 @@ pub fn parse_env_file(text: &str) -> HashMap<String, String> {
             if key.is_empty() || key.starts_with('#') {
                 return None;
             }
-            let value = value
-                .strip_prefix('\'')
-                .and_then(|v| v.strip_suffix('\''))
-                .or_else(|| value.strip_prefix('"').and_then(|v| v.strip_suffix('"')))
-                .unwrap_or(value);
-            Some((key.to_owned(), value.to_owned()))
+            Some((key.to_owned(), unquote(value)))
         })
         .collect()
+}
+
+/// One shell word without its quoting, as bash would read it.
+fn unquote(word: &str) -> String {
+    let mut out = String::new();
+    let mut chars = word.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => out.extend(chars.by_ref().take_while(|&c| c != '\'')),
+            '"' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' if matches!(chars.peek(), Some('"' | '\\' | '$' | '`')) => {
+                            out.extend(chars.next());
+                        }
+                        c => out.push(c),
+                    }
+                }
+            }
+            '$' if chars.peek() == Some(&'\'') => {
+                chars.next();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\'' => break,
+                        '\\' => match chars.next() {
+                            Some('n') => out.push('\n'),
+                            Some('t') => out.push('\t'),
+                            Some('r') => out.push('\r'),
+                            Some('e' | 'E') => out.push('\u{1b}'),
+                            Some(other) => out.push(other),
+                            None => {}
+                        },
+                        c => out.push(c),
+                    }
+                }
+            }
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -108,14 +146,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn env_files_are_read_as_the_stack_writes_them() {
+    fn reads_what_printf_q_writes() {
         let env = parse_env_file(
-            "# comment\nexport A=1\nexport B='two words'\nC=\"x\"\nexport D=it's\n\n=bad\n",
+            "# written by scripts/stack up; source it\n\
+             export KUBECONFIG=/work/target/stack/kubeconfig\n\
+             export AWS_REGION=us-east-1\n\
+             export SPACED=/tmp/a\\ dir/kubectl\n\
+             export TABBED=$'a\\tb'\n\
+             export SINGLE='x y'\n\
+             export DOUBLE=\"say \\\"hi\\\"\"\n\
+             export EMPTY=''\n\
+             PLAIN=value=with=equals\n",
         );
-        assert_eq!(env["A"], "1");
-        assert_eq!(env["B"], "two words");
-        assert_eq!(env["C"], "x");
-        assert_eq!(env["D"], "it's");
-        assert_eq!(env.len(), 4);
+        assert_eq!(env["KUBECONFIG"], "/work/target/stack/kubeconfig");
+        assert_eq!(env["AWS_REGION"], "us-east-1");
+        assert_eq!(env["SPACED"], "/tmp/a dir/kubectl");
+        assert_eq!(env["TABBED"], "a\tb");
+        assert_eq!(env["SINGLE"], "x y");
+        assert_eq!(env["DOUBLE"], "say \"hi\"");
+        assert_eq!(env["EMPTY"], "");
+        assert_eq!(env["PLAIN"], "value=with=equals");
+        assert_eq!(env.len(), 8);
     }
 }

@@ -2,16 +2,23 @@
 //! AWS would publish (moto does not emit Secrets Manager events; the tests play that part with
 //! the documented shapes).
 
+use std::collections::HashMap;
+
 use aws_config::SdkConfig;
 use aws_sdk_eventbridge::types::{PutEventsRequestEntry, Target};
+use aws_sdk_iam::error::DisplayErrorContext;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
-use aws_sdk_sqs::types::QueueAttributeName;
-use serde_json::json;
+use aws_sdk_sqs::types::{Message, QueueAttributeName};
+use serde_json::{Value, json};
+
+use crate::Stack;
+use crate::stack::workspace_root;
 
 pub struct Aws {
     pub secrets: aws_sdk_secretsmanager::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub events: aws_sdk_eventbridge::Client,
+    pub iam: aws_sdk_iam::Client,
     pub region: String,
 }
 
@@ -27,6 +34,7 @@ impl Aws {
             secrets: aws_sdk_secretsmanager::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
             events: aws_sdk_eventbridge::Client::new(config),
+            iam: aws_sdk_iam::Client::new(config),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
         }
     }
@@ -206,6 +214,133 @@ impl Aws {
             .sum()
     }
 
+    /// Every attribute of the queue, by name.
+    pub async fn queue_attributes(&self, url: &str) -> HashMap<String, String> {
+        self.sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .expect("GetQueueAttributes")
+            .attributes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| (key.as_str().to_owned(), value))
+            .collect()
+    }
+
+    /// Up to 10 messages, received within a second, without deleting them.
+    pub async fn receive(&self, queue: &str) -> Vec<Message> {
+        self.sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("ReceiveMessage")
+            .messages
+            .unwrap_or_default()
+    }
+
+    /// Up to 10 messages, received within a second and deleted.
+    pub async fn receive_and_delete(&self, queue: &str) -> Vec<Message> {
+        let messages = self.receive(queue).await;
+        for message in &messages {
+            self.delete_message(queue, message).await;
+        }
+        messages
+    }
+
+    pub async fn delete_message(&self, queue: &str, message: &Message) {
+        self.sqs
+            .delete_message()
+            .queue_url(queue)
+            .receipt_handle(message.receipt_handle().expect("receipt handle"))
+            .send()
+            .await
+            .expect("DeleteMessage");
+    }
+
+    /// The trust policy of the role `role_arn`, as JSON.
+    pub async fn role_trust_policy(&self, role_arn: &str) -> Value {
+        let role_name = role_name(role_arn);
+        let role = self
+            .iam
+            .get_role()
+            .role_name(role_name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GetRole {role_name}: {}", DisplayErrorContext(e)))
+            .role
+            .expect("GetRole answers a role");
+        let document = role
+            .assume_role_policy_document
+            .unwrap_or_else(|| panic!("role {role_name} has no trust policy"));
+        policy_json(&format!("the trust policy of {role_name}"), &document)
+    }
+
+    /// The inline policy `policy` of the role `role_arn`, as JSON.
+    pub async fn role_policy(&self, role_arn: &str, policy: &str) -> Value {
+        let role_name = role_name(role_arn);
+        let answer = self
+            .iam
+            .get_role_policy()
+            .role_name(role_name)
+            .policy_name(policy)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "GetRolePolicy {role_name} {policy}: {}",
+                    DisplayErrorContext(e)
+                )
+            });
+        policy_json(
+            &format!("policy {policy} of {role_name}"),
+            &answer.policy_document,
+        )
+    }
+
+    /// Publishes a CloudTrail `AWS API Call via CloudTrail` event for the Secrets Manager call
+    /// `event_name`, as CloudTrail would (the Secrets Manager parts of its shape).
+    pub async fn publish_api_call(
+        &self,
+        bus: &str,
+        event_name: &str,
+        request: Value,
+        response: Value,
+    ) {
+        let detail = json!({
+            "eventSource": "secretsmanager.amazonaws.com",
+            "eventName": event_name,
+            "awsRegion": self.region,
+            "requestParameters": request,
+            "responseElements": response,
+        });
+        self.publish(bus, "AWS API Call via CloudTrail", &detail, &[])
+            .await;
+    }
+
+    /// Deletes the secret (with the default recovery window) and publishes CloudTrail's
+    /// `DeleteSecret` event for it on `bus`.
+    pub async fn delete_secret_announced(&self, bus: &str, name: &str, arn: &str) {
+        self.secrets
+            .delete_secret()
+            .secret_id(name)
+            .send()
+            .await
+            .expect("DeleteSecret");
+        self.publish_api_call(
+            bus,
+            "DeleteSecret",
+            json!({"secretId": name, "recoveryWindowInDays": 7}),
+            json!({"arn": arn, "name": name}),
+        )
+        .await;
+    }
+
     /// Publishes the native `Secret Label Updated` event for AWSCURRENT, as Secrets Manager does.
     pub async fn publish_label_updated(&self, bus: &str, name: &str, written: &Written) {
         let detail =
@@ -246,4 +381,89 @@ impl Aws {
             out.entries
         );
     }
+}
+
+fn role_name(role_arn: &str) -> &str {
+    role_arn.rsplit('/').next().expect("role name")
+}
+
+/// IAM answers policy documents URL-encoded. moto 5.2.5 answers a policy that CloudFormation
+/// handed it as an object in Python's repr; ours hold no quote characters, so swapping the
+/// quotes gives the JSON.
+fn policy_json(what: &str, encoded: &str) -> Value {
+    let mut document = percent_decode(encoded);
+    if document.starts_with("{'") {
+        document = document.replace('\'', "\"");
+    }
+    serde_json::from_str(&document)
+        .unwrap_or_else(|e| panic!("{what} is not JSON: {e}: {document}"))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded).expect("a policy document is UTF-8")
+}
+
+/// An event of `tests/fixtures/events/` (real AWS shapes), as JSON.
+pub fn event_fixture(name: &str) -> Value {
+    let path = workspace_root().join("tests/fixtures/events").join(name);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// A raw call to the emulator with curl, for the services the test crate has no SDK client for
+/// (Lambda, S3). moto picks the service from the credential scope of the Authorization header
+/// and does not verify signatures.
+pub async fn emulator_call(
+    stack: &Stack,
+    service: &str,
+    method: &str,
+    path: &str,
+    args: &[&str],
+) -> String {
+    let authorization = format!(
+        "Authorization: AWS4-HMAC-SHA256 Credential={}/20250101/{}/{service}/aws4_request, SignedHeaders=host, Signature=0",
+        stack.env["AWS_ACCESS_KEY_ID"], stack.env["AWS_REGION"]
+    );
+    let url = format!("{}{path}", stack.env["AWS_ENDPOINT_URL"]);
+    let output = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--fail-with-body",
+            "-X",
+            method,
+            "-H",
+            &authorization,
+        ])
+        .args(args)
+        .arg(&url)
+        .output()
+        .await
+        .expect("run curl");
+    let body = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{method} {url} ({service}) failed: {}{body}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    body
 }

@@ -57,6 +57,17 @@ impl ControllerProcess {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// How many reconciles of the `kind` `namespace/name` the controller has completed, as its
+    /// debug log counts them (one `reconciled` line each, naming the object).
+    pub fn reconciles_of(&self, kind: &str, namespace: &str, name: &str) -> usize {
+        let object = format!("{kind}.");
+        let key = format!("/{name}.{namespace}");
+        self.logs()
+            .lines()
+            .filter(|l| l.contains(" reconciled") && l.contains(&object) && l.contains(&key))
+            .count()
+    }
+
     /// Panics if any of `values` appears in the controller's output (without printing them).
     pub fn assert_logs_hide(&self, values: &[&str]) {
         let logs = self.logs();
@@ -74,23 +85,13 @@ impl ControllerProcess {
         }
     }
 
-    /// The address of the controller's /healthz, /readyz and /metrics endpoint, from its log.
+    /// The address of the controller's /healthz, /readyz and /metrics endpoint, from its log
+    /// (text, or JSON as `--log-format json` writes it).
     pub async fn probe_address(&self) -> String {
         crate::wait_for(
             "the controller's probe address in its log",
             std::time::Duration::from_secs(30),
-            || async {
-                self.logs()
-                    .lines()
-                    .find(|line| line.contains("serving /healthz"))
-                    .and_then(|line| line.split("address=").nth(1))
-                    .map(|rest| {
-                        rest.split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned()
-                    })
-            },
+            || async { self.logs().lines().find_map(probe_address_in) },
         )
         .await
     }
@@ -142,6 +143,27 @@ impl Drop for ControllerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The address in the log line that announces the probe endpoint.
+fn probe_address_in(line: &str) -> Option<String> {
+    if let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) {
+        let fields = &entry["fields"];
+        return fields["message"]
+            .as_str()?
+            .starts_with("serving /healthz")
+            .then(|| fields["address"].as_str().map(str::to_owned))?;
+    }
+    if !line.contains("serving /healthz") {
+        return None;
+    }
+    let rest = line.split("address=").nth(1)?;
+    Some(
+        rest.split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    )
 }
 
 /// The controller built next to this test binary; refuses a binary older than its sources.

@@ -18,45 +18,51 @@ pub const TEST_MANAGER: &str = "secret-bridge-tests";
 /// --server-side`), in `default_namespace` when a namespaced document names none.
 pub async fn apply_yaml(client: &Client, yaml: &str, default_namespace: &str) {
     for document in serde_yaml::Deserializer::from_str(yaml) {
-        let value = serde_yaml::Value::deserialize(document).expect("valid YAML");
+        let value = serde_json::Value::deserialize(document).expect("valid YAML");
         if value.is_null() {
             continue;
         }
-        let mut object: DynamicObject =
-            serde_yaml::from_value(value).expect("manifest document is an object");
-        let types = object
-            .types
-            .clone()
-            .expect("manifest document has apiVersion and kind");
-        let gvk = GroupVersionKind::try_from(&types).expect("valid apiVersion");
-        let plural = format!("{}s", gvk.kind.to_lowercase());
-        let resource = ApiResource::from_gvk_with_plural(&gvk, &plural);
-        let cluster_scoped = matches!(
-            gvk.kind.as_str(),
-            "Namespace"
-                | "ClusterSecretStore"
-                | "CustomResourceDefinition"
-                | "ClusterRole"
-                | "ClusterRoleBinding"
-        );
-        let api: Api<DynamicObject> = if cluster_scoped {
-            Api::all_with(client.clone(), &resource)
-        } else {
-            let namespace = object
-                .namespace()
-                .unwrap_or_else(|| default_namespace.to_owned());
-            object.metadata.namespace = Some(namespace.clone());
-            Api::namespaced_with(client.clone(), &namespace, &resource)
-        };
-        let name = object.name_any();
-        api.patch(
-            &name,
-            &PatchParams::apply(TEST_MANAGER).force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("apply {} {name}: {e}", gvk.kind));
+        apply_value(client, value, default_namespace).await;
     }
+}
+
+/// Applies one object with server-side apply, in `default_namespace` when it is namespaced
+/// and names none.
+pub async fn apply_value(client: &Client, value: serde_json::Value, default_namespace: &str) {
+    let mut object: DynamicObject =
+        serde_json::from_value(value).expect("manifest document is an object");
+    let types = object
+        .types
+        .clone()
+        .expect("manifest document has apiVersion and kind");
+    let gvk = GroupVersionKind::try_from(&types).expect("valid apiVersion");
+    let plural = format!("{}s", gvk.kind.to_lowercase());
+    let resource = ApiResource::from_gvk_with_plural(&gvk, &plural);
+    let cluster_scoped = matches!(
+        gvk.kind.as_str(),
+        "Namespace"
+            | "ClusterSecretStore"
+            | "CustomResourceDefinition"
+            | "ClusterRole"
+            | "ClusterRoleBinding"
+    );
+    let api: Api<DynamicObject> = if cluster_scoped {
+        Api::all_with(client.clone(), &resource)
+    } else {
+        let namespace = object
+            .namespace()
+            .unwrap_or_else(|| default_namespace.to_owned());
+        object.metadata.namespace = Some(namespace.clone());
+        Api::namespaced_with(client.clone(), &namespace, &resource)
+    };
+    let name = object.name_any();
+    api.patch(
+        &name,
+        &PatchParams::apply(TEST_MANAGER).force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {} {name}: {e}", gvk.kind));
 }
 
 /// Installs the committed CRDs and waits until the apiserver serves them.
@@ -165,28 +171,6 @@ pub async fn secret_data(
     )
 }
 
-/// Waits until the Secret exists and `key` has `expected`; returns the whole data.
-pub async fn wait_for_secret_value(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    key: &str,
-    expected: &str,
-    timeout: Duration,
-) -> std::collections::BTreeMap<String, String> {
-    // The message names the key, never the value.
-    wait_for(
-        &format!("Secret {namespace}/{name} key {key:?} to hold the expected value"),
-        timeout,
-        || async {
-            secret_data(client, namespace, name)
-                .await
-                .filter(|d| d.get(key).map(String::as_str) == Some(expected))
-        },
-    )
-    .await
-}
-
 pub async fn external_secret(
     client: &Client,
     namespace: &str,
@@ -196,31 +180,6 @@ pub async fn external_secret(
         .get_opt(name)
         .await
         .ok()?
-}
-
-/// Waits for the ExternalSecret's `Ready` condition to have `status`; returns (reason, message).
-pub async fn wait_for_ready(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    status: &str,
-    timeout: Duration,
-) -> (String, String) {
-    wait_for(
-        &format!("ExternalSecret {namespace}/{name} Ready={status}"),
-        timeout,
-        || async {
-            let es = external_secret(client, namespace, name).await?;
-            let ready = es.ready_condition()?.clone();
-            (ready.status == status).then(|| {
-                (
-                    ready.reason.unwrap_or_default(),
-                    ready.message.unwrap_or_default(),
-                )
-            })
-        },
-    )
-    .await
 }
 
 pub async fn delete_external_secret(client: &Client, namespace: &str, name: &str) {

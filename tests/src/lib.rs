@@ -1,6 +1,7 @@
 //! Harness for the end-to-end tests and the demo: the local stack written by `scripts/stack up`
 //! (a real kube-apiserver + etcd + controller-manager and the moto AWS emulator), clients for
-//! both, the controller run as a real process, and small waiting helpers.
+//! both, the controller run as a real process, builders for the ESO resources, tenants, waits
+//! for observable progress, and the deployment artefacts (Helm chart, CloudFormation, guides).
 //!
 //! A test that cannot find its stack fails with instructions; it never passes by skipping.
 
@@ -8,16 +9,21 @@ pub mod aws;
 pub mod aws_proxy;
 pub mod conformance;
 pub mod controller;
-pub mod deploy_steps;
+pub mod deploy;
 pub mod kube_helpers;
+pub mod manifest;
+pub mod metrics;
 pub mod stack;
+pub mod tenant;
 pub mod tutorial;
+pub mod wait;
 
 pub use controller::ControllerProcess;
 pub use stack::Stack;
+pub use tenant::Tenant;
+pub use wait::wait_for;
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
 
 /// A name unique to this test run, for resources that tests must not share.
 pub fn unique(prefix: &str) -> String {
@@ -32,22 +38,4 @@ pub fn unique(prefix: &str) -> String {
         std::process::id() % 0x1000,
         nanos >> 12
     )
-}
-
-/// Polls `probe` every 50 ms until it returns `Some`, or panics after `timeout` naming `what`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        if start.elapsed() > timeout {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

@@ -4,8 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::Credentials;
+use aws_config::SdkConfig;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 /// Connections to the running local stack.
@@ -18,8 +17,8 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Connects to the stack described by `target/stack/env` (or by the environment, when
-    /// `KUBECONFIG` and `AWS_ENDPOINT_URL` are set). Panics with instructions if it is not up.
+    /// Connects to the stack described by `$STACK_DIR/env` (default `target/stack/env`).
+    /// Panics with instructions if it is not up.
     pub async fn connect() -> Stack {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let env = stack_env();
@@ -36,24 +35,13 @@ impl Stack {
 
     /// AWS configuration for another region of the same emulator.
     pub async fn aws_config_for(env: &HashMap<String, String>, region: &str) -> SdkConfig {
-        let http_client = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http_client)
-            .endpoint_url(&env["AWS_ENDPOINT_URL"])
-            .region(Region::new(region.to_owned()))
-            .credentials_provider(Credentials::new(
-                &env["AWS_ACCESS_KEY_ID"],
-                &env["AWS_SECRET_ACCESS_KEY"],
-                None,
-                None,
-                "local-stack",
-            ))
-            .load()
-            .await
+        secret_bridge::aws::emulator_config(
+            &env["AWS_ENDPOINT_URL"],
+            region,
+            &env["AWS_ACCESS_KEY_ID"],
+            &env["AWS_SECRET_ACCESS_KEY"],
+        )
+        .await
     }
 
     /// The environment a process needs to reach the stack (kubeconfig, AWS endpoint and keys).
@@ -84,40 +72,17 @@ pub fn workspace_root() -> PathBuf {
 fn stack_env() -> &'static HashMap<String, String> {
     static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
     ENV.get_or_init(|| {
-        let path = std::env::var_os("STACK_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target/stack"))
-            .join("env");
+        let path = secret_bridge::aws::local_stack_env_path(&workspace_root());
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!(
                 "the local stack is not up ({}: {e}). Start it with `scripts/stack up`, or run all tests with `scripts/test`.",
                 path.display()
             )
         });
-        let env = parse_env_file(&text);
+        let env = secret_bridge::aws::parse_env_file(&text);
         for key in ["KUBECONFIG", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
             assert!(env.contains_key(key), "{} lacks {key}; restart the stack with `scripts/stack up`", path.display());
         }
         env
     })
-}
-
-/// Reads `export KEY=value` lines (values optionally single- or double-quoted).
-pub fn parse_env_file(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            let line = line.strip_prefix("export ").unwrap_or(line);
-            let (key, value) = line.split_once('=')?;
-            if key.is_empty() || key.starts_with('#') {
-                return None;
-            }
-            let value = value
-                .strip_prefix('\'')
-                .and_then(|v| v.strip_suffix('\''))
-                .or_else(|| value.strip_prefix('"').and_then(|v| v.strip_suffix('"')))
-                .unwrap_or(value);
-            Some((key.to_owned(), value.to_owned()))
-        })
-        .collect()
 }

@@ -7,7 +7,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use secret_bridge_tests::aws::Aws;
-use secret_bridge_tests::kube_helpers::*;
 use secret_bridge_tests::{ControllerProcess, Stack, tutorial, unique};
 use serde_json::json;
 
@@ -16,15 +15,10 @@ const ROTATIONS: usize = 5;
 #[tokio::main]
 async fn main() {
     let stack = Stack::connect().await;
-    let kube = &stack.kube;
     let aws = Aws::new(&stack.aws);
 
     step("AWS: secret app-secret, and an EventBridge rule sending Secrets Manager events to SQS");
-    aws.upsert_secret(
-        "app-secret",
-        r#"{"username":"bob","password":"abc123xyz456"}"#,
-    )
-    .await;
+    tutorial::put_aws_secret(&aws).await;
     let queue = aws
         .event_queue("secret-bridge-demo", "default", None, 30)
         .await;
@@ -38,15 +32,9 @@ async fn main() {
     println!("    controller log: {}", controller.log_path.display());
     let start = Instant::now();
     tutorial::apply(&stack).await;
-    let data = wait_for_secret_value(
-        kube,
-        "app",
-        "app-secret",
-        "password",
-        "abc123xyz456",
-        Duration::from_secs(60),
-    )
-    .await;
+    let data =
+        tutorial::wait_for_password(&stack, tutorial::FIRST_PASSWORD, Duration::from_secs(60))
+            .await;
     println!(
         "    Secret app/app-secret synced in {} ms with keys: {}",
         start.elapsed().as_millis(),
@@ -70,15 +58,7 @@ async fn main() {
         let start = Instant::now();
         aws.publish_label_updated("default", "app-secret", &rotated)
             .await;
-        wait_for_secret_value(
-            kube,
-            "app",
-            "app-secret",
-            "password",
-            &password,
-            Duration::from_secs(30),
-        )
-        .await;
+        tutorial::wait_for_password(&stack, &password, Duration::from_secs(30)).await;
         let elapsed = start.elapsed();
         println!(
             "    rotation {i}: event published → new value in the Secret after {:.1} ms",
@@ -94,7 +74,7 @@ async fn main() {
         ms(times[times.len() - 1])
     );
     println!("(ESO with refreshInterval 1h: up to 3,600,000 ms.)");
-    controller.assert_logs_hide(&["abc123xyz456"]);
+    controller.assert_logs_hide(&[tutorial::FIRST_PASSWORD]);
 }
 
 fn ms(duration: Duration) -> f64 {

@@ -15,6 +15,7 @@ use super::expect;
 use super::placeholders::Values;
 use crate::aws::Aws;
 use crate::kube_helpers::{TEST_MANAGER, install_crds};
+use crate::manifest::{Manifest, Store};
 use crate::{ControllerProcess, Stack, unique};
 
 /// The resources a case's expectations refer to by default.
@@ -201,14 +202,17 @@ impl CaseRun {
             &values.namespace,
         )
         .await?;
-        self.apply(&store_yaml("SecretStore", "aws", values), &values.namespace)
-            .await?;
+        let store = Store::secret_store("aws")
+            .controller(&values.class)
+            .region(&values.region)
+            .static_keys();
+        self.apply(&store.to_yaml(), &values.namespace).await?;
         if spec.cluster_store {
-            self.apply(
-                &store_yaml("ClusterSecretStore", &values.case, values),
-                &values.namespace,
-            )
-            .await?;
+            let store = Store::cluster_secret_store(&values.case)
+                .controller(&values.class)
+                .region(&values.region)
+                .static_keys_in(&values.namespace);
+            self.apply(&store.to_yaml(), &values.namespace).await?;
         }
         if let Some(objects) = &spec.objects {
             self.apply(objects, &values.namespace).await?;
@@ -457,34 +461,6 @@ impl CaseRun {
 enum Payload {
     String(String),
     Binary(Vec<u8>),
-}
-
-/// The runner's store: the emulator's keys from Secret `aws-keys` of the case's namespace,
-/// served by the run's controller class.
-fn store_yaml(kind: &str, name: &str, values: &Values) -> String {
-    let namespace = match kind {
-        "ClusterSecretStore" => format!(", namespace: {}", values.namespace),
-        _ => String::new(),
-    };
-    format!(
-        r#"apiVersion: external-secrets.io/v1
-kind: {kind}
-metadata:
-  name: {name}
-spec:
-  controller: {class}
-  provider:
-    aws:
-      service: SecretsManager
-      region: {region}
-      auth:
-        secretRef:
-          accessKeyIDSecretRef: {{name: aws-keys, key: access-key{namespace}}}
-          secretAccessKeySecretRef: {{name: aws-keys, key: secret-access-key{namespace}}}
-"#,
-        class = values.class,
-        region = values.region,
-    )
 }
 
 fn primary(manifest: &str, namespace: &str) -> Result<Primary, String> {

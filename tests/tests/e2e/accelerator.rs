@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use secret_bridge_controller::events::eso_trigger::FORCE_SYNC_ANNOTATION;
 use secret_bridge_tests::aws::Aws;
-use secret_bridge_tests::kube_helpers::*;
-use secret_bridge_tests::{ControllerProcess, Stack, unique, wait_for};
-
-use crate::fixtures::Tenant;
+use secret_bridge_tests::kube_helpers::{external_secret, secret_data};
+use secret_bridge_tests::manifest::Manifest;
+use secret_bridge_tests::wait::wait_for_empty_queue;
+use secret_bridge_tests::{ControllerProcess, Stack, Tenant, unique, wait_for};
 
 #[tokio::test]
 async fn eso_trigger_mode_annotates_exactly_the_matching_external_secrets() {
@@ -24,18 +24,18 @@ async fn eso_trigger_mode_annotates_exactly_the_matching_external_secrets() {
         .await;
     aws.upsert_secret(&other, r#"{"k":"accel-value-2"}"#).await;
 
-    let extract = |key: &str, interval: &str| {
-        format!("  refreshInterval: {interval}\n  dataFrom:\n    - extract: {{key: {key}}}\n")
-    };
-    tenant
-        .external_secret(&stack, "by-name", &extract(&rotated, "1h"))
-        .await;
-    tenant
-        .external_secret(&stack, "by-arn", &extract(&written.arn, "\"0\""))
-        .await;
-    tenant
-        .external_secret(&stack, "unrelated", &extract(&other, "1h"))
-        .await;
+    for (name, key, interval) in [
+        ("by-name", &rotated, "1h"),
+        ("by-arn", &written.arn, "0"),
+        ("unrelated", &other, "1h"),
+    ] {
+        tenant
+            .external_secret(name)
+            .refresh_interval(interval)
+            .extract(key)
+            .apply(kube, ns)
+            .await;
+    }
 
     let bus = unique("accel-bus");
     let queue = aws.event_queue(&unique("accel"), &bus, None, 30).await;
@@ -58,12 +58,7 @@ async fn eso_trigger_mode_annotates_exactly_the_matching_external_secrets() {
         )
         .await;
     }
-    wait_for(
-        "the event's message to be deleted",
-        Duration::from_secs(10),
-        || async { (aws.queue_depth(&queue).await == 0).then_some(()) },
-    )
-    .await;
+    wait_for_empty_queue(&aws, &queue, Duration::from_secs(10)).await;
     let unrelated = external_secret(kube, ns, "unrelated").await.unwrap();
     let annotations = unrelated.metadata.annotations.unwrap_or_default();
     assert!(

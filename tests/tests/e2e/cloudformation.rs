@@ -8,26 +8,14 @@
 //! `Architectures` and `DeadLetterConfig`, and cannot invoke a Lambda without Docker; cfn-lint
 //! covers those parts (see `infra/cloudformation/README.md`).
 
-use std::collections::{BTreeSet, HashMap};
-use std::panic::AssertUnwindSafe;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use aws_sdk_cloudformation::error::DisplayErrorContext;
-use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
-use aws_sdk_sqs::types::{Message, QueueAttributeName};
-use futures::FutureExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use kube::api::DeleteParams;
-use kube::{Api, ResourceExt};
-use secret_bridge_tests::aws::Aws;
-use secret_bridge_tests::deploy_steps::DeploySteps;
-use secret_bridge_tests::kube_helpers::wait_for_secret_value;
+use secret_bridge_tests::aws::{Aws, emulator_call, event_fixture};
+use secret_bridge_tests::deploy::cloudformation::{TEMPLATE, with_stack};
 use secret_bridge_tests::stack::workspace_root;
-use secret_bridge_tests::{Stack, unique, wait_for};
+use secret_bridge_tests::{Stack, unique};
 use serde_json::{Value, json};
-
-const TEMPLATE: &str = "infra/cloudformation/secret-bridge.yaml";
 
 #[tokio::test]
 async fn template_passes_cfn_lint() {
@@ -78,17 +66,12 @@ async fn deployed_stack_queues_secrets_manager_events_and_dead_letters_poison() 
         ("QueueVisibilityTimeout", "1"),
     ];
     let queue_url = with_stack(&cfn, &name, &parameters, async |outputs| {
-        let output = |key: &str| -> String {
-            outputs
-                .get(key)
-                .unwrap_or_else(|| panic!("stack {name} has no output {key}: {outputs:?}"))
-                .clone()
-        };
+        let output = |key: &str| outputs.get(key);
         let queue = output("QueueUrl");
         let dlq = output("DeadLetterQueueUrl");
         assert_eq!(output("QueueArn"), aws.queue_arn(&queue).await);
 
-        let attributes = queue_attributes(&aws, &queue).await;
+        let attributes = aws.queue_attributes(&queue).await;
         assert_eq!(attributes["VisibilityTimeout"], "1");
         assert_eq!(attributes["MessageRetentionPeriod"], "345600");
         assert_eq!(attributes["SqsManagedSseEnabled"], "true");
@@ -99,12 +82,12 @@ async fn deployed_stack_queues_secrets_manager_events_and_dead_letters_poison() 
             redrive["maxReceiveCount"].to_string().trim_matches('"'),
             "2"
         );
-        let dlq_attributes = queue_attributes(&aws, &dlq).await;
+        let dlq_attributes = aws.queue_attributes(&dlq).await;
         assert_eq!(dlq_attributes["SqsManagedSseEnabled"], "true");
         assert_eq!(dlq_attributes["MessageRetentionPeriod"], "1209600");
 
         assert_controller_role(
-            &stack,
+            &aws,
             &output("ControllerRoleArn"),
             &oidc,
             &output("QueueArn"),
@@ -167,6 +150,7 @@ async fn fan_out_mode_routes_the_rules_to_the_lambda() {
     .to_string();
     let parameters = [
         ("FanOutLambda", "true"),
+        ("SecretNamePrefix", "*"),
         ("LambdaCodeS3Bucket", bucket.as_str()),
         ("LambdaCodeS3Key", key),
         ("LambdaArchitecture", "x86_64"),
@@ -176,14 +160,9 @@ async fn fan_out_mode_routes_the_rules_to_the_lambda() {
         ("CloudTrailEvents", "true"),
     ];
     with_stack(&cfn, &name, &parameters, async |outputs| {
-        let output = |key: &str| -> String {
-            outputs
-                .get(key)
-                .unwrap_or_else(|| panic!("stack {name} has no output {key}: {outputs:?}"))
-                .clone()
-        };
+        let output = |key: &str| outputs.get(key);
         assert!(
-            !outputs.contains_key("ControllerRoleArn"),
+            !outputs.contains("ControllerRoleArn"),
             "no IRSA role without an OIDC provider"
         );
         let function_arn = output("FanOutFunctionArn");
@@ -282,7 +261,9 @@ async fn fan_out_mode_routes_the_rules_to_the_lambda() {
             "EventBridge may invoke it for these rules only"
         );
 
-        let send = role_policy(&stack, &output("FanOutRoleArn"), "send-to-queues").await;
+        let send = aws
+            .role_policy(&output("FanOutRoleArn"), "send-to-queues")
+            .await;
         let statement = &send["Statement"][0];
         assert_eq!(statement["Action"], "sqs:SendMessage");
         let allowed: BTreeSet<&str> = statement["Resource"]
@@ -302,7 +283,9 @@ async fn fan_out_mode_routes_the_rules_to_the_lambda() {
             .split(':')
             .nth(4)
             .expect("account in the queue ARN");
-        let describe = role_policy(&stack, &output("FanOutRoleArn"), "describe-secrets").await;
+        let describe = aws
+            .role_policy(&output("FanOutRoleArn"), "describe-secrets")
+            .await;
         assert_eq!(
             describe["Statement"],
             json!([{
@@ -325,113 +308,10 @@ async fn fan_out_mode_routes_the_rules_to_the_lambda() {
     emulator_call(&stack, "s3", "DELETE", &format!("/{bucket}"), &[]).await;
 }
 
-/// Deploys the template as stack `name`, runs `test` with its outputs, and deletes the stack
-/// afterwards, also when `test` panics.
-async fn with_stack<T>(
-    cfn: &aws_sdk_cloudformation::Client,
-    name: &str,
-    parameters: &[(&str, &str)],
-    test: impl AsyncFnOnce(HashMap<String, String>) -> T,
-) -> T {
-    let outputs = deploy(cfn, name, parameters).await;
-    let result = AssertUnwindSafe(test(outputs)).catch_unwind().await;
-    cfn.delete_stack()
-        .stack_name(name)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("DeleteStack {name}: {}", DisplayErrorContext(e)));
-    wait_for(
-        &format!("stack {name} to be deleted"),
-        Duration::from_secs(60),
-        || async {
-            match cfn.describe_stacks().stack_name(name).send().await {
-                Err(_) => Some(()),
-                Ok(out) => out
-                    .stacks()
-                    .iter()
-                    .all(|s| s.stack_status() == Some(&StackStatus::DeleteComplete))
-                    .then_some(()),
-            }
-        },
-    )
-    .await;
-    result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-}
-
-/// CreateStack, then DescribeStacks until CREATE_COMPLETE; returns the outputs by key.
-async fn deploy(
-    cfn: &aws_sdk_cloudformation::Client,
-    name: &str,
-    parameters: &[(&str, &str)],
-) -> HashMap<String, String> {
-    let template =
-        std::fs::read_to_string(workspace_root().join(TEMPLATE)).expect("read the template");
-    cfn.create_stack()
-        .stack_name(name)
-        .template_body(template)
-        .set_parameters(Some(
-            parameters
-                .iter()
-                .map(|(key, value)| {
-                    Parameter::builder()
-                        .parameter_key(*key)
-                        .parameter_value(*value)
-                        .build()
-                })
-                .collect(),
-        ))
-        .capabilities(Capability::CapabilityIam)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("CreateStack {name}: {}", DisplayErrorContext(e)));
-    let created = wait_for(
-        &format!("stack {name} to be CREATE_COMPLETE"),
-        Duration::from_secs(60),
-        || async {
-            let out = cfn
-                .describe_stacks()
-                .stack_name(name)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("DescribeStacks {name}: {}", DisplayErrorContext(e)));
-            let described = out.stacks().first()?.clone();
-            match described.stack_status() {
-                Some(StackStatus::CreateComplete) => Some(described),
-                Some(StackStatus::CreateInProgress) | None => None,
-                Some(status) => panic!(
-                    "stack {name} is {status}: {}",
-                    described.stack_status_reason().unwrap_or("no reason given")
-                ),
-            }
-        },
-    )
-    .await;
-    created
-        .outputs()
-        .iter()
-        .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned())))
-        .collect()
-}
-
-async fn queue_attributes(aws: &Aws, url: &str) -> HashMap<String, String> {
-    aws.sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::All)
-        .send()
-        .await
-        .expect("GetQueueAttributes")
-        .attributes
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(key, value)| (key.as_str().to_owned(), value))
-        .collect()
-}
-
 /// The IRSA role trusts only the service account's tokens from the cluster's OIDC provider, and
 /// grants the least the controller needs.
 async fn assert_controller_role(
-    stack: &Stack,
+    aws: &Aws,
     role_arn: &str,
     oidc: &str,
     queue_arn: &str,
@@ -441,14 +321,8 @@ async fn assert_controller_role(
         .split(':')
         .nth(4)
         .expect("account in the queue ARN");
-    let region = &stack.env["AWS_REGION"];
-    let role_name = role_arn.rsplit('/').next().expect("role name");
-    let role = iam_query(stack, "GetRole", &[("RoleName", role_name)]).await;
-    let trust: Value = serde_json::from_str(&percent_decode(xml_element(
-        &role,
-        "AssumeRolePolicyDocument",
-    )))
-    .expect("the trust policy is JSON");
+    let region = &aws.region;
+    let trust = aws.role_trust_policy(role_arn).await;
     assert_eq!(
         trust["Statement"],
         json!([{
@@ -462,7 +336,7 @@ async fn assert_controller_role(
         }])
     );
 
-    let read = role_policy(stack, role_arn, "read-secrets").await;
+    let read = aws.role_policy(role_arn, "read-secrets").await;
     assert_eq!(
         read["Statement"],
         json!([{
@@ -473,7 +347,7 @@ async fn assert_controller_role(
             "Condition": {"StringEquals": {"secretsmanager:ResourceTag/secret-bridge": "enabled"}},
         }])
     );
-    let consume = role_policy(stack, role_arn, "list-and-consume-events").await;
+    let consume = aws.role_policy(role_arn, "list-and-consume-events").await;
     assert_eq!(
         consume["Statement"],
         json!([
@@ -496,7 +370,7 @@ async fn assert_controller_role(
             },
         ])
     );
-    let decrypt = role_policy(stack, role_arn, "decrypt-secrets").await;
+    let decrypt = aws.role_policy(role_arn, "decrypt-secrets").await;
     assert_eq!(
         decrypt["Statement"],
         json!([{
@@ -521,11 +395,11 @@ async fn assert_documented_events_reach(aws: &Aws, queue: &str) {
     let rotated = format!("{base}-rotated");
     let read = format!("{base}-read");
 
-    let mut read_call = fixture("cloudtrail-get-secret-value.json");
+    let mut read_call = event_fixture("cloudtrail-get-secret-value.json");
     read_call["detail"]["requestParameters"]["secretId"] = json!(read);
-    let mut put_call = fixture("cloudtrail-put-secret-value.json");
+    let mut put_call = event_fixture("cloudtrail-put-secret-value.json");
     put_call["detail"]["requestParameters"]["secretId"] = json!(put);
-    let mut rotation = fixture("service-event-rotation-succeeded.json");
+    let mut rotation = event_fixture("service-event-rotation-succeeded.json");
     rotation["detail"]["additionalEventData"]["SecretId"] = json!(rotated);
     // The read goes first: when the others have arrived, it would have too.
     for event in [&read_call, &put_call, &rotation] {
@@ -554,7 +428,7 @@ async fn assert_documented_events_reach(aws: &Aws, queue: &str) {
             "events did not reach the stack's queue: arrived {arrived:?}, expected {expected:?}"
         );
         // Other tests and the demo publish on the default bus too: keep only this test's events.
-        for message in receive_and_delete(aws, queue).await {
+        for message in aws.receive_and_delete(queue).await {
             let body: Value = serde_json::from_str(message.body().unwrap_or_default())
                 .expect("EventBridge delivers JSON");
             let text = body.to_string();
@@ -608,26 +482,15 @@ async fn assert_unacknowledged_message_is_dead_lettered(
             Instant::now() < deadline,
             "the message did not reach the DLQ after {receives} receives"
         );
-        let messages = aws
-            .sqs
-            .receive_message()
-            .queue_url(queue)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("ReceiveMessage")
-            .messages
-            .unwrap_or_default();
-        for message in messages {
+        for message in aws.receive(queue).await {
             if message.body() == Some(poison.as_str()) {
                 // Not deleted: the visibility timeout (1 s) hands it out again.
                 receives += 1;
             } else {
-                delete(aws, queue, &message).await;
+                aws.delete_message(queue, &message).await;
             }
         }
-        let dead = receive_and_delete(aws, dlq).await;
+        let dead = aws.receive_and_delete(dlq).await;
         if dead.iter().any(|m| m.body() == Some(poison.as_str())) {
             break;
         }
@@ -635,331 +498,5 @@ async fn assert_unacknowledged_message_is_dead_lettered(
     assert_eq!(
         receives, max_receive,
         "SQS hands a message out maxReceiveCount times before dead-lettering it"
-    );
-}
-
-async fn receive_and_delete(aws: &Aws, queue: &str) -> Vec<Message> {
-    let messages = aws
-        .sqs
-        .receive_message()
-        .queue_url(queue)
-        .max_number_of_messages(10)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .expect("ReceiveMessage")
-        .messages
-        .unwrap_or_default();
-    for message in &messages {
-        delete(aws, queue, message).await;
-    }
-    messages
-}
-
-async fn delete(aws: &Aws, queue: &str, message: &Message) {
-    aws.sqs
-        .delete_message()
-        .queue_url(queue)
-        .receipt_handle(message.receipt_handle().expect("receipt handle"))
-        .send()
-        .await
-        .expect("DeleteMessage");
-}
-
-fn fixture(name: &str) -> Value {
-    let path = workspace_root().join("tests/fixtures/events").join(name);
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
-}
-
-/// An inline policy of a role, as JSON.
-async fn role_policy(stack: &Stack, role_arn: &str, policy: &str) -> Value {
-    let role_name = role_arn.rsplit('/').next().expect("role name");
-    let answer = iam_query(
-        stack,
-        "GetRolePolicy",
-        &[("RoleName", role_name), ("PolicyName", policy)],
-    )
-    .await;
-    let mut document = percent_decode(xml_element(&answer, "PolicyDocument"));
-    if document.starts_with("{'") {
-        // moto 5.2.5 answers a policy that CloudFormation handed it as an object in Python's
-        // repr. Ours hold no quote characters, so swapping the quotes gives the JSON.
-        document = document.replace('\'', "\"");
-    }
-    serde_json::from_str(&document)
-        .unwrap_or_else(|e| panic!("policy {policy} of {role_name} is not JSON: {e}: {document}"))
-}
-
-/// An IAM query-protocol call (the test crate has no IAM client).
-async fn iam_query(stack: &Stack, action: &str, parameters: &[(&str, &str)]) -> String {
-    let mut args = vec![
-        "--data-urlencode".to_owned(),
-        format!("Action={action}"),
-        "--data-urlencode".to_owned(),
-        "Version=2010-05-08".to_owned(),
-    ];
-    for (key, value) in parameters {
-        args.push("--data-urlencode".to_owned());
-        args.push(format!("{key}={value}"));
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    emulator_call(stack, "iam", "POST", "/", &args).await
-}
-
-/// A raw call to the emulator with curl, for the services the test crate has no SDK client for
-/// (IAM, Lambda, S3). moto picks the service from the credential scope of the Authorization
-/// header and does not verify signatures.
-async fn emulator_call(
-    stack: &Stack,
-    service: &str,
-    method: &str,
-    path: &str,
-    args: &[&str],
-) -> String {
-    let authorization = format!(
-        "Authorization: AWS4-HMAC-SHA256 Credential={}/20250101/{}/{service}/aws4_request, SignedHeaders=host, Signature=0",
-        stack.env["AWS_ACCESS_KEY_ID"], stack.env["AWS_REGION"]
-    );
-    let url = format!("{}{path}", stack.env["AWS_ENDPOINT_URL"]);
-    let output = tokio::process::Command::new("curl")
-        .args([
-            "-sS",
-            "--fail-with-body",
-            "-X",
-            method,
-            "-H",
-            &authorization,
-        ])
-        .args(args)
-        .arg(&url)
-        .output()
-        .await
-        .expect("run curl");
-    let body = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{method} {url} ({service}) failed: {}{body}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    body
-}
-
-/// The text of the first `<tag>` element of an XML answer.
-fn xml_element<'a>(xml: &'a str, tag: &str) -> &'a str {
-    let open = format!("<{tag}>");
-    let start = xml
-        .find(&open)
-        .unwrap_or_else(|| panic!("no <{tag}> in {xml}"))
-        + open.len();
-    let end = xml[start..]
-        .find(&format!("</{tag}>"))
-        .unwrap_or_else(|| panic!("no </{tag}> in {xml}"));
-    &xml[start..start + end]
-}
-
-/// IAM answers policy documents URL-encoded.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                decoded.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                decoded.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(decoded).expect("a policy document is UTF-8")
-}
-
-/// The README's "Deploying on AWS and EKS": every command of it, run unchanged against the
-/// emulator and the local apiserver (see `secret_bridge_tests::deploy_steps`). Then the checks
-/// that the two halves fit: the stack's role trusts the release's ServiceAccount, the chart has
-/// the stack's queue and role, and the controller run as the release's pod syncs the example's
-/// ExternalSecret and follows a rotation by the stack's rule and queue.
-#[tokio::test]
-async fn readme_deploy_steps_deploy_both_halves() {
-    let stack = Stack::connect().await;
-    let kube = &stack.kube;
-    let aws = Aws::new(&stack.aws);
-    let started = Instant::now();
-    let cluster = unique("readme-eks");
-    let name = unique("readme-deploy");
-    let prefix = format!("{}/", unique("readme-prefix"));
-    let namespace = unique("readme-sb");
-    let app_namespace = unique("readme-app");
-    let service_account = unique("readme-sa");
-    let class = unique("readme-class");
-    let store = unique("readme-store");
-    let mut steps = DeploySteps::load(
-        &stack,
-        "README.md",
-        "settings",
-        &[
-            ("AWS_REGION", &aws.region),
-            ("CLUSTER", &cluster),
-            ("STACK", &name),
-            ("NAMESPACE", &namespace),
-            ("RELEASE", &name),
-            ("SERVICE_ACCOUNT", &service_account),
-            ("CONTROLLER_CLASS", &class),
-            ("SECRET_PREFIX", &prefix),
-            ("APP_NAMESPACE", &app_namespace),
-            ("STORE", &store),
-            ("IMAGE", "secret-bridge-controller"),
-            ("TAG", "e2e"),
-        ],
-    )
-    .await;
-    // What the reader already has: an EKS cluster (in the emulator, for its OIDC issuer) and
-    // the secret.
-    steps
-        .shell(
-            r#"aws eks create-cluster --name "$CLUSTER" --role-arn arn:aws:iam::123456789012:role/eks \
-                 --resources-vpc-config subnetIds=subnet-1 >/dev/null"#,
-        )
-        .await;
-    let secret = format!("{prefix}app");
-    let first = unique("readme-v1");
-    aws.upsert_secret(&secret, &json!({ "password": first }).to_string())
-        .await;
-
-    steps.run_through("helm-install").await;
-    eprintln!(
-        "README: both halves deployed in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    let oidc = steps.var("OIDC").to_owned();
-    assert!(
-        oidc.starts_with("oidc.eks.") && !oidc.starts_with("https://"),
-        "{oidc}"
-    );
-    let role_arn = steps.var("ROLE_ARN").to_owned();
-    let role_name = role_arn.rsplit('/').next().expect("role name");
-    let role = iam_query(&stack, "GetRole", &[("RoleName", role_name)]).await;
-    let trust: Value = serde_json::from_str(&percent_decode(xml_element(
-        &role,
-        "AssumeRolePolicyDocument",
-    )))
-    .expect("the trust policy is JSON");
-    assert_eq!(
-        trust["Statement"][0]["Condition"]["StringEquals"][format!("{oidc}:sub")],
-        format!("system:serviceaccount:{namespace}:{service_account}"),
-        "the role trusts the release's ServiceAccount"
-    );
-    let account = Api::<ServiceAccount>::namespaced(kube.clone(), &namespace)
-        .get(&service_account)
-        .await
-        .expect("the release's ServiceAccount");
-    assert_eq!(
-        account.annotations().get("eks.amazonaws.com/role-arn"),
-        Some(&role_arn)
-    );
-    let deployment = format!("{name}-secret-bridge");
-    let pod = Api::<Deployment>::namespaced(kube.clone(), &namespace)
-        .get(&deployment)
-        .await
-        .expect("the release's Deployment")
-        .spec
-        .and_then(|s| s.template.spec)
-        .expect("pod template");
-    assert_eq!(
-        pod.service_account_name.as_deref(),
-        Some(service_account.as_str())
-    );
-    let env = crate::helm::container_env(&pod.containers[0]);
-    assert_eq!(env["SQS_QUEUE_URL"], steps.var("QUEUE_URL"));
-    assert_eq!(env["CONTROLLER_CLASS"], class);
-
-    let (controller, _kubeconfig) = crate::helm::run_deployment(
-        &stack,
-        &namespace,
-        &deployment,
-        &format!("{deployment}-5f7b9d-q8x2m"),
-        &name,
-    )
-    .await;
-    steps.run_through("check").await;
-    wait_for_secret_value(
-        kube,
-        &app_namespace,
-        "app-secret",
-        "password",
-        &first,
-        Duration::from_secs(10),
-    )
-    .await;
-    // A rotation: Secrets Manager's event on the default bus, the stack's rule, its queue.
-    let second = unique("readme-v2");
-    let rotated = aws
-        .rotate(&secret, &json!({ "password": second }).to_string())
-        .await;
-    let sent = Instant::now();
-    aws.publish_label_updated("default", &secret, &rotated)
-        .await;
-    wait_for_secret_value(
-        kube,
-        &app_namespace,
-        "app-secret",
-        "password",
-        &second,
-        Duration::from_secs(10),
-    )
-    .await;
-    eprintln!(
-        "README: rotation reached the Secret {} ms after the event",
-        sent.elapsed().as_millis()
-    );
-    assert!(
-        !controller.logs().contains(&format!(
-            "system:serviceaccount:{namespace}:{service_account}"
-        )),
-        "RBAC refused the controller something ({})",
-        controller.log_path.display()
-    );
-    controller.assert_logs_hide(&[&first, &second]);
-    drop(controller);
-
-    steps.run_through("remove").await;
-    steps.finish(&["settings", "image", "rollout"]);
-    let queue = steps.var("QUEUE_URL").to_owned();
-    assert!(
-        aws.sqs
-            .get_queue_attributes()
-            .queue_url(&queue)
-            .send()
-            .await
-            .is_err(),
-        "the remove step deleted the stack's queue"
-    );
-    steps
-        .shell(r#"aws eks delete-cluster --name "$CLUSTER" >/dev/null"#)
-        .await;
-    let _ = aws
-        .secrets
-        .delete_secret()
-        .secret_id(&secret)
-        .force_delete_without_recovery(true)
-        .send()
-        .await;
-    for ns in [&namespace, &app_namespace] {
-        let _ = Api::<Namespace>::all(kube.clone())
-            .delete(ns, &DeleteParams::default())
-            .await;
-    }
-    eprintln!(
-        "README deploy steps: {:.1} s in all",
-        started.elapsed().as_secs_f64()
     );
 }

@@ -7,34 +7,17 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::DeleteParams;
 use secret_bridge_tests::aws::Aws;
-use secret_bridge_tests::kube_helpers::*;
-use secret_bridge_tests::{ControllerProcess, Stack, unique, wait_for};
+use secret_bridge_tests::kube_helpers::{external_secret, secret_data};
+use secret_bridge_tests::manifest::Manifest;
+use secret_bridge_tests::metrics::{SQS_DELETED, SQS_KEPT};
+use secret_bridge_tests::tenant::put_keys;
+use secret_bridge_tests::wait::{
+    wait_for_empty_queue, wait_for_ready, wait_for_reason, wait_for_secret_gone,
+};
+use secret_bridge_tests::{Stack, Tenant, unique, wait_for};
 use serde_json::json;
 
-use crate::fixtures::Tenant;
-
-fn cloudtrail(
-    event_name: &str,
-    request: serde_json::Value,
-    response: serde_json::Value,
-) -> serde_json::Value {
-    json!({
-        "eventSource": "secretsmanager.amazonaws.com",
-        "eventName": event_name,
-        "awsRegion": "us-east-1",
-        "requestParameters": request,
-        "responseElements": response,
-    })
-}
-
-async fn queue_drained(aws: &Aws, queue: &str) {
-    wait_for(
-        "the queue to be drained",
-        Duration::from_secs(20),
-        || async { (aws.queue_depth(queue).await == 0).then_some(()) },
-    )
-    .await;
-}
+const DRAINED: Duration = Duration::from_secs(20);
 
 #[tokio::test]
 async fn a_rotation_never_exposes_the_pending_value() {
@@ -49,23 +32,16 @@ async fn a_rotation_never_exposes_the_pending_value() {
         .await;
     let bus = unique("rotation-bus");
     let queue = aws.event_queue(&unique("rotation"), &bus, None, 30).await;
-    let controller = ControllerProcess::start(
-        &stack,
-        ns,
-        &["--controller-class", &tenant.class, "--queue-url", &queue],
-    );
+    let controller = tenant.start_controller(&stack, &["--queue-url", &queue]);
     tenant
-        .external_secret(&stack, "db", &format!("  refreshInterval: 1h\n  data:\n    - secretKey: password\n      remoteRef: {{key: {name}, property: password}}\n"))
+        .external_secret("db")
+        .refresh_interval("1h")
+        .data_property("password", &name, "password")
+        .apply(kube, ns)
         .await;
-    wait_for_secret_value(
-        kube,
-        ns,
-        "db",
-        "password",
-        "rotation-v1",
-        Duration::from_secs(30),
-    )
-    .await;
+    tenant
+        .wait_for_value("db", "password", "rotation-v1", Duration::from_secs(30))
+        .await;
 
     // Step 1: the rotation writes the new value as AWSPENDING; CloudTrail reports the call.
     let pending = aws
@@ -78,14 +54,16 @@ async fn a_rotation_never_exposes_the_pending_value() {
         .await
         .unwrap();
     let pending_id = pending.version_id.unwrap();
-    let put = cloudtrail(
-        "PutSecretValue",
-        json!({"secretId": name, "versionStages": ["AWSPENDING"]}),
-        json!({"arn": first.arn, "versionId": pending_id, "versionStages": ["AWSPENDING"]}),
-    );
-    aws.publish(&bus, "AWS API Call via CloudTrail", &put, &[])
-        .await;
-    queue_drained(&aws, &queue).await;
+    let put = || {
+        aws.publish_api_call(
+            &bus,
+            "PutSecretValue",
+            json!({"secretId": name, "versionStages": ["AWSPENDING"]}),
+            json!({"arn": first.arn, "versionId": pending_id, "versionStages": ["AWSPENDING"]}),
+        )
+    };
+    put().await;
+    wait_for_empty_queue(&aws, &queue, DRAINED).await;
     let data = secret_data(kube, ns, "db").await.unwrap();
     assert!(
         data["password"] == "rotation-v1",
@@ -102,29 +80,23 @@ async fn a_rotation_never_exposes_the_pending_value() {
         .send()
         .await
         .unwrap();
-    let stage = cloudtrail(
-        "UpdateSecretVersionStage",
-        json!({"secretId": first.arn, "versionStage": "AWSCURRENT", "moveToVersionId": pending_id}),
-        json!({"arn": first.arn, "name": name}),
-    );
-    aws.publish(&bus, "AWS API Call via CloudTrail", &stage, &[])
+    let stage = || {
+        aws.publish_api_call(
+            &bus,
+            "UpdateSecretVersionStage",
+            json!({"secretId": first.arn, "versionStage": "AWSCURRENT", "moveToVersionId": pending_id}),
+            json!({"arn": first.arn, "name": name}),
+        )
+    };
+    stage().await;
+    tenant
+        .wait_for_value("db", "password", "rotation-v2", Duration::from_secs(10))
         .await;
-    wait_for_secret_value(
-        kube,
-        ns,
-        "db",
-        "password",
-        "rotation-v2",
-        Duration::from_secs(10),
-    )
-    .await;
 
     // Duplicates and the stale first event change nothing.
-    aws.publish(&bus, "AWS API Call via CloudTrail", &put, &[])
-        .await;
-    aws.publish(&bus, "AWS API Call via CloudTrail", &stage, &[])
-        .await;
-    queue_drained(&aws, &queue).await;
+    put().await;
+    stage().await;
+    wait_for_empty_queue(&aws, &queue, DRAINED).await;
     let data = secret_data(kube, ns, "db").await.unwrap();
     assert!(data["password"] == "rotation-v2");
     let es = external_secret(kube, ns, "db").await.unwrap();
@@ -147,27 +119,16 @@ async fn a_message_whose_refresh_failed_is_retried() {
     aws.upsert_secret(&name, r#"{"token":"retry-v1"}"#).await;
     let bus = unique("retry-bus");
     let queue = aws.event_queue(&unique("retry"), &bus, None, 30).await;
-    let controller = ControllerProcess::start(
-        &stack,
-        ns,
-        &["--controller-class", &tenant.class, "--queue-url", &queue],
-    );
+    let controller = tenant.start_controller(&stack, &["--queue-url", &queue]);
     tenant
-        .external_secret(
-            &stack,
-            "app",
-            &format!("  refreshInterval: 1h\n  dataFrom:\n    - extract: {{key: {name}}}\n"),
-        )
+        .external_secret("app")
+        .refresh_interval("1h")
+        .extract(&name)
+        .apply(kube, ns)
         .await;
-    wait_for_secret_value(
-        kube,
-        ns,
-        "app",
-        "token",
-        "retry-v1",
-        Duration::from_secs(30),
-    )
-    .await;
+    tenant
+        .wait_for_value("app", "token", "retry-v1", Duration::from_secs(30))
+        .await;
 
     // The store's credentials disappear: the refresh for the next event fails.
     Api::<Secret>::namespaced(kube.clone(), ns)
@@ -195,35 +156,14 @@ async fn a_message_whose_refresh_failed_is_retried() {
     assert!(message.contains("aws-keys"), "{message}");
 
     // Credentials back: the retried message completes and is deleted.
-    put_secret(
-        kube,
-        ns,
-        "aws-keys",
-        &[
-            ("access-key", &stack.env["AWS_ACCESS_KEY_ID"]),
-            ("secret-access-key", &stack.env["AWS_SECRET_ACCESS_KEY"]),
-        ],
-    )
-    .await;
-    wait_for_secret_value(
-        kube,
-        ns,
-        "app",
-        "token",
-        "retry-v2",
-        Duration::from_secs(30),
-    )
-    .await;
-    queue_drained(&aws, &queue).await;
-    let (_, metrics) = controller.probe_get("/metrics").await;
-    assert!(
-        metrics.contains(r#"secret_bridge_sqs_messages_total{result="kept"}"#),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(r#"secret_bridge_sqs_messages_total{result="deleted"} 1"#),
-        "{metrics}"
-    );
+    put_keys(&stack, ns).await;
+    tenant
+        .wait_for_value("app", "token", "retry-v2", Duration::from_secs(30))
+        .await;
+    wait_for_empty_queue(&aws, &queue, DRAINED).await;
+    let metrics = controller.metrics().await;
+    metrics.assert_counted(SQS_KEPT);
+    metrics.assert_value(SQS_DELETED, 1.0);
     controller.assert_logs_hide(&["retry-v1", "retry-v2"]);
 }
 
@@ -238,41 +178,27 @@ async fn a_deleted_secret_follows_the_deletion_policy() {
     let written = aws.upsert_secret(&name, r#"{"k":"deletion-v1"}"#).await;
     let bus = unique("deletion-bus");
     let queue = aws.event_queue(&unique("deletion"), &bus, None, 30).await;
-    let controller = ControllerProcess::start(
-        &stack,
-        ns,
-        &["--controller-class", &tenant.class, "--queue-url", &queue],
-    );
+    let controller = tenant.start_controller(&stack, &["--queue-url", &queue]);
     for (es, policy) in [("retain", "Retain"), ("delete", "Delete")] {
-        let spec = format!(
-            "  refreshInterval: 1h\n  target: {{deletionPolicy: {policy}}}\n  dataFrom:\n    - extract: {{key: {name}}}\n"
-        );
-        tenant.external_secret(&stack, es, &spec).await;
-        wait_for_secret_value(kube, ns, es, "k", "deletion-v1", Duration::from_secs(30)).await;
+        tenant
+            .external_secret(es)
+            .refresh_interval("1h")
+            .target(json!({ "deletionPolicy": policy }))
+            .extract(&name)
+            .apply(kube, ns)
+            .await;
+        tenant
+            .wait_for_value(es, "k", "deletion-v1", Duration::from_secs(30))
+            .await;
     }
 
-    aws.secrets
-        .delete_secret()
-        .secret_id(&name)
-        .send()
-        .await
-        .unwrap();
-    let delete = cloudtrail(
-        "DeleteSecret",
-        json!({"secretId": name, "recoveryWindowInDays": 7}),
-        json!({"arn": written.arn, "name": name}),
-    );
-    aws.publish(&bus, "AWS API Call via CloudTrail", &delete, &[])
-        .await;
-    wait_for(
-        "Secret delete to be deleted",
+    aws.delete_secret_announced(&bus, &name, &written.arn).await;
+    wait_for_secret_gone(
+        kube,
+        ns,
+        "delete",
+        "deletionPolicy Delete",
         Duration::from_secs(10),
-        || async {
-            secret_data(kube, ns, "delete")
-                .await
-                .is_none()
-                .then_some(())
-        },
     )
     .await;
     // As ESO, a Secret deleted by deletionPolicy Delete is the expected outcome: Ready=True.
@@ -284,7 +210,7 @@ async fn a_deleted_secret_follows_the_deletion_policy() {
         .expect("deletionPolicy Retain keeps the Secret");
     assert!(kept["k"] == "deletion-v1");
     // The event did its job: it is not retried into the dead-letter queue.
-    queue_drained(&aws, &queue).await;
+    wait_for_empty_queue(&aws, &queue, DRAINED).await;
     controller.assert_logs_hide(&["deletion-v1"]);
 }
 
@@ -311,14 +237,16 @@ async fn fifo_queues_work_too() {
         .unwrap()
         .queue_url
         .unwrap();
-    let controller = ControllerProcess::start(
-        &stack,
-        ns,
-        &["--controller-class", &tenant.class, "--queue-url", &queue],
-    );
-    let spec = format!("  refreshInterval: 1h\n  dataFrom:\n    - extract: {{key: {name}}}\n");
-    tenant.external_secret(&stack, "app", &spec).await;
-    wait_for_secret_value(kube, ns, "app", "k", "fifo-v1", Duration::from_secs(30)).await;
+    let controller = tenant.start_controller(&stack, &["--queue-url", &queue]);
+    tenant
+        .external_secret("app")
+        .refresh_interval("1h")
+        .extract(&name)
+        .apply(kube, ns)
+        .await;
+    tenant
+        .wait_for_value("app", "k", "fifo-v1", Duration::from_secs(30))
+        .await;
 
     let rotated = aws.rotate(&name, r#"{"k":"fifo-v2"}"#).await;
     // The fan-out Lambda's normalized message, grouped by secret as a FIFO queue requires.
@@ -332,28 +260,9 @@ async fn fifo_queues_work_too() {
         .send()
         .await
         .unwrap();
-    wait_for_secret_value(kube, ns, "app", "k", "fifo-v2", Duration::from_secs(10)).await;
-    queue_drained(&aws, &queue).await;
+    tenant
+        .wait_for_value("app", "k", "fifo-v2", Duration::from_secs(10))
+        .await;
+    wait_for_empty_queue(&aws, &queue, DRAINED).await;
     controller.assert_logs_hide(&["fifo-v1", "fifo-v2"]);
-}
-
-/// Waits until the ExternalSecret's `Ready` condition has `status` and `reason` (a status
-/// alone may still be the one from before the change under test).
-pub async fn wait_for_reason(
-    kube: &kube::Client,
-    ns: &str,
-    name: &str,
-    status: &str,
-    reason: &str,
-) {
-    wait_for(
-        &format!("ExternalSecret {ns}/{name} Ready={status} reason {reason}"),
-        Duration::from_secs(10),
-        || async {
-            let es = external_secret(kube, ns, name).await?;
-            let ready = es.ready_condition()?;
-            (ready.status == status && ready.reason.as_deref() == Some(reason)).then_some(())
-        },
-    )
-    .await;
 }

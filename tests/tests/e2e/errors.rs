@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use secret_bridge_tests::aws::Aws;
-use secret_bridge_tests::kube_helpers::*;
-use secret_bridge_tests::{ControllerProcess, Stack, unique};
+use secret_bridge_tests::kube_helpers::secret_data;
+use secret_bridge_tests::manifest::{self, Manifest};
+use secret_bridge_tests::wait::wait_for_ready;
+use secret_bridge_tests::{Stack, Tenant, unique};
 use serde_json::json;
-
-use crate::fixtures::Tenant;
 
 #[tokio::test]
 async fn bad_references_report_clear_errors_while_others_keep_syncing() {
@@ -26,44 +26,36 @@ async fn bad_references_report_clear_errors_while_others_keep_syncing() {
     aws.upsert_secret(&plain, "plain-text-value-xyz").await;
     let bus = unique("errors-bus");
     let queue = aws.event_queue(&unique("errors"), &bus, None, 30).await;
-    let controller = ControllerProcess::start(
-        &stack,
-        &tenant.namespace,
-        &["--controller-class", &tenant.class, "--queue-url", &queue],
-    );
+    let controller = tenant.start_controller(&stack, &["--queue-url", &queue]);
 
-    let data = |key: &str, property: &str| {
-        format!(
-            "  refreshInterval: 1h\n  data:\n    - secretKey: value\n      remoteRef:\n        key: {key}\n        property: {property}\n"
-        )
-    };
+    for (name, key, property) in [
+        ("good", &good, "pass"),
+        ("wrong-key", &missing, "pass"),
+        ("not-json", &plain, "user"),
+    ] {
+        tenant
+            .external_secret(name)
+            .refresh_interval("1h")
+            .data_property("value", key, property)
+            .apply(kube, ns)
+            .await;
+    }
     tenant
-        .external_secret(&stack, "good", &data(&good, "pass"))
+        .external_secret("bad-interval")
+        .refresh_interval("soon")
+        .extract(&good)
+        .apply(kube, ns)
         .await;
-    tenant
-        .external_secret(&stack, "wrong-key", &data(&missing, "pass"))
+    manifest::ExternalSecret::new("missing-store")
+        .secret_store("no-such-store")
+        .extract(&good)
+        .apply(kube, ns)
         .await;
-    tenant
-        .external_secret(&stack, "not-json", &data(&plain, "user"))
-        .await;
-    tenant
-        .external_secret(
-            &stack,
-            "bad-interval",
-            &format!("  refreshInterval: soon\n  dataFrom:\n    - extract: {{key: {good}}}\n"),
-        )
-        .await;
-    apply_yaml(
-        kube,
-        &format!(
-            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata:\n  name: missing-store\nspec:\n  secretStoreRef: {{name: no-such-store, kind: SecretStore}}\n  dataFrom:\n    - extract: {{key: {good}}}\n"
-        ),
-        ns,
-    )
-    .await;
 
     let timeout = Duration::from_secs(30);
-    wait_for_secret_value(kube, ns, "good", "value", "good-value-1", timeout).await;
+    tenant
+        .wait_for_value("good", "value", "good-value-1", timeout)
+        .await;
     let expectations = [
         (
             "wrong-key",
@@ -103,15 +95,9 @@ async fn bad_references_report_clear_errors_while_others_keep_syncing() {
         )
         .await;
     aws.publish_label_updated(&bus, &good, &rotated).await;
-    wait_for_secret_value(
-        kube,
-        ns,
-        "good",
-        "value",
-        "good-value-2",
-        Duration::from_secs(10),
-    )
-    .await;
+    tenant
+        .wait_for_value("good", "value", "good-value-2", Duration::from_secs(10))
+        .await;
     let (reason, _) = wait_for_ready(kube, ns, "good", "True", timeout).await;
     assert_eq!(reason, "SecretSynced");
 

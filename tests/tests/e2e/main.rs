@@ -1,17 +1,20 @@
 //! End-to-end tests on the real local stack (`scripts/stack up`): kube-apiserver + etcd +
 //! controller-manager and the moto AWS emulator, with the controller run as a process.
 //! One test binary, so its tests run in parallel; each uses its own names, queue and bus.
+//! What they share (tenants, builders, waits, deployments) is in `secret_bridge_tests`.
 
 mod accelerator;
 mod cloudformation;
+mod cluster_external_secret;
 mod conformance;
 mod delivery;
 mod emulator;
 mod errors;
-mod fixtures;
 mod helm;
+mod helm_release;
 mod multi_cluster;
 mod queue;
+mod readme_deploy;
 mod regions;
 mod stores;
 mod target;

@@ -1,6 +1,6 @@
 //! `infra/examples/multi-cluster/`: one account, two clusters, the fan-out Lambda routing by
 //! prefix. The test runs the example README's deploy steps unchanged (see
-//! `secret_bridge_tests::deploy_steps`), then proves the routing end to end: a rotation of
+//! `secret_bridge_tests::deploy::steps`), then proves the routing end to end: a rotation of
 //! `team-a/app` refreshes cluster A's Secret and sends nothing to cluster B's queue, and the
 //! other way round.
 //!
@@ -9,25 +9,21 @@
 //! invoke a Lambda, so the test runs the `bootstrap` of the zip the steps uploaded, with the
 //! environment the routing stack gave the function, against a small Lambda Runtime API.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::Path;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
 use secret_bridge_tests::aws::{Aws, Written};
-use secret_bridge_tests::deploy_steps::DeploySteps;
-use secret_bridge_tests::kube_helpers::*;
+use secret_bridge_tests::deploy::helm::{ServiceAccountKubeconfig, run_deployment};
+use secret_bridge_tests::deploy::lambda::LambdaProcess;
+use secret_bridge_tests::deploy::steps::DeploySteps;
+use secret_bridge_tests::kube_helpers::delete_external_secret;
+use secret_bridge_tests::metrics::{SQS_DELETED, SQS_RECEIVED};
+use secret_bridge_tests::wait::wait_for_secret_value;
 use secret_bridge_tests::{ControllerProcess, Stack, unique, wait_for};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, oneshot};
-
-use crate::helm::{ServiceAccountKubeconfig, run_deployment};
 
 const GUIDE: &str = "infra/examples/multi-cluster/README.md";
 const FUNCTION: &str = "secret-bridge-fan-out-fan-out";
@@ -212,10 +208,12 @@ aws events create-event-bus --name "$EVENT_BUS" >/dev/null
         .await;
     }
 
-    let lambda = FanOut::start(&stack, &code_dir.join("bootstrap"), &function_env).await;
+    let lambda =
+        LambdaProcess::start(&stack, FUNCTION, &code_dir.join("bootstrap"), &function_env).await;
     for (rotated, other) in [(0, 1), (1, 0)] {
         let (rotated, other) = (&clusters[rotated], &clusters[other]);
-        let received_before = received(&other.controller).await;
+        let received_before = other.controller.metrics().await.value(SQS_RECEIVED);
+        let deleted_before = rotated.controller.metrics().await.value(SQS_DELETED);
         let value = unique(&format!("mc-{}-v2", rotated.letter));
         let written = aws
             .rotate(&rotated.secret, &json!({ "password": value }).to_string())
@@ -244,17 +242,24 @@ aws events create-event-bus --name "$EVENT_BUS" >/dev/null
             rotated.letter.to_uppercase(),
             sent.elapsed().as_millis()
         );
-        // Cluster B long-polls its queue: a message would be received within milliseconds.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The rotated cluster's controller has processed the message to its end (deleted it).
+        // The Lambda answered only after sending, so a message for the other cluster would be
+        // in its queue by now: still there (visible or in flight), or, if already consumed,
+        // counted as received before it was deleted. So the queue is read first, the counter
+        // second.
+        rotated
+            .controller
+            .wait_for_metric(SQS_DELETED, deleted_before + 1.0, Duration::from_secs(10))
+            .await;
+        let other_queue = steps.var(&format!("QUEUE_URL_{}", other.letter.to_uppercase()));
+        assert_eq!(aws.queue_depth(other_queue).await, 0);
         assert_eq!(
-            received(&other.controller).await,
+            other.controller.metrics().await.value(SQS_RECEIVED),
             received_before,
             "cluster {}'s controller received a message for {}",
             other.letter.to_uppercase(),
             rotated.secret
         );
-        let other_queue = steps.var(&format!("QUEUE_URL_{}", other.letter.to_uppercase()));
-        assert_eq!(aws.queue_depth(other_queue).await, 0);
         wait_for_secret_value(
             kube,
             &other.namespace,
@@ -338,243 +343,4 @@ fn label_updated(region: &str, name: &str, written: &Written) -> Value {
         "resources": [written.arn],
         "detail": {"name": name, "labelUpdated": "AWSCURRENT", "versionId": written.version_id},
     })
-}
-
-/// `secret_bridge_sqs_messages_total{result="received"}` of a controller (0 when absent).
-/// The releases log JSON (`logFormat: json`), so the probe address comes from a JSON line.
-async fn received(controller: &ControllerProcess) -> u64 {
-    let address = wait_for(
-        "the controller's probe address in its JSON log",
-        Duration::from_secs(30),
-        || async {
-            controller.logs().lines().find_map(|line| {
-                let entry: Value = serde_json::from_str(line).ok()?;
-                let fields = &entry["fields"];
-                fields["message"]
-                    .as_str()?
-                    .starts_with("serving /healthz")
-                    .then(|| fields["address"].as_str().map(str::to_owned))?
-            })
-        },
-    )
-    .await;
-    let mut stream = TcpStream::connect(&address)
-        .await
-        .expect("connect to the probe endpoint");
-    stream
-        .write_all(
-            format!("GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .expect("send GET /metrics");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .expect("read /metrics");
-    assert!(
-        response.starts_with("HTTP/1.1 200"),
-        "GET /metrics: {response}"
-    );
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or("");
-    body.lines()
-        .find_map(|line| {
-            line.strip_prefix(r#"secret_bridge_sqs_messages_total{result="received"} "#)
-        })
-        .map(|v| v.trim().parse::<f64>().expect("a number") as u64)
-        .unwrap_or(0)
-}
-
-/// The fan-out Lambda's `bootstrap`, run against a local Lambda Runtime API.
-struct FanOut {
-    api: Arc<RuntimeApi>,
-    child: tokio::process::Child,
-    logs: Arc<Mutex<String>>,
-}
-
-impl FanOut {
-    async fn start(stack: &Stack, bootstrap: &Path, env: &BTreeMap<String, String>) -> FanOut {
-        let (api, address) = RuntimeApi::serve().await;
-        let mut child = tokio::process::Command::new(bootstrap)
-            .env_clear()
-            .envs(env)
-            .envs(stack.process_env())
-            .env("AWS_LAMBDA_RUNTIME_API", &address)
-            .env("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("run {}: {e}", bootstrap.display()));
-        let logs = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().expect("stdout"))
-                as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let logs = logs.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let mut text = logs.lock().unwrap();
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-            });
-        }
-        FanOut { api, child, logs }
-    }
-
-    /// One invocation; its response (an error fails the test).
-    async fn invoke(&self, event: &Value) -> Value {
-        match tokio::time::timeout(Duration::from_secs(30), self.api.invoke(event.to_string()))
-            .await
-        {
-            Ok(Ok(body)) => body,
-            Ok(Err(error)) => panic!(
-                "the fan-out Lambda failed: {error}\n{}",
-                self.logs.lock().unwrap()
-            ),
-            Err(_) => panic!(
-                "the fan-out Lambda did not answer within 30 s:\n{}",
-                self.logs.lock().unwrap()
-            ),
-        }
-    }
-
-    async fn stop(mut self) -> String {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
-        self.logs.lock().unwrap().clone()
-    }
-}
-
-type Outcome = Result<Value, String>;
-
-/// The part of the Lambda Runtime API a function uses: `GET /invocation/next` hands out the
-/// next event, `POST /invocation/{id}/response` or `/error` completes it, `/init/error`
-/// reports a failed start. HTTP/1.1 with keep-alive, as the runtime client speaks it.
-#[derive(Default)]
-struct RuntimeApi {
-    pending: Mutex<VecDeque<(String, String)>>,
-    ready: Notify,
-    waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
-    next_id: Mutex<u64>,
-}
-
-impl RuntimeApi {
-    async fn serve() -> (Arc<RuntimeApi>, String) {
-        let api = Arc::new(RuntimeApi::default());
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("address").to_string();
-        let server = api.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(server.clone().connection(stream));
-            }
-        });
-        (api, address)
-    }
-
-    async fn invoke(&self, payload: String) -> Outcome {
-        let id = {
-            let mut next = self.next_id.lock().unwrap();
-            *next += 1;
-            format!("mc-request-{next}")
-        };
-        let (done, outcome) = oneshot::channel();
-        self.waiting.lock().unwrap().insert(id.clone(), done);
-        self.pending.lock().unwrap().push_back((id, payload));
-        self.ready.notify_one();
-        outcome.await.unwrap_or_else(|_| Err("dropped".into()))
-    }
-
-    async fn connection(self: Arc<Self>, stream: TcpStream) {
-        let mut stream = BufReader::new(stream);
-        loop {
-            let mut request_line = String::new();
-            if stream.read_line(&mut request_line).await.unwrap_or(0) == 0 {
-                return;
-            }
-            let mut length = 0usize;
-            loop {
-                let mut header = String::new();
-                if stream.read_line(&mut header).await.unwrap_or(0) == 0 {
-                    return;
-                }
-                let header = header.trim_end();
-                if header.is_empty() {
-                    break;
-                }
-                if let Some((name, value)) = header.split_once(':')
-                    && name.eq_ignore_ascii_case("content-length")
-                {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            if stream.read_exact(&mut body).await.is_err() {
-                return;
-            }
-            let mut parts = request_line.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let path = path.trim_start_matches("/2018-06-01/runtime/");
-            let response = match (method, path) {
-                ("GET", "invocation/next") => {
-                    let (id, payload) = self.next_invocation().await;
-                    let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
-                    format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
-                         Lambda-Runtime-Aws-Request-Id: {id}\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\n\
-                         Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION}\r\n\
-                         Content-Length: {}\r\n\r\n{payload}",
-                        payload.len()
-                    )
-                }
-                ("POST", "init/error") => panic!(
-                    "the fan-out Lambda failed to start: {}",
-                    String::from_utf8_lossy(&body)
-                ),
-                ("POST", invocation) => {
-                    let (id, kind) = invocation
-                        .strip_prefix("invocation/")
-                        .and_then(|rest| rest.rsplit_once('/'))
-                        .unwrap_or(("", ""));
-                    let outcome = match kind {
-                        "response" => Ok(serde_json::from_slice(&body).unwrap_or(Value::Null)),
-                        _ => Err(String::from_utf8_lossy(&body).into_owned()),
-                    };
-                    if let Some(done) = self.waiting.lock().unwrap().remove(id) {
-                        let _ = done.send(outcome);
-                    }
-                    "HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}".to_owned()
-                }
-                _ => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_owned(),
-            };
-            if stream
-                .get_mut()
-                .write_all(response.as_bytes())
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-    }
-
-    async fn next_invocation(&self) -> (String, String) {
-        loop {
-            let notified = self.ready.notified();
-            if let Some(next) = self.pending.lock().unwrap().pop_front() {
-                return next;
-            }
-            notified.await;
-        }
-    }
 }

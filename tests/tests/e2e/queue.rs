@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use secret_bridge_tests::aws::Aws;
-use secret_bridge_tests::kube_helpers::*;
-use secret_bridge_tests::{ControllerProcess, Stack, unique, wait_for};
+use secret_bridge_tests::manifest::Manifest;
+use secret_bridge_tests::metrics::{SQS_DEAD_LETTERED, SQS_UNREADABLE};
+use secret_bridge_tests::wait::wait_for_empty_queue;
+use secret_bridge_tests::{Stack, Tenant, unique};
 use serde_json::json;
-
-use crate::fixtures::Tenant;
 
 #[tokio::test]
 async fn unreadable_messages_go_to_the_dlq_and_unused_secrets_are_acknowledged() {
@@ -26,27 +26,16 @@ async fn unreadable_messages_go_to_the_dlq_and_unused_secrets_are_acknowledged()
     let queue = aws
         .event_queue(&unique("queue"), &bus, Some((&dlq, 2)), 1)
         .await;
-    let controller = ControllerProcess::start(
-        &stack,
-        &tenant.namespace,
-        &["--controller-class", &tenant.class, "--queue-url", &queue],
-    );
+    let controller = tenant.start_controller(&stack, &["--queue-url", &queue]);
     tenant
-        .external_secret(
-            &stack,
-            "used",
-            &format!("  refreshInterval: 1h\n  dataFrom:\n    - extract: {{key: {used}}}\n"),
-        )
+        .external_secret("used")
+        .refresh_interval("1h")
+        .extract(&used)
+        .apply(kube, ns)
         .await;
-    wait_for_secret_value(
-        kube,
-        ns,
-        "used",
-        "token",
-        "queue-value-1",
-        Duration::from_secs(30),
-    )
-    .await;
+    tenant
+        .wait_for_value("used", "token", "queue-value-1", Duration::from_secs(30))
+        .await;
 
     let not_json = format!("not json {}", unique("garbage"));
     let unknown = json!({"detail-type": "Parameter Store Change", "source": "aws.ssm", "detail": {"name": unique("param")}}).to_string();
@@ -71,15 +60,9 @@ async fn unreadable_messages_go_to_the_dlq_and_unused_secrets_are_acknowledged()
     // The consumer survives them all and still applies events.
     let rotated = aws.rotate(&used, r#"{"token":"queue-value-2"}"#).await;
     aws.publish_label_updated(&bus, &used, &rotated).await;
-    wait_for_secret_value(
-        kube,
-        ns,
-        "used",
-        "token",
-        "queue-value-2",
-        Duration::from_secs(10),
-    )
-    .await;
+    tenant
+        .wait_for_value("used", "token", "queue-value-2", Duration::from_secs(10))
+        .await;
 
     // Exactly the two unreadable messages reach the DLQ; the rest were acknowledged.
     let mut dead = Vec::new();
@@ -90,44 +73,19 @@ async fn unreadable_messages_go_to_the_dlq_and_unused_secrets_are_acknowledged()
             "timed out waiting for two messages in the DLQ, got {}",
             dead.len()
         );
-        let out = aws
-            .sqs
-            .receive_message()
-            .queue_url(&dlq)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("receive from the DLQ");
-        dead.extend(
-            out.messages
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|m| m.body),
-        );
+        dead.extend(aws.receive(&dlq).await.into_iter().filter_map(|m| m.body));
     }
     dead.sort();
     let mut expected = vec![not_json.clone(), unknown.clone()];
     expected.sort();
     assert_eq!(dead, expected);
-    wait_for(
-        "the event queue to be empty",
-        Duration::from_secs(30),
-        || async { (aws.queue_depth(&queue).await == 0).then_some(()) },
-    )
-    .await;
+    wait_for_empty_queue(&aws, &queue, Duration::from_secs(30)).await;
     assert!(
         controller.logs().contains("cannot read message"),
         "unreadable messages are logged"
     );
-    let (_, metrics) = controller.probe_get("/metrics").await;
-    assert!(
-        metrics.contains(r#"secret_bridge_sqs_messages_total{result="dead_lettered"} 2"#),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(r#"secret_bridge_sqs_messages_total{result="unreadable"}"#),
-        "{metrics}"
-    );
+    let metrics = controller.metrics().await;
+    metrics.assert_value(SQS_DEAD_LETTERED, 2.0);
+    metrics.assert_counted(SQS_UNREADABLE);
     controller.assert_logs_hide(&["queue-value-1", "queue-value-2"]);
 }

@@ -6,10 +6,11 @@ use std::time::Duration;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use secret_bridge_tests::aws::Aws;
-use secret_bridge_tests::kube_helpers::*;
-use secret_bridge_tests::{ControllerProcess, Stack, unique, wait_for};
-
-use crate::fixtures::Tenant;
+use secret_bridge_tests::kube_helpers::{apply_value, apply_yaml, ensure_namespace, secret_data};
+use secret_bridge_tests::manifest::{self, Manifest};
+use secret_bridge_tests::wait::{wait_for_event, wait_for_ready, wait_for_secret_value};
+use secret_bridge_tests::{Stack, Tenant, unique, wait_for};
+use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -34,54 +35,31 @@ async fn stores_serve_only_the_namespaces_they_allow() {
     )
     .await;
     let store = unique("limited");
-    apply_yaml(
-        kube,
-        &format!(
-            r#"
-apiVersion: external-secrets.io/v1
-kind: ClusterSecretStore
-metadata:
-  name: {store}
-spec:
-  controller: {class}
-  conditions:
-    - namespaces: [{a}]
-    - namespaceSelector:
-        matchExpressions:
-          - {{key: team, operator: In, values: [blue, green]}}
-    - namespaceRegexes: ["^store-regex-ok-"]
-  provider:
-    aws:
-      service: SecretsManager
-      region: us-east-1
-      auth:
-        secretRef:
-          accessKeyIDSecretRef: {{name: aws-keys, key: access-key, namespace: {a}}}
-          secretAccessKeySecretRef: {{name: aws-keys, key: secret-access-key, namespace: {a}}}
-"#,
-            class = tenant.class,
-        ),
-        a,
-    )
-    .await;
+    tenant
+        .cluster_secret_store(&store)
+        .static_keys_in(a)
+        .allow_namespaces(&[a])
+        .condition(json!({"namespaceSelector": {"matchExpressions": [
+            {"key": "team", "operator": "In", "values": ["blue", "green"]},
+        ]}}))
+        .allow_namespace_regexes(&["^store-regex-ok-"])
+        .apply(kube, a)
+        .await;
     let secret = unique("store-value");
     aws.upsert_secret(&secret, "store-isolation-value-1").await;
-    let controller = ControllerProcess::start(
-        &stack,
-        &tenant.namespace,
-        &["--controller-class", &tenant.class],
-    );
+    let controller = tenant.start_controller(&stack, &[]);
 
-    let external_secret = |kind: &str, store: &str| {
-        format!(
-            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata:\n  name: app\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: {store}, kind: {kind}}}\n  data:\n    - secretKey: value\n      remoteRef: {{key: {secret}}}\n"
-        )
-    };
+    let app = manifest::ExternalSecret::new("app")
+        .refresh_interval("1h")
+        .data("value", &secret);
     for ns in [a, &by_label, &by_regex, &denied] {
-        apply_yaml(kube, &external_secret("ClusterSecretStore", &store), ns).await;
+        app.clone()
+            .cluster_secret_store(&store)
+            .apply(kube, ns)
+            .await;
     }
     // The SecretStore of namespace A, named from namespace B.
-    apply_yaml(kube, &external_secret("SecretStore", &tenant.store), &other).await;
+    app.secret_store(&tenant.store).apply(kube, &other).await;
 
     for ns in [a, &by_label, &by_regex] {
         wait_for_secret_value(kube, ns, "app", "value", "store-isolation-value-1", TIMEOUT).await;
@@ -154,113 +132,40 @@ async fn irsa_and_assumed_roles_read_as_the_role() {
         .upsert_secret(&name, "role-account-value-1")
         .await;
 
-    apply_yaml(
-        kube,
-        &format!(
-            r#"
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: reader
-  annotations:
-    eks.amazonaws.com/role-arn: arn:aws:iam::{ROLE_ACCOUNT}:role/irsa-reader
----
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: hop
-  annotations:
-    eks.amazonaws.com/role-arn: arn:aws:iam::{HOP_ACCOUNT}:role/irsa-hop
----
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: no-role
----
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata:
-  name: irsa-role
-spec:
-  controller: {class}
-  provider:
-    aws:
-      service: SecretsManager
-      region: us-east-1
-      role: arn:aws:iam::{ROLE_ACCOUNT}:role/reader
-      externalID: tenant-7
-      auth:
-        jwt:
-          serviceAccountRef: {{name: hop, audiences: [secret-bridge-tests]}}
----
-apiVersion: external-secrets.io/v1
-kind: ClusterSecretStore
-metadata:
-  name: {cluster_store}
-spec:
-  controller: {class}
-  conditions:
-    - namespaces: [{consumer}]
-  provider:
-    aws:
-      service: SecretsManager
-      region: us-east-1
-      auth:
-        jwt:
-          serviceAccountRef: {{name: reader, namespace: {ns}}}
----
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata:
-  name: irsa
-spec:
-  controller: {class}
-  provider:
-    aws:
-      service: SecretsManager
-      region: us-east-1
-      auth:
-        jwt:
-          serviceAccountRef: {{name: reader}}
----
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata:
-  name: no-role
-spec:
-  controller: {class}
-  provider:
-    aws:
-      service: SecretsManager
-      region: us-east-1
-      auth:
-        jwt:
-          serviceAccountRef: {{name: no-role}}
----
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata:
-  name: chain
-spec:
-  controller: {class}
-  provider:
-    aws:
-      service: SecretsManager
-      region: us-east-1
-      additionalRoles: [arn:aws:iam::{ROLE_ACCOUNT}:role/hop]
-      role: arn:aws:iam::{ROLE_ACCOUNT}:role/reader
-      externalID: tenant-42
-      sessionTags: [{{key: team, value: blue}}]
-      auth:
-        secretRef:
-          accessKeyIDSecretRef: {{name: aws-keys, key: access-key}}
-          secretAccessKeySecretRef: {{name: aws-keys, key: secret-access-key}}
-"#,
-            class = tenant.class
+    for (account, role) in [
+        (
+            "reader",
+            Some(format!("arn:aws:iam::{ROLE_ACCOUNT}:role/irsa-reader")),
         ),
-        ns,
-    )
-    .await;
+        (
+            "hop",
+            Some(format!("arn:aws:iam::{HOP_ACCOUNT}:role/irsa-hop")),
+        ),
+        ("no-role", None),
+    ] {
+        apply_service_account(kube, ns, account, role.as_deref()).await;
+    }
+    let store = |name: &str| tenant.secret_store(name);
+    let reader = format!("arn:aws:iam::{ROLE_ACCOUNT}:role/reader");
+    for store in [
+        store("irsa-role")
+            .role(&reader, Some("tenant-7"))
+            .service_account_for("hop", None, &["secret-bridge-tests"]),
+        tenant
+            .cluster_secret_store(&cluster_store)
+            .allow_namespaces(&[&consumer])
+            .service_account("reader", Some(ns)),
+        store("irsa").service_account("reader", None),
+        store("no-role").service_account("no-role", None),
+        tenant
+            .secret_store("chain")
+            .static_keys()
+            .additional_roles(&[&format!("arn:aws:iam::{ROLE_ACCOUNT}:role/hop")])
+            .role(&reader, Some("tenant-42"))
+            .session_tag("team", "blue"),
+    ] {
+        store.apply(kube, ns).await;
+    }
     for store in [
         "irsa",
         "irsa-role",
@@ -268,39 +173,25 @@ spec:
         "chain",
         tenant.store.as_str(),
     ] {
-        apply_yaml(
-            kube,
-            &format!(
-                "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata:\n  name: via-{store}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: {store}, kind: SecretStore}}\n  data:\n    - secretKey: value\n      remoteRef: {{key: {name}}}\n"
-            ),
-            ns,
-        )
-        .await;
+        manifest::ExternalSecret::new(&format!("via-{store}"))
+            .secret_store(store)
+            .refresh_interval("1h")
+            .data("value", &name)
+            .apply(kube, ns)
+            .await;
     }
-    apply_yaml(
-        kube,
-        &format!(
-            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata:\n  name: via-cluster\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: {cluster_store}, kind: ClusterSecretStore}}\n  data:\n    - secretKey: value\n      remoteRef: {{key: {name}}}\n"
-        ),
-        &consumer,
-    )
-    .await;
-    let controller = ControllerProcess::start(
-        &stack,
-        &tenant.namespace,
-        &["--controller-class", &tenant.class],
-    );
+    manifest::ExternalSecret::new("via-cluster")
+        .cluster_secret_store(&cluster_store)
+        .refresh_interval("1h")
+        .data("value", &name)
+        .apply(kube, &consumer)
+        .await;
+    let controller = tenant.start_controller(&stack, &[]);
 
     // IRSA in the hop account, then `role` (with its external ID) into the role account.
-    wait_for_secret_value(
-        kube,
-        ns,
-        "via-irsa-role",
-        "value",
-        "role-account-value-1",
-        TIMEOUT,
-    )
-    .await;
+    tenant
+        .wait_for_value("via-irsa-role", "value", "role-account-value-1", TIMEOUT)
+        .await;
     wait_for_secret_value(
         kube,
         &consumer,
@@ -310,35 +201,17 @@ spec:
         TIMEOUT,
     )
     .await;
-    wait_for_secret_value(
-        kube,
-        ns,
-        "via-irsa",
-        "value",
-        "role-account-value-1",
-        TIMEOUT,
-    )
-    .await;
-    wait_for_secret_value(
-        kube,
-        ns,
-        "via-chain",
-        "value",
-        "role-account-value-1",
-        TIMEOUT,
-    )
-    .await;
+    tenant
+        .wait_for_value("via-irsa", "value", "role-account-value-1", TIMEOUT)
+        .await;
+    tenant
+        .wait_for_value("via-chain", "value", "role-account-value-1", TIMEOUT)
+        .await;
     // The static keys alone read the default account's secret.
     let default_store = format!("via-{}", tenant.store);
-    wait_for_secret_value(
-        kube,
-        ns,
-        &default_store,
-        "value",
-        "default-account-value-1",
-        TIMEOUT,
-    )
-    .await;
+    tenant
+        .wait_for_value(&default_store, "value", "default-account-value-1", TIMEOUT)
+        .await;
     let (_, message) = wait_for_ready(kube, ns, "via-no-role", "False", TIMEOUT).await;
     assert!(
         message.contains("an IAM role must be associated with ServiceAccount")
@@ -346,6 +219,16 @@ spec:
         "{message}"
     );
     controller.assert_logs_hide(&["role-account-value-1", "default-account-value-1"]);
+}
+
+/// A ServiceAccount `name`, with the IRSA annotation when it has a role.
+async fn apply_service_account(kube: &kube::Client, ns: &str, name: &str, role_arn: Option<&str>) {
+    let mut account =
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}});
+    if let Some(role_arn) = role_arn {
+        account["metadata"]["annotations"] = json!({"eks.amazonaws.com/role-arn": role_arn});
+    }
+    apply_value(kube, account, ns).await;
 }
 
 /// Emulator credentials for `role_arn` (its account), as a test-side writer.
@@ -386,107 +269,27 @@ async fn store_status_reports_validation_as_eso() {
     let referent = unique("status-referent");
     let bad_regex = unique("status-regex");
     let other_class = unique("status-other-class");
-    apply_yaml(
-        kube,
-        &format!(
-            r#"
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: reader
-  annotations:
-    eks.amazonaws.com/role-arn: arn:aws:iam::{ROLE_ACCOUNT}:role/irsa-reader
----
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata:
-  name: irsa
-spec:
-  controller: {class}
-  refreshInterval: 2
-  provider:
-    aws:
-      service: SecretsManager
-      region: us-east-1
-      auth:
-        jwt:
-          serviceAccountRef: {{name: reader}}
----
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata:
-  name: missing-keys
-spec:
-  controller: {class}
-  provider:
-    aws:
-      service: SecretsManager
-      region: us-east-1
-      auth:
-        secretRef:
-          accessKeyIDSecretRef: {{name: nowhere, key: access-key}}
-          secretAccessKeySecretRef: {{name: nowhere, key: secret-access-key}}
----
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata:
-  name: vault
-spec:
-  controller: {class}
-  provider:
-    vault: {{server: "https://vault.example"}}
----
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata:
-  name: other-class
-spec:
-  controller: {other_class}
-  provider:
-    aws: {{service: SecretsManager, region: us-east-1}}
----
-apiVersion: external-secrets.io/v1
-kind: ClusterSecretStore
-metadata:
-  name: {referent}
-spec:
-  controller: {class}
-  provider:
-    aws:
-      service: SecretsManager
-      region: us-east-1
-      auth:
-        secretRef:
-          accessKeyIDSecretRef: {{name: aws-keys, key: access-key}}
-          secretAccessKeySecretRef: {{name: aws-keys, key: secret-access-key}}
----
-apiVersion: external-secrets.io/v1
-kind: ClusterSecretStore
-metadata:
-  name: {bad_regex}
-spec:
-  controller: {class}
-  conditions:
-    - namespaceRegexes: ["("]
-  provider:
-    aws:
-      service: SecretsManager
-      region: us-east-1
-      auth:
-        secretRef:
-          accessKeyIDSecretRef: {{name: aws-keys, key: access-key, namespace: {ns}}}
-          secretAccessKeySecretRef: {{name: aws-keys, key: secret-access-key, namespace: {ns}}}
-"#,
-            class = tenant.class
-        ),
-        ns,
-    )
-    .await;
-    let controller = ControllerProcess::start(
-        &stack,
-        &tenant.namespace,
-        &["--controller-class", &tenant.class],
-    );
+    let role = format!("arn:aws:iam::{ROLE_ACCOUNT}:role/irsa-reader");
+    apply_service_account(kube, ns, "reader", Some(&role)).await;
+    let store = |name: &str| tenant.secret_store(name);
+    for store in [
+        store("irsa")
+            .refresh_interval(2)
+            .service_account("reader", None),
+        store("missing-keys").static_keys_from("nowhere", None),
+        store("vault").provider(json!({"vault": {"server": "https://vault.example"}})),
+        manifest::Store::secret_store("other-class").controller(&other_class),
+        // Keys without a namespace: a ClusterSecretStore reads them from the namespace of
+        // each ExternalSecret, which validation cannot know.
+        tenant.cluster_secret_store(&referent).static_keys(),
+        tenant
+            .cluster_secret_store(&bad_regex)
+            .static_keys_in(ns)
+            .allow_namespace_regexes(&["("]),
+    ] {
+        store.apply(kube, ns).await;
+    }
+    let controller = tenant.start_controller(&stack, &[]);
 
     let ready = wait_for_store(kube, "SecretStore", Some(ns), &tenant.store).await;
     assert_eq!(
@@ -540,29 +343,28 @@ spec:
         ready.message
     );
     // The failure is also a Warning Event on the store.
+    let event = wait_for_event(kube, ns, "missing-keys", "InvalidProviderConfig", TIMEOUT).await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    // Re-validated every refreshInterval seconds, without rewriting an unchanged status. Two
+    // re-validations after the first read: the status write of the first, if any, is done
+    // by the time the second is logged.
+    let irsa_verified = || {
+        controller
+            .logs()
+            .lines()
+            .filter(|l| {
+                l.contains("store credentials verified") && l.contains(r#"SecretStore "irsa""#)
+            })
+            .count()
+    };
+    let before = store_object(kube, "SecretStore", Some(ns), "irsa").await;
+    let verified_before = irsa_verified();
     wait_for(
-        "a Warning event on SecretStore missing-keys",
-        TIMEOUT,
-        || async {
-            let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(kube.clone(), ns)
-                .list(&Default::default())
-                .await
-                .ok()?;
-            events
-                .items
-                .iter()
-                .any(|e| {
-                    e.involved_object.name.as_deref() == Some("missing-keys")
-                        && e.type_.as_deref() == Some("Warning")
-                        && e.reason.as_deref() == Some("InvalidProviderConfig")
-                })
-                .then_some(())
-        },
+        "the IRSA store to be re-validated twice (every 2 s)",
+        Duration::from_secs(6),
+        || async { (irsa_verified() >= verified_before + 2).then_some(()) },
     )
     .await;
-    // Re-validated every refreshInterval seconds, without rewriting an unchanged status.
-    let before = store_object(kube, "SecretStore", Some(ns), "irsa").await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
     let logs = controller.logs();
     assert!(
         logs.matches("store credentials verified").count() >= 3,

@@ -1,20 +1,22 @@
 //! The target Secret as ESO writes it, on a real apiserver: creation policies (Merge into an
-//! existing Secret, None, Orphan, Owner), immutable Secrets, refresh policies, Events, and
-//! ClusterExternalSecrets across namespaces.
+//! existing Secret, None, Orphan, Owner), immutable Secrets, refresh policies, Events and
+//! templates.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, Namespace, Secret};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
-use secret_bridge_controller::api::{ClusterExternalSecret, ExternalSecret};
+use secret_bridge_controller::api::ExternalSecret;
 use secret_bridge_tests::aws::Aws;
 use secret_bridge_tests::kube_helpers::*;
-use secret_bridge_tests::{ControllerProcess, Stack, unique, wait_for};
+use secret_bridge_tests::manifest::Manifest;
+use secret_bridge_tests::wait::{
+    refresh_time, wait_for_event, wait_for_ready, wait_for_refresh, wait_for_secret_gone,
+};
+use secret_bridge_tests::{Stack, Tenant, unique, wait_for};
 use serde_json::json;
-
-use crate::fixtures::Tenant;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -34,19 +36,6 @@ async fn wait_for_secret(stack: &Stack, namespace: &str, name: &str) -> Secret {
 
 fn keys(data: &BTreeMap<String, String>) -> Vec<&str> {
     data.keys().map(String::as_str).collect()
-}
-
-/// The reasons of the Events recorded for the ExternalSecret `name`.
-async fn event_reasons(stack: &Stack, namespace: &str, name: &str) -> Vec<String> {
-    Api::<Event>::namespaced(stack.kube.clone(), namespace)
-        .list(&ListParams::default())
-        .await
-        .expect("list Events")
-        .items
-        .into_iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some(name))
-        .filter_map(|e| e.reason)
-        .collect()
 }
 
 async fn patch_metadata(stack: &Stack, namespace: &str, name: &str, metadata: serde_json::Value) {
@@ -75,52 +64,35 @@ async fn creation_policies_and_immutable_secrets_as_eso() {
         .await;
     // Someone else's Secret, to merge into.
     put_secret(kube, ns, "existing", &[("other", "kept")]).await;
-    let controller = ControllerProcess::start(&stack, ns, &["--controller-class", &tenant.class]);
+    let controller = tenant.start_controller(&stack, &[]);
 
-    let extract = |key: &str| format!("  dataFrom:\n    - extract: {{key: {key}}}\n");
-    let with_target = |target: &str| format!("  target:\n{target}{}", extract(&shared));
-    apply_yaml(
-        kube,
-        &format!(
-            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata:\n  name: owner\n  labels: {{team: blue}}\n  annotations: {{note: copied}}\nspec:\n  secretStoreRef: {{name: aws, kind: SecretStore}}\n  refreshInterval: 1h\n{}",
-            extract(&shared)
-        ),
-        ns,
-    )
-    .await;
-    tenant
-        .external_secret(
-            &stack,
+    let shared_es = |name: &str| tenant.external_secret(name).extract(&shared);
+    shared_es("owner")
+        .labels(json!({"team": "blue"}))
+        .annotations(json!({"note": "copied"}))
+        .refresh_interval("1h")
+        .apply(kube, ns)
+        .await;
+    for (name, target) in [
+        (
             "merge",
-            &with_target("    name: existing\n    creationPolicy: Merge\n"),
-        )
-        .await;
-    tenant
-        .external_secret(
-            &stack,
+            json!({"name": "existing", "creationPolicy": "Merge"}),
+        ),
+        (
             "merge-missing",
-            &with_target("    name: absent\n    creationPolicy: Merge\n"),
-        )
-        .await;
+            json!({"name": "absent", "creationPolicy": "Merge"}),
+        ),
+        ("none", json!({"creationPolicy": "None"})),
+        ("orphan", json!({"creationPolicy": "Orphan"})),
+    ] {
+        shared_es(name).target(target).apply(kube, ns).await;
+    }
     tenant
-        .external_secret(&stack, "none", &with_target("    creationPolicy: None\n"))
-        .await;
-    tenant
-        .external_secret(
-            &stack,
-            "orphan",
-            &with_target("    creationPolicy: Orphan\n"),
-        )
-        .await;
-    tenant
-        .external_secret(
-            &stack,
-            "immutable",
-            &format!(
-                "  refreshInterval: 1s\n  target:\n    immutable: true\n{}",
-                extract(&frozen)
-            ),
-        )
+        .external_secret("immutable")
+        .refresh_interval("1s")
+        .target(json!({"immutable": true}))
+        .extract(&frozen)
+        .apply(kube, ns)
         .await;
 
     // Owner: owned, labelled and hashed as ESO; the ExternalSecret's labels and annotations
@@ -163,13 +135,7 @@ async fn creation_policies_and_immutable_secrets_as_eso() {
             .unwrap()
             .starts_with(&format!("{}-", es.metadata.generation.unwrap()))
     );
-    wait_for("a Created Event", TIMEOUT, || async {
-        event_reasons(&stack, ns, "owner")
-            .await
-            .contains(&"Created".to_owned())
-            .then_some(())
-    })
-    .await;
+    wait_for_event(kube, ns, "owner", "Created", TIMEOUT).await;
 
     // A key someone else adds to an Owner Secret is removed, as ESO replaces the data.
     put_secret(kube, ns, "owner", &[("intruder", "x")]).await;
@@ -180,8 +146,9 @@ async fn creation_policies_and_immutable_secrets_as_eso() {
     .await;
 
     // Merge: our keys join the existing ones; no owner.
-    let merged =
-        wait_for_secret_value(kube, ns, "existing", "pass", "target-value-1", TIMEOUT).await;
+    let merged = tenant
+        .wait_for_value("existing", "pass", "target-value-1", TIMEOUT)
+        .await;
     assert_eq!(keys(&merged), ["other", "pass", "user"]);
     assert!(
         secret(&stack, ns, "existing")
@@ -213,10 +180,7 @@ async fn creation_policies_and_immutable_secrets_as_eso() {
     );
     delete_external_secret(kube, ns, "orphan").await;
     delete_external_secret(kube, ns, "owner").await;
-    wait_for("the owned Secret garbage-collected", TIMEOUT, || async {
-        secret(&stack, ns, "owner").await.is_none().then_some(())
-    })
-    .await;
+    wait_for_secret_gone(kube, ns, "owner", "collected with its owner", TIMEOUT).await;
     assert!(secret(&stack, ns, "orphan").await.is_some());
 
     // Immutable: written once; as ESO, a new value in AWS is not applied to the existing
@@ -261,14 +225,10 @@ async fn creation_policies_and_immutable_secrets_as_eso() {
         .await
         .expect("create an immutable Secret");
     tenant
-        .external_secret(
-            &stack,
-            "into-sealed",
-            &format!(
-                "  target:\n    name: sealed\n    creationPolicy: Merge\n{}",
-                extract(&frozen)
-            ),
-        )
+        .external_secret("into-sealed")
+        .target(json!({"name": "sealed", "creationPolicy": "Merge"}))
+        .extract(&frozen)
+        .apply(kube, ns)
         .await;
     let (reason, message) = wait_for_ready(kube, ns, "into-sealed", "False", TIMEOUT).await;
     assert_eq!(reason, "SecretSyncedError");
@@ -291,26 +251,44 @@ async fn refresh_policies_as_eso() {
     let key = unique("refresh");
     aws.upsert_secret(&key, r#"{"pass":"refresh-value-1"}"#)
         .await;
-    let controller = ControllerProcess::start(&stack, ns, &["--controller-class", &tenant.class]);
-    let spec = |policy: &str| {
-        format!(
-            "  refreshInterval: 1s\n  refreshPolicy: {policy}\n  dataFrom:\n    - extract: {{key: {key}}}\n"
-        )
-    };
+    let controller = tenant.start_controller(&stack, &[]);
     for (name, policy) in [
         ("periodic", "Periodic"),
         ("on-change", "OnChange"),
         ("once", "CreatedOnce"),
     ] {
-        tenant.external_secret(&stack, name, &spec(policy)).await;
-        wait_for_secret_value(kube, ns, name, "pass", "refresh-value-1", TIMEOUT).await;
+        tenant
+            .external_secret(name)
+            .refresh_interval("1s")
+            .refresh_policy(policy)
+            .extract(&key)
+            .apply(kube, ns)
+            .await;
+        tenant
+            .wait_for_value(name, "pass", "refresh-value-1", TIMEOUT)
+            .await;
     }
 
     // A new value in AWS: only Periodic reads it.
     aws.upsert_secret(&key, r#"{"pass":"refresh-value-2"}"#)
         .await;
-    wait_for_secret_value(kube, ns, "periodic", "pass", "refresh-value-2", TIMEOUT).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tenant
+        .wait_for_value("periodic", "pass", "refresh-value-2", TIMEOUT)
+        .await;
+    // The intervals keep coming and the controller acts on them: Periodic reads AWS again
+    // 3 s (by its refreshTime, in whole seconds) after it read the new value.
+    let read_new_value = refresh_time(kube, ns, "periodic")
+        .await
+        .expect("periodic has a refreshTime");
+    wait_for_refresh(
+        kube,
+        ns,
+        "periodic",
+        &read_new_value,
+        Duration::from_secs(3),
+        TIMEOUT,
+    )
+    .await;
     for name in ["on-change", "once"] {
         assert_eq!(
             secret_data(kube, ns, name).await.unwrap()["pass"],
@@ -320,11 +298,22 @@ async fn refresh_policies_as_eso() {
     }
 
     // A label change is a change of the ExternalSecret: OnChange syncs, CreatedOnce does not.
+    let once_reconciled = controller.reconciles_of("ExternalSecret", ns, "once");
     for name in ["on-change", "once"] {
         patch_metadata(&stack, ns, name, json!({"labels": {"touched": "yes"}})).await;
     }
-    wait_for_secret_value(kube, ns, "on-change", "pass", "refresh-value-2", TIMEOUT).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tenant
+        .wait_for_value("on-change", "pass", "refresh-value-2", TIMEOUT)
+        .await;
+    // The controller has reconciled CreatedOnce since its label changed.
+    wait_for(
+        "a reconcile of once after its label change",
+        TIMEOUT,
+        || async {
+            (controller.reconciles_of("ExternalSecret", ns, "once") > once_reconciled).then_some(())
+        },
+    )
+    .await;
     assert_eq!(
         secret_data(kube, ns, "once").await.unwrap()["pass"],
         "refresh-value-1"
@@ -335,202 +324,11 @@ async fn refresh_policies_as_eso() {
         .delete("once", &DeleteParams::default())
         .await
         .expect("delete Secret");
-    wait_for_secret_value(kube, ns, "once", "pass", "refresh-value-2", TIMEOUT).await;
+    tenant
+        .wait_for_value("once", "pass", "refresh-value-2", TIMEOUT)
+        .await;
 
     controller.assert_logs_hide(&["refresh-value-1", "refresh-value-2"]);
-}
-
-async fn label_namespace(stack: &Stack, name: &str, labels: serde_json::Value) {
-    Api::<Namespace>::all(stack.kube.clone())
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": labels}})),
-        )
-        .await
-        .expect("label Namespace");
-}
-
-#[tokio::test]
-async fn cluster_external_secret_follows_namespace_selectors() {
-    let stack = Stack::connect().await;
-    let kube = &stack.kube;
-    let aws = Aws::new(&stack.aws);
-    let tenant = Tenant::new(&stack, "ces", "us-east-1").await;
-    let key = unique("ces");
-    aws.upsert_secret(&key, r#"{"pass":"ces-value-1"}"#).await;
-    let team = unique("team");
-    let [blue1, blue2, other, taken] = ["ces-a", "ces-b", "ces-c", "ces-d"].map(unique);
-    for ns in [&blue1, &blue2, &other, &taken] {
-        ensure_namespace(kube, ns).await;
-    }
-    for ns in [&blue1, &blue2, &taken] {
-        label_namespace(&stack, ns, json!({ "team": team })).await;
-    }
-    let store = unique("ces-store");
-    apply_yaml(
-        kube,
-        &format!(
-            r#"
-apiVersion: external-secrets.io/v1
-kind: ClusterSecretStore
-metadata:
-  name: {store}
-spec:
-  controller: {class}
-  provider:
-    aws:
-      service: SecretsManager
-      region: us-east-1
-      auth:
-        secretRef:
-          accessKeyIDSecretRef: {{name: aws-keys, key: access-key, namespace: {ns}}}
-          secretAccessKeySecretRef: {{name: aws-keys, key: secret-access-key, namespace: {ns}}}
-"#,
-            class = tenant.class,
-            ns = tenant.namespace,
-        ),
-        &tenant.namespace,
-    )
-    .await;
-    // An ExternalSecret of the same name that the ClusterExternalSecret does not own.
-    apply_yaml(
-        kube,
-        &format!(
-            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata:\n  name: shared\nspec:\n  secretStoreRef: {{name: {store}, kind: ClusterSecretStore}}\n  dataFrom:\n    - extract: {{key: {key}}}\n"
-        ),
-        &taken,
-    )
-    .await;
-    let controller = ControllerProcess::start(
-        &stack,
-        &tenant.namespace,
-        &[
-            "--controller-class",
-            &tenant.class,
-            "--cluster-external-secrets",
-            "true",
-        ],
-    );
-
-    let ces_name = unique("ces");
-    let ces: ClusterExternalSecret = serde_json::from_value(json!({
-        "apiVersion": "external-secrets.io/v1",
-        "kind": "ClusterExternalSecret",
-        "metadata": {"name": ces_name},
-        "spec": {
-            "externalSecretName": "shared",
-            "externalSecretMetadata": {"labels": {"from": "ces"}},
-            "namespaceSelectors": [{"matchLabels": {"team": team}}],
-            "namespaces": [other.clone()],
-            "refreshTime": "1m",
-            "externalSecretSpec": {
-                "secretStoreRef": {"name": store, "kind": "ClusterSecretStore"},
-                "refreshInterval": "1h",
-                "dataFrom": [{"extract": {"key": key}}],
-            },
-        },
-    }))
-    .unwrap();
-    let api = Api::<ClusterExternalSecret>::all(kube.clone());
-    api.patch(
-        &ces_name,
-        &PatchParams::apply(TEST_MANAGER).force(),
-        &Patch::Apply(&ces),
-    )
-    .await
-    .expect("apply ClusterExternalSecret");
-
-    for ns in [&blue1, &blue2, &other] {
-        wait_for_secret_value(kube, ns, "shared", "pass", "ces-value-1", TIMEOUT).await;
-        let es = external_secret(kube, ns, "shared").await.unwrap();
-        assert_eq!(es.labels()["from"], "ces");
-        assert_eq!(es.owner_references()[0].kind, "ClusterExternalSecret");
-    }
-    let status = |expected: Vec<String>| {
-        let api = api.clone();
-        let ces_name = ces_name.clone();
-        let taken = taken.clone();
-        async move {
-            wait_for("the ClusterExternalSecret status", TIMEOUT, || async {
-                let status = api.get(&ces_name).await.ok()?.status?;
-                let failed: Vec<_> = status
-                    .failed_namespaces
-                    .iter()
-                    .map(|f| (f.namespace.clone(), f.reason.clone().unwrap_or_default()))
-                    .collect();
-                (status.provisioned_namespaces == expected
-                    && failed
-                        == [(
-                            taken.clone(),
-                            "external secret already exists in namespace".to_owned(),
-                        )])
-                .then_some(status)
-            })
-            .await
-        }
-    };
-    let mut expected = vec![blue1.clone(), blue2.clone(), other.clone()];
-    expected.sort();
-    let first = status(expected).await;
-    assert_eq!(first.external_secret_name.as_deref(), Some("shared"));
-    assert_eq!(first.conditions[0].status, "False");
-    assert_eq!(
-        first.conditions[0].message.as_deref(),
-        Some("one or more namespaces failed")
-    );
-    // The ExternalSecret that was there first is left alone.
-    assert!(
-        external_secret(kube, &taken, "shared")
-            .await
-            .unwrap()
-            .owner_references()
-            .is_empty()
-    );
-
-    // A namespace that stops matching loses its ExternalSecret (and, through it, the Secret).
-    label_namespace(&stack, &blue1, json!({ "team": null })).await;
-    wait_for(
-        "the ExternalSecret removed from the unselected namespace",
-        TIMEOUT,
-        || async {
-            external_secret(kube, &blue1, "shared")
-                .await
-                .is_none()
-                .then_some(())
-        },
-    )
-    .await;
-    let mut expected = vec![blue2.clone(), other.clone()];
-    expected.sort();
-    status(expected).await;
-
-    // A new matching namespace gets it at once (the Namespace watch, not the 1m refresh).
-    let late = unique("ces-e");
-    ensure_namespace(kube, &late).await;
-    label_namespace(&stack, &late, json!({ "team": team })).await;
-    wait_for_secret_value(kube, &late, "shared", "pass", "ces-value-1", TIMEOUT).await;
-
-    // Deleting the ClusterExternalSecret removes what it created.
-    api.delete(&ces_name, &DeleteParams::default())
-        .await
-        .expect("delete ClusterExternalSecret");
-    for ns in [&blue2, &other, &late] {
-        wait_for(
-            "the owned ExternalSecret garbage-collected",
-            TIMEOUT,
-            || async {
-                external_secret(kube, ns, "shared")
-                    .await
-                    .is_none()
-                    .then_some(())
-            },
-        )
-        .await;
-    }
-    assert!(external_secret(kube, &taken, "shared").await.is_some());
-
-    controller.assert_logs_hide(&["ces-value-1"]);
 }
 
 #[tokio::test]
@@ -549,47 +347,35 @@ async fn templates_render_type_metadata_and_data() {
         ns,
     )
     .await;
-    let controller = ControllerProcess::start(&stack, ns, &["--controller-class", &tenant.class]);
+    let controller = tenant.start_controller(&stack, &[]);
     tenant
-        .external_secret(
-            &stack,
-            "templated",
-            &format!(
-                r#"  target:
-    template:
-      engineVersion: v2
-      type: kubernetes.io/basic-auth
-      metadata:
-        labels: {{app: "{{{{ .user }}}}-app"}}
-        annotations: {{fixed: "yes"}}
-      data:
-        username: "{{{{ .user }}}}"
-        password: "{{{{ .pass }}}}"
-        url: "db://{{{{ .user }}}}@host/{{{{ .user | b64enc }}}}"
-      templateFrom:
-        - configMap:
-            name: tpl
-            items:
-              - key: config.ini
-              - key: pairs
-                templateAs: KeysAndValues
-        - literal: "owner: '{{{{ .user | lower }}}}'"
-          target: Annotations
-  dataFrom:
-    - extract: {{key: {key}}}
-"#
-            ),
-        )
+        .external_secret("templated")
+        .target(json!({"template": {
+            "engineVersion": "v2",
+            "type": "kubernetes.io/basic-auth",
+            "metadata": {
+                "labels": {"app": "{{ .user }}-app"},
+                "annotations": {"fixed": "yes"},
+            },
+            "data": {
+                "username": "{{ .user }}",
+                "password": "{{ .pass }}",
+                "url": "db://{{ .user }}@host/{{ .user | b64enc }}",
+            },
+            "templateFrom": [
+                {"configMap": {"name": "tpl", "items": [
+                    {"key": "config.ini"},
+                    {"key": "pairs", "templateAs": "KeysAndValues"},
+                ]}},
+                {"literal": "owner: '{{ .user | lower }}'", "target": "Annotations"},
+            ],
+        }}))
+        .extract(&key)
+        .apply(kube, ns)
         .await;
-    let data = wait_for_secret_value(
-        kube,
-        ns,
-        "templated",
-        "password",
-        "template-value-1",
-        TIMEOUT,
-    )
-    .await;
+    let data = tenant
+        .wait_for_value("templated", "password", "template-value-1", TIMEOUT)
+        .await;
     assert_eq!(
         keys(&data),
         ["config.ini", "password", "shout", "url", "username"]
@@ -605,13 +391,10 @@ async fn templates_render_type_metadata_and_data() {
 
     // A template error is reported without the values.
     tenant
-        .external_secret(
-            &stack,
-            "broken",
-            &format!(
-                "  target:\n    template:\n      data:\n        x: \"{{{{ .missing }}}}\"\n  dataFrom:\n    - extract: {{key: {key}}}\n"
-            ),
-        )
+        .external_secret("broken")
+        .target(json!({"template": {"data": {"x": "{{ .missing }}"}}}))
+        .extract(&key)
+        .apply(kube, ns)
         .await;
     let (reason, message) = wait_for_ready(kube, ns, "broken", "False", TIMEOUT).await;
     assert_eq!(reason, "SecretSyncedError");

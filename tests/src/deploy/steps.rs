@@ -261,16 +261,7 @@ impl DeploySteps {
     /// Runs a script of the test's own (setup, checks, cleanup: not a step of the guide) in
     /// the steps' current environment; returns its stdout. Panics when it fails.
     pub async fn shell(&self, script: &str) -> String {
-        let output = tokio::process::Command::new("bash")
-            .arg("-c")
-            .arg(format!("set -euo pipefail\n{script}"))
-            .env_clear()
-            .envs(&self.env)
-            .current_dir(workspace_root())
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("run bash: {e}"));
+        let output = self.bash(&format!("set -euo pipefail\n{script}")).await;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         assert!(
             output.status.success(),
@@ -318,6 +309,20 @@ impl DeploySteps {
         );
     }
 
+    /// Runs `script` with bash in the workspace root, in the steps' current environment only.
+    async fn bash(&self, script: &str) -> std::process::Output {
+        tokio::process::Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .env_clear()
+            .envs(&self.env)
+            .current_dir(workspace_root())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("run bash: {e}"))
+    }
+
     async fn run(&mut self, step: &Step) {
         let state = std::env::temp_dir().join(format!("{}.env", crate::unique("deploy-step")));
         // `set -a`: what a step assigns stays set for the next step, as in one shell.
@@ -327,16 +332,7 @@ impl DeploySteps {
             state.display()
         );
         let started = std::time::Instant::now();
-        let output = tokio::process::Command::new("bash")
-            .arg("-c")
-            .arg(&script)
-            .env_clear()
-            .envs(&self.env)
-            .current_dir(workspace_root())
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("run bash: {e}"));
+        let output = self.bash(&script).await;
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
         eprintln!(

@@ -1,0 +1,207 @@
+//! Scale, on the real local stack: thousands of ExternalSecrets with a short refresh interval,
+//! all created before the controller starts (ESO's "new ExternalSecrets take minutes"). Every
+//! one is synced while the resyncs of the others keep coming due (none starves), and the
+//! resyncs read AWS in batches: far fewer calls than one per ExternalSecret per interval, which
+//! is what ESO makes.
+//!
+//! Its own test binary, so that its load does not run beside the other end-to-end tests
+//! (cargo runs test binaries one after the other).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams};
+use secret_bridge_controller::api::ExternalSecret;
+use secret_bridge_tests::aws::Aws;
+use secret_bridge_tests::manifest::Manifest;
+use secret_bridge_tests::{ControllerProcess, Stack, Tenant};
+use serde_json::json;
+
+const COUNT: usize = 2000;
+const INTERVAL: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn thousands_of_external_secrets_at_a_short_interval_all_sync_and_resync_in_batches() {
+    let stack = Stack::connect().await;
+    let kube = &stack.kube;
+    let aws = Aws::new(&stack.aws);
+    let tenant = Tenant::new(&stack, "scale", "us-east-1").await;
+    let ns = tenant.namespace.as_str();
+    let names: Vec<String> = (0..COUNT).map(|i| format!("{ns}/s{i}")).collect();
+    stream::iter(names.iter().enumerate())
+        .for_each_concurrent(16, |(i, name)| {
+            let aws = &aws;
+            async move {
+                aws.upsert_secret(name, &json!({ "v": value(i) }).to_string())
+                    .await;
+            }
+        })
+        .await;
+    let interval = format!("{}s", INTERVAL.as_secs());
+    stream::iter(names.iter().enumerate())
+        .for_each_concurrent(16, |(i, name)| {
+            let external_secret = tenant
+                .external_secret(&format!("es{i}"))
+                .refresh_interval(&interval)
+                .extract(name);
+            async move { external_secret.apply(kube, ns).await }
+        })
+        .await;
+
+    let controller = tenant.start_controller(&stack, &[]);
+    let outcome = measure(&controller, kube, ns).await;
+    // Every controller of the other tests watches all ExternalSecrets: leave none behind.
+    Api::<Namespace>::all(kube.clone())
+        .delete(ns, &DeleteParams::default())
+        .await
+        .expect("delete the namespace");
+    stream::iter(&names)
+        .for_each_concurrent(16, |name| {
+            let client = aws_sdk_secretsmanager::Client::new(&stack.aws);
+            async move {
+                let _ = client
+                    .delete_secret()
+                    .secret_id(name)
+                    .force_delete_without_recovery(true)
+                    .send()
+                    .await;
+            }
+        })
+        .await;
+    controller.assert_logs_hide(&[&value(0), &value(COUNT - 1)]);
+    let outcome = outcome.unwrap_or_else(|failure| panic!("{failure}"));
+    println!("{outcome}");
+}
+
+/// Cold start, then three intervals of resyncs; `Err` says what went wrong.
+async fn measure(
+    controller: &ControllerProcess,
+    kube: &kube::Client,
+    ns: &str,
+) -> Result<String, String> {
+    let started = Instant::now();
+    let api = Api::<ExternalSecret>::namespaced(kube.clone(), ns);
+    let mut last_progress = Instant::now();
+    loop {
+        let ready = ready_count(&api).await;
+        if ready == COUNT {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            return Err(format!(
+                "only {ready} of {COUNT} ExternalSecrets synced after {:?}: some starve",
+                started.elapsed()
+            ));
+        }
+        if last_progress.elapsed() > Duration::from_secs(10) {
+            println!(
+                "scale: {ready}/{COUNT} synced after {:?}",
+                started.elapsed()
+            );
+            last_progress = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let cold_start = started.elapsed();
+    let after_cold = aws_calls(controller).await;
+
+    // Three intervals of resyncs with nothing changed in AWS: every ExternalSecret comes due
+    // three times (its status says so), and reads AWS in batches.
+    let window_start = k8s_openapi::jiff::Timestamp::now();
+    let window = Instant::now();
+    loop {
+        let resynced = refreshed_since(&api, window_start, 3 * INTERVAL).await;
+        if resynced == COUNT {
+            break;
+        }
+        if window.elapsed() > 6 * INTERVAL + Duration::from_secs(60) {
+            return Err(format!(
+                "only {resynced} of {COUNT} ExternalSecrets resynced for three intervals"
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let intervals = window.elapsed().as_secs_f64() / INTERVAL.as_secs_f64();
+    let steady = aws_calls(controller).await;
+    let calls: f64 = steady
+        .iter()
+        .map(|(operation, count)| count - after_cold.get(operation).copied().unwrap_or(0.0))
+        .sum();
+    let per_es_per_interval = calls / (COUNT as f64 * intervals);
+    let report = format!(
+        "scale: {COUNT} ExternalSecrets synced from scratch in {cold_start:.1?} (calls: {after_cold:?}); \
+         resyncs at {INTERVAL:?}: {calls} calls in {intervals:.1} intervals = {per_es_per_interval:.3} \
+         per ExternalSecret per interval (ESO: 1.0; calls: {steady:?})"
+    );
+    if per_es_per_interval > 0.25 {
+        return Err(format!("resyncs must read AWS in batches: {report}"));
+    }
+    Ok(report)
+}
+
+async fn ready_count(api: &Api<ExternalSecret>) -> usize {
+    let Ok(list) = api.list(&ListParams::default()).await else {
+        return 0;
+    };
+    list.items
+        .iter()
+        .filter(|es| {
+            es.status.as_ref().is_some_and(|status| {
+                status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+        })
+        .count()
+}
+
+/// How many ExternalSecrets were refreshed at least `span` after `since`.
+async fn refreshed_since(
+    api: &Api<ExternalSecret>,
+    since: k8s_openapi::jiff::Timestamp,
+    span: Duration,
+) -> usize {
+    let Ok(list) = api.list(&ListParams::default()).await else {
+        return 0;
+    };
+    let due = since + span;
+    list.items
+        .iter()
+        .filter(|es| {
+            es.status
+                .as_ref()
+                .and_then(|s| s.refresh_time.as_ref())
+                .is_some_and(|time| time.0 >= due)
+        })
+        .count()
+}
+
+/// `secret_bridge_aws_calls_total` by operation.
+async fn aws_calls(controller: &ControllerProcess) -> BTreeMap<String, f64> {
+    let metrics = controller.metrics().await;
+    let mut calls = BTreeMap::new();
+    for line in metrics.text().lines() {
+        let Some(rest) = line.strip_prefix("secret_bridge_aws_calls_total{operation=\"") else {
+            continue;
+        };
+        let Some((operation, rest)) = rest.split_once('"') else {
+            continue;
+        };
+        let value: f64 = rest
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        *calls.entry(operation.to_owned()).or_default() += value;
+    }
+    calls
+}
+
+/// The value of secret `i`: recognisable, so that the log can be searched for it.
+fn value(i: usize) -> String {
+    format!("scale-value-{i}")
+}
