@@ -170,6 +170,31 @@ impl Aws {
         url
     }
 
+    /// Deletes what [`Aws::event_queue`] made: its rule (a forgotten rule receives every later
+    /// event), the bus unless it is `default`, and the queue.
+    pub async fn remove_event_queue(&self, name: &str, bus: &str, url: &str) {
+        let rule = format!("{name}-rule");
+        let _ = self
+            .events
+            .remove_targets()
+            .rule(&rule)
+            .event_bus_name(bus)
+            .ids("queue")
+            .send()
+            .await;
+        let _ = self
+            .events
+            .delete_rule()
+            .name(&rule)
+            .event_bus_name(bus)
+            .send()
+            .await;
+        if bus != "default" {
+            let _ = self.events.delete_event_bus().name(bus).send().await;
+        }
+        let _ = self.sqs.delete_queue().queue_url(url).send().await;
+    }
+
     pub async fn plain_queue(&self, name: &str) -> String {
         self.sqs
             .create_queue()

@@ -75,6 +75,10 @@ async fn main() {
     );
     println!("(ESO with refreshInterval 1h: up to 3,600,000 ms.)");
     controller.assert_logs_hide(&[tutorial::FIRST_PASSWORD]);
+    // Leave the emulator as it was: a forgotten rule on the default bus would receive every
+    // later event.
+    aws.remove_event_queue("secret-bridge-demo", "default", &queue)
+        .await;
 }
 
 fn ms(duration: Duration) -> f64 {
