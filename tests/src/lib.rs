@@ -9,6 +9,7 @@ pub mod aws;
 pub mod conformance;
 pub mod controller;
 pub mod deploy;
+pub mod faults;
 pub mod kube_helpers;
 pub mod manifest;
 pub mod metrics;
