@@ -130,7 +130,8 @@ impl Args {
         let (caches, mut subscriptions, watches) = Caches::new(&client, self.mode == Mode::Sync);
         tokio::spawn(watches);
         let recorder = telemetry::recorder(&client);
-        let aws = ClientFactory::new(base.clone(), client.clone());
+        let aws = ClientFactory::new(base.clone(), client.clone())
+            .counting_calls_in(metrics.aws_calls.clone());
         let mut tasks: Vec<BoxFuture<'static, ()>> = Vec::new();
 
         let refresher = match self.mode {

@@ -6,6 +6,7 @@
 //! A test that cannot find its stack fails with instructions; it never passes by skipping.
 
 pub mod aws;
+pub mod aws_proxy;
 pub mod conformance;
 pub mod controller;
 pub mod deploy;

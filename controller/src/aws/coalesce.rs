@@ -5,11 +5,20 @@
 //! Every reconcile asks one [`Coalescer`] per region and credentials (one per AWS client, see
 //! [`crate::aws::credentials`]). A read that finds no call under way goes out at once (an
 //! event pays no added latency); reads that arrive while calls are under way wait and go out
-//! together in the next BatchGetSecretValue of up to 20 distinct secrets. A read that started
-//! after the asker's `not_before` (the event's arrival, or the reconcile's start) answers
-//! every asker of that secret for a short while, so a rotation read by a thousand
-//! ExternalSecrets is read once. Each secret keeps its own error; when the credentials may not
-//! call BatchGetSecretValue, reads fall back to GetSecretValue one by one.
+//! together in the next BatchGetSecretValue of up to 20 distinct secrets. A read answers every
+//! asker whose [`Freshness`] it meets for a while, so a rotation read by a thousand
+//! ExternalSecrets is read once.
+//!
+//! Periodic resyncs come due one by one, spread over their interval, so on their own they
+//! would rarely meet in a batch. A resync therefore accepts a value read a little before it
+//! started (a tenth of its interval, at most a minute: staleness no one can tell from the
+//! interval itself), and a resync that must read fills its batch with the secrets this
+//! coalescer read longest ago, which are the ones whose resyncs come due next. N unchanged
+//! secrets thus cost about N/20 calls per interval. Events never accept an older read.
+//!
+//! Each secret keeps its own error, and an error is never reused by a later reconcile; when
+//! the credentials may not call BatchGetSecretValue, reads fall back to GetSecretValue one by
+//! one (and nothing is prefetched).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,9 +35,52 @@ use crate::aws::{
 
 /// Calls under way at once per coalescer; further reads wait and are batched.
 const CALLS_AT_ONCE: usize = 4;
-/// How long a read answers later askers whose `not_before` it satisfies. Short: values stay
-/// in memory only this long.
-const SHARED_FOR: Duration = Duration::from_secs(10);
+/// How long a read is kept for later askers whose [`Freshness`] it meets: the longest
+/// tolerance a resync is given. Values stay in memory only this long.
+const SHARED_FOR: Duration = Duration::from_secs(60);
+/// A secret is forgotten (no longer prefetched) when no reconcile asked for it this long.
+const KNOWN_FOR: Duration = Duration::from_secs(24 * 3600);
+
+/// What read a reconcile accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct Freshness {
+    /// A value from a read that started at or after this.
+    pub values_since: Instant,
+    /// An error from a read that started at or after this (never earlier than the asker's
+    /// own start, so that a retry does not get the error it retries).
+    pub errors_since: Instant,
+    /// Fill a call with the secrets read longest ago (a periodic resync).
+    pub prefetch: bool,
+}
+
+impl Freshness {
+    /// An event's refresh, or any read that must see AWS as it is now: `since` is when the
+    /// event arrived (or the reconcile started).
+    pub fn strict(since: Instant) -> Self {
+        Freshness {
+            values_since: since,
+            errors_since: since,
+            prefetch: false,
+        }
+    }
+
+    /// A periodic resync that started at `started`, with interval `interval`.
+    pub fn resync(started: Instant, interval: Duration) -> Self {
+        let tolerance = (interval / 10).min(SHARED_FOR);
+        Freshness {
+            values_since: started.checked_sub(tolerance).unwrap_or(started),
+            errors_since: started,
+            prefetch: true,
+        }
+    }
+
+    fn accepts(&self, started: Instant, answer: &Answer) -> bool {
+        match answer {
+            Ok(_) => started >= self.values_since,
+            Err(_) => started >= self.errors_since,
+        }
+    }
+}
 
 type Answer = Result<SecretValue, AwsError>;
 
@@ -48,6 +100,44 @@ struct State {
     batch_refused: bool,
     /// Recent reads: when each started, and its answer.
     recent: HashMap<String, (Instant, Answer)>,
+    /// Every secret asked for: when it was last read, and last asked for.
+    known: HashMap<String, Known>,
+    /// A waiting read asked to fill its call with prefetches.
+    prefetch: bool,
+}
+
+impl State {
+    /// Up to `room` known secrets read longest ago (never read first), other than `taken`
+    /// and those waiting already, and not read within the shared window: the ones whose
+    /// resyncs come due next.
+    fn stalest(&self, room: usize, taken: &[String]) -> Vec<String> {
+        if room == 0 {
+            return Vec::new();
+        }
+        let mut candidates: Vec<(Option<Instant>, &String)> = self
+            .known
+            .iter()
+            .filter(|(id, known)| {
+                !taken.contains(id)
+                    && !self.waiting.contains_key(*id)
+                    && known
+                        .read
+                        .is_none_or(|read| read.elapsed() >= SHARED_FOR / 2)
+            })
+            .map(|(id, known)| (known.read, id))
+            .collect();
+        if candidates.len() > room {
+            candidates.select_nth_unstable_by_key(room, |(read, _)| *read);
+            candidates.truncate(room);
+        }
+        candidates.into_iter().map(|(_, id)| id.clone()).collect()
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Known {
+    read: Option<Instant>,
+    asked: Instant,
 }
 
 impl<S: SecretsSource + 'static> Coalescer<S> {
@@ -58,15 +148,25 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
         })
     }
 
-    /// The `AWSCURRENT` value of `id`, from a read that started at or after `not_before`.
-    pub async fn current(self: &Arc<Self>, id: &str, not_before: Instant) -> Answer {
+    /// The `AWSCURRENT` value of `id`, from a read that meets `freshness`.
+    pub async fn current(self: &Arc<Self>, id: &str, freshness: Freshness) -> Answer {
         let receiver = {
             let mut state = self.state.lock().expect("coalescer lock");
+            let now = Instant::now();
+            state
+                .known
+                .entry(id.to_owned())
+                .and_modify(|known| known.asked = now)
+                .or_insert(Known {
+                    read: None,
+                    asked: now,
+                });
             if let Some((started, answer)) = state.recent.get(id)
-                && *started >= not_before
+                && freshness.accepts(*started, answer)
             {
                 return answer.clone();
             }
+            state.prefetch |= freshness.prefetch;
             let (sender, receiver) = oneshot::channel();
             let waiting = state.waiting.entry(id.to_owned()).or_default();
             let first = waiting.is_empty();
@@ -100,7 +200,11 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
                     return;
                 }
                 let take = state.order.len().min(BATCH_SIZE);
-                let ids: Vec<String> = state.order.drain(..take).collect();
+                let mut ids: Vec<String> = state.order.drain(..take).collect();
+                if std::mem::take(&mut state.prefetch) && !state.batch_refused {
+                    let room = BATCH_SIZE - ids.len();
+                    ids.extend(state.stalest(room, &ids));
+                }
                 (ids, state.batch_refused)
             };
             let started = Instant::now();
@@ -111,9 +215,15 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
             };
             let mut state = self.state.lock().expect("coalescer lock");
             state.recent.retain(|_, (at, _)| at.elapsed() < SHARED_FOR);
+            state
+                .known
+                .retain(|_, known| known.asked.elapsed() < KNOWN_FOR);
             for (id, answer) in ids.into_iter().zip(answers) {
                 for waiter in state.waiting.remove(&id).unwrap_or_default() {
                     let _ = waiter.send(answer.clone());
+                }
+                if let Some(known) = state.known.get_mut(&id) {
+                    known.read = Some(started);
                 }
                 state.recent.insert(id, (started, answer));
             }
@@ -180,16 +290,16 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
 }
 
 /// A [`SecretsSource`] for one reconcile: `AWSCURRENT` reads go through the coalescer and
-/// must have started at or after `not_before`; everything else goes straight to AWS.
+/// must meet `freshness`; everything else goes straight to AWS.
 pub struct CoalescingSource<S> {
     pub coalescer: Arc<Coalescer<S>>,
-    pub not_before: Instant,
+    pub freshness: Freshness,
 }
 
 impl<S: SecretsSource + 'static> SecretsSource for CoalescingSource<S> {
     async fn get_secret_value(&self, key: &str, version: &VersionSelector) -> Answer {
         if *version == VersionSelector::current() {
-            self.coalescer.current(key, self.not_before).await
+            self.coalescer.current(key, self.freshness).await
         } else {
             self.coalescer.source.get_secret_value(key, version).await
         }
@@ -209,7 +319,7 @@ impl<S: SecretsSource + 'static> SecretsSource for CoalescingSource<S> {
             BatchSelection::Ids(ids) if next_token.is_none() => {
                 let answers = future::join_all(
                     ids.iter()
-                        .map(|id| self.coalescer.current(id, self.not_before)),
+                        .map(|id| self.coalescer.current(id, self.freshness)),
                 )
                 .await;
                 let mut page = BatchPage::default();

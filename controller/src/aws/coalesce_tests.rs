@@ -24,7 +24,11 @@ async fn read_all(
     ids: &[String],
     not_before: Instant,
 ) -> Vec<Answer> {
-    future::join_all(ids.iter().map(|id| coalescer.current(id, not_before))).await
+    future::join_all(
+        ids.iter()
+            .map(|id| coalescer.current(id, Freshness::strict(not_before))),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -52,7 +56,10 @@ async fn one_change_read_by_many_is_read_once() {
     let answers = read_all(&coalescer, &ids, event).await;
     assert!(answers.iter().all(Result::is_ok));
     // Reconciles that start later, for the same event, share the read too.
-    coalescer.current("app/0", event).await.unwrap();
+    coalescer
+        .current("app/0", Freshness::strict(event))
+        .await
+        .unwrap();
     assert_eq!(calls(&coalescer), 1);
     assert_eq!(
         coalescer.source.count("GetSecretValue"),
@@ -64,10 +71,16 @@ async fn one_change_read_by_many_is_read_once() {
 #[tokio::test]
 async fn a_read_that_started_before_the_asker_needs_it_is_not_reused() {
     let coalescer = Coalescer::new(Arc::new(source(1)));
-    coalescer.current("app/0", Instant::now()).await.unwrap();
+    coalescer
+        .current("app/0", Freshness::strict(Instant::now()))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(2)).await;
     let later_event = Instant::now();
-    coalescer.current("app/0", later_event).await.unwrap();
+    coalescer
+        .current("app/0", Freshness::strict(later_event))
+        .await
+        .unwrap();
     assert_eq!(calls(&coalescer), 2);
 }
 
@@ -106,7 +119,7 @@ async fn a_syncs_own_batch_joins_the_others() {
     let coalescer = Coalescer::new(Arc::new(source(4)));
     let source = CoalescingSource {
         coalescer: coalescer.clone(),
-        not_before: Instant::now(),
+        freshness: Freshness::strict(Instant::now()),
     };
     let ids: Vec<String> = (0..4).map(|i| format!("app/{i}")).collect();
     let (page, single) = future::join(
@@ -117,4 +130,64 @@ async fn a_syncs_own_batch_joins_the_others() {
     assert_eq!(page.unwrap().values.len(), 3);
     assert!(single.is_ok());
     assert!(calls(&coalescer) <= 2, "{:?}", coalescer.source.calls());
+}
+
+#[tokio::test]
+async fn resyncs_spread_over_their_interval_cost_a_call_per_twenty_secrets() {
+    let coalescer = Coalescer::new(Arc::new(source(100)));
+    let interval = Duration::from_secs(3600);
+    // Every secret read once (the cold start), in one go.
+    let ids: Vec<String> = (0..100).map(|i| format!("app/{i}")).collect();
+    read_all(&coalescer, &ids, Instant::now()).await;
+    let cold = calls(&coalescer);
+    // An interval later: every read is old and out of the shared window. Their resyncs come
+    // due one at a time.
+    {
+        let mut state = coalescer.state.lock().unwrap();
+        state.recent.clear();
+        let hour_ago = Instant::now().checked_sub(interval).unwrap();
+        for known in state.known.values_mut() {
+            known.read = Some(hour_ago);
+        }
+    }
+    let mut resync_calls = 0;
+    for id in &ids {
+        let before = calls(&coalescer);
+        let value = coalescer
+            .current(id, Freshness::resync(Instant::now(), interval))
+            .await
+            .unwrap();
+        assert_eq!(value.name, *id);
+        resync_calls += calls(&coalescer) - before;
+    }
+    assert_eq!(cold, 5);
+    assert!(
+        resync_calls <= 100 / 20 + 1,
+        "{resync_calls} calls for 100 resyncs"
+    );
+    // An event still reads AWS, whatever was read before.
+    let before = calls(&coalescer);
+    coalescer
+        .current("app/7", Freshness::strict(Instant::now()))
+        .await
+        .unwrap();
+    assert_eq!(calls(&coalescer), before + 1);
+}
+
+#[tokio::test]
+async fn a_resync_never_gets_an_earlier_error() {
+    let coalescer = Coalescer::new(Arc::new(source(1).failing("app/0", "ThrottlingException")));
+    let first = coalescer
+        .current("app/0", Freshness::strict(Instant::now()))
+        .await;
+    assert!(first.is_err());
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let retry = coalescer
+        .current(
+            "app/0",
+            Freshness::resync(Instant::now(), Duration::from_secs(3600)),
+        )
+        .await;
+    assert!(retry.is_err());
+    assert_eq!(calls(&coalescer), 2, "the retry read AWS again");
 }

@@ -20,7 +20,12 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
 use kube::api::PostParams;
 
-use crate::aws::coalesce::{Coalescer, CoalescingSource};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use crate::aws::Counted;
+use crate::aws::coalesce::{Coalescer, CoalescingSource, Freshness};
+use crate::telemetry::metrics::AwsCallLabels;
 
 /// Static credentials read from a store's `auth.secretRef`. `Debug` never shows the keys.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -89,11 +94,13 @@ pub struct ClientFactory {
     base: SdkConfig,
     kube: kube::Client,
     cache: Arc<Mutex<HashMap<(String, StoreAuth), CachedClient>>>,
+    /// Where Secrets Manager calls are counted.
+    aws_calls: Family<AwsCallLabels, Counter>,
 }
 
 struct CachedClient {
     /// Every reconcile's `AWSCURRENT` reads with these credentials, shared and batched.
-    coalescer: Arc<Coalescer<aws_sdk_secretsmanager::Client>>,
+    coalescer: Arc<Coalescer<Counted<aws_sdk_secretsmanager::Client>>>,
     /// For the store-status check, with the same credentials provider. Kept rather than built
     /// per check: a new client would assume the outermost role again.
     sts: aws_sdk_sts::Client,
@@ -109,21 +116,28 @@ impl ClientFactory {
             base,
             kube,
             cache: Arc::default(),
+            aws_calls: Family::default(),
         }
+    }
+
+    /// Counts every Secrets Manager call in `calls` (the process's metrics).
+    pub fn counting_calls_in(mut self, calls: Family<AwsCallLabels, Counter>) -> Self {
+        self.aws_calls = calls;
+        self
     }
 
     /// What one reconcile reads Secrets Manager through: its `AWSCURRENT` reads are shared
     /// with every other reconcile using the same credentials, and must have started at or
-    /// after `not_before` (see [`crate::aws::coalesce`]).
+    /// meet `freshness` (see [`crate::aws::coalesce`]).
     pub fn source(
         &self,
         region: &str,
         auth: &StoreAuth,
-        not_before: Instant,
-    ) -> CoalescingSource<aws_sdk_secretsmanager::Client> {
+        freshness: Freshness,
+    ) -> CoalescingSource<Counted<aws_sdk_secretsmanager::Client>> {
         CoalescingSource {
             coalescer: self.cached(region, auth, |c| c.coalescer.clone()),
-            not_before,
+            freshness,
         }
     }
 
@@ -170,7 +184,10 @@ impl ClientFactory {
                 .credentials_provider(credentials.clone());
             let secrets_manager = aws_sdk_secretsmanager::Client::from_conf(config.build());
             let client = CachedClient {
-                coalescer: Coalescer::new(secrets_manager),
+                coalescer: Coalescer::new(Counted {
+                    source: secrets_manager,
+                    calls: self.aws_calls.clone(),
+                }),
                 sts: self.sts(&region, credentials),
                 last_used: Instant::now(),
             };

@@ -9,6 +9,10 @@ use std::future::Future;
 
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use crate::telemetry::metrics::AwsCallLabels;
 
 /// Which version of a secret to read.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -230,6 +234,63 @@ impl<T: SecretsSource> SecretsSource for std::sync::Arc<T> {
         next_token: Option<&str>,
     ) -> impl Future<Output = Result<ListPage, AwsError>> + Send {
         (**self).list_secrets(filters, next_token)
+    }
+}
+
+/// A source whose calls are counted by operation and result (`secret_bridge_aws_calls_total`):
+/// what AWS bills for.
+pub struct Counted<S> {
+    pub source: S,
+    pub calls: Family<AwsCallLabels, Counter>,
+}
+
+impl<S> Counted<S> {
+    fn count<T>(&self, operation: &'static str, result: &Result<T, AwsError>) {
+        let result = if result.is_ok() { "success" } else { "error" };
+        self.calls
+            .get_or_create(&AwsCallLabels { operation, result })
+            .inc();
+    }
+}
+
+impl<S: SecretsSource> SecretsSource for Counted<S> {
+    async fn get_secret_value(
+        &self,
+        key: &str,
+        version: &VersionSelector,
+    ) -> Result<SecretValue, AwsError> {
+        let result = self.source.get_secret_value(key, version).await;
+        self.count("GetSecretValue", &result);
+        result
+    }
+
+    async fn describe_secret(&self, key: &str) -> Result<SecretMetadata, AwsError> {
+        let result = self.source.describe_secret(key).await;
+        self.count("DescribeSecret", &result);
+        result
+    }
+
+    async fn batch_get_secret_value(
+        &self,
+        selection: BatchSelection<'_>,
+        next_token: Option<&str>,
+    ) -> Result<BatchPage, AwsError> {
+        let result = self
+            .source
+            .batch_get_secret_value(selection, next_token)
+            .await;
+        self.count("BatchGetSecretValue", &result);
+        result
+    }
+
+    async fn list_secrets(
+        &self,
+        filters: &[SecretFilter],
+        next_token: Option<&str>,
+    ) -> Result<ListPage, AwsError> {
+        let result = self.source.list_secrets(filters, next_token).await;
+        self.count("ListSecrets", &result);
+        result
     }
 }
 

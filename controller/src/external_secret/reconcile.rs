@@ -15,6 +15,7 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::api::{Condition, ExternalSecret};
+use crate::aws::coalesce::Freshness;
 use crate::events::triggers::Triggers;
 use crate::external_secret::controller::Context;
 use crate::external_secret::fetch as sync;
@@ -173,7 +174,23 @@ impl ExternalSecret {
 
         let aws = store.aws()?;
         let auth = store.auth(&ctx.client, self).await?;
-        let source = ctx.aws.source(&aws.region, &auth, not_before);
+        let freshness = match refresh {
+            // A routine resync of an ExternalSecret that is in sync: a read from a little
+            // before is as good, and its call may carry the next resyncs' reads.
+            Some(interval)
+                if !event
+                    && refresh::is_ready(self.status.as_ref())
+                    && self
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.synced_resource_version.as_deref())
+                        == Some(current_version.as_str()) =>
+            {
+                Freshness::resync(not_before, interval)
+            }
+            _ => Freshness::strict(not_before),
+        };
+        let source = ctx.aws.source(&aws.region, &auth, freshness);
         let prefix = aws.prefix.as_deref().unwrap_or_default();
         let fetched = match deletion {
             DeletionPolicy::Retain => sync::fetch(&self.spec, prefix, &source).await?,

@@ -84,7 +84,7 @@ pub fn skip(inputs: &Inputs<'_>) -> Option<Option<Duration>> {
 }
 
 /// Whether the last sync succeeded (`Ready` is `True`).
-fn is_ready(status: Option<&ExternalSecretStatus>) -> bool {
+pub fn is_ready(status: Option<&ExternalSecretStatus>) -> bool {
     status
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
         .is_some_and(|c| c.status == "True")

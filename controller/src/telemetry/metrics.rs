@@ -19,6 +19,13 @@ pub struct ErrorLabels {
     pub kind: &'static str,
 }
 
+/// An AWS call: its operation and whether it succeeded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AwsCallLabels {
+    pub operation: &'static str,
+    pub result: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
     pub event: String,
@@ -34,6 +41,8 @@ pub struct Metrics {
     pub events: Family<EventLabels, Counter>,
     /// From the message's arrival in SQS to the end of its reconciles.
     pub event_lag_seconds: Histogram,
+    /// Secrets Manager calls by operation and result: the cost (AWS bills per call).
+    pub aws_calls: Family<AwsCallLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -45,6 +54,12 @@ impl Default for Metrics {
         let messages = Family::<ResultLabels, Counter>::default();
         let events = Family::<EventLabels, Counter>::default();
         let event_lag_seconds = Histogram::new(latency_buckets());
+        let aws_calls = Family::<AwsCallLabels, Counter>::default();
+        registry.register(
+            "aws_calls",
+            "Secrets Manager calls by operation and result",
+            aws_calls.clone(),
+        );
         registry.register(
             "reconciles",
             "ExternalSecret reconciles by result",
@@ -78,6 +93,7 @@ impl Default for Metrics {
             reconcile_seconds,
             messages,
             events,
+            aws_calls,
             event_lag_seconds,
         }
     }
