@@ -83,6 +83,11 @@ impl Burst {
         self.names.len()
     }
 
+    /// The AWS secret behind ExternalSecret `es-<i>`.
+    pub fn secret_name(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+
     /// The value secret `i` holds in `round` (under the key `v`).
     pub fn value(&self, i: usize, round: u32) -> String {
         format!("{}-{i}-r{round}", self.value_token)

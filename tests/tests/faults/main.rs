@@ -4,6 +4,8 @@
 //! Each prints what it survived.
 
 mod burst;
+mod hostile_input;
+mod hostile_messages;
 mod kill_apiserver;
 mod kill_controller;
 
