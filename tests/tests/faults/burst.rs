@@ -4,6 +4,7 @@
 //! their round's value. Everything it creates is deleted by [`Burst::cleanup`].
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
@@ -124,7 +125,12 @@ impl Burst {
 
     /// Rotates every secret to its `round` value and publishes the event of each rotation.
     pub async fn publish_round(&self, round: u32) {
-        self.each(|i| async move {
+        self.publish(round, 0..self.len()).await;
+    }
+
+    /// Rotates the secrets `secrets` to their `round` value and publishes their events.
+    pub async fn publish(&self, round: u32, secrets: Range<usize>) {
+        self.each_in(secrets, |i| async move {
             let name = &self.names[i];
             let written = self.aws.rotate(name, &self.secret_json(i, round)).await;
             self.aws
@@ -134,8 +140,8 @@ impl Burst {
         .await;
     }
 
-    /// How many Secrets hold their `round` value.
-    pub async fn arrived(&self, round: u32) -> usize {
+    /// How many Secrets `i` hold their `rounds[i]` value.
+    pub async fn arrived_rounds(&self, rounds: &[u32]) -> usize {
         let Ok(secrets) =
             Api::<Secret>::namespaced(self.stack.kube.clone(), &self.tenant.namespace)
                 .list(&ListParams::default())
@@ -155,15 +161,21 @@ impl Burst {
             })
             .collect();
         (0..self.len())
-            .filter(|i| values.get(&es_name(*i)) == Some(&self.value(*i, round)))
+            .filter(|i| values.get(&es_name(*i)) == Some(&self.value(*i, rounds[*i])))
             .count()
     }
 
     /// Waits until every Secret holds its `round` value, or `timeout`; returns how many do.
     pub async fn wait_round(&self, round: u32, timeout: Duration) -> usize {
+        self.wait_rounds(&vec![round; self.len()], timeout).await
+    }
+
+    /// Waits until every Secret `i` holds its `rounds[i]` value, or `timeout`; returns how
+    /// many do.
+    pub async fn wait_rounds(&self, rounds: &[u32], timeout: Duration) -> usize {
         let start = Instant::now();
         loop {
-            let arrived = self.arrived(round).await;
+            let arrived = self.arrived_rounds(rounds).await;
             if arrived == self.len() || start.elapsed() > timeout {
                 return arrived;
             }
@@ -237,7 +249,16 @@ impl Burst {
         F: Fn(usize) -> Fut,
         Fut: Future<Output = ()> + 'a,
     {
-        stream::iter(0..self.len())
+        self.each_in(0..self.len(), f).await;
+    }
+
+    /// Runs `f(i)` for the secrets `secrets`, [`PARALLEL`] at a time.
+    async fn each_in<'a, F, Fut>(&'a self, secrets: Range<usize>, f: F)
+    where
+        F: Fn(usize) -> Fut,
+        Fut: Future<Output = ()> + 'a,
+    {
+        stream::iter(secrets)
             .map(f)
             .buffer_unordered(PARALLEL)
             .collect::<Vec<()>>()

@@ -3,6 +3,7 @@
 //! this binary run one at a time ([`serial`]); cargo runs test binaries one after another.
 //! Each prints what it survived.
 
+mod aws_outage;
 mod burst;
 mod hostile_input;
 mod hostile_messages;
