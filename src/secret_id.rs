@@ -46,6 +46,21 @@ fn strip_random_suffix(tail: &str) -> Option<&str> {
         .then_some(name)
 }
 
+/// The ARN partition of `region`: `aws-cn` for China, `aws-us-gov` for GovCloud, else `aws`.
+pub fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if region.starts_with("us-iso-") {
+        "aws-iso"
+    } else if region.starts_with("us-isob-") {
+        "aws-iso-b"
+    } else {
+        "aws"
+    }
+}
+
 /// The secret names a reference (name, full ARN or partial ARN) may denote.
 pub fn candidate_names(reference: &str) -> impl Iterator<Item = &str> {
     let (first, second) = match SecretArn::parse(reference) {

@@ -263,13 +263,15 @@ impl Consumer {
         }
     }
 
-    /// Handles a message, extending its visibility while the work outlasts half of it, so
+    /// Handles a message, extending its visibility while the work outlasts a third of it, so
     /// that slow reconciles never let SQS hand the message to another consumer meanwhile.
     async fn handle_extending(&self, message: &Message, settings: &QueueSettings) -> Disposition {
         let work = self.handle(message);
         let heartbeat = async {
-            let half = (settings.visibility / 2).max(Duration::from_secs(1));
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
+            // A third of the visibility timeout: two extensions may fail or run late before
+            // SQS would hand the message to someone else.
+            let third = (settings.visibility / 3).max(Duration::from_millis(300));
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + third, third);
             loop {
                 tick.tick().await;
                 let Some(receipt) = message.receipt_handle.as_deref() else {

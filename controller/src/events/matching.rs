@@ -122,6 +122,20 @@ fn reads_in_region(
     {
         return false;
     }
+    // An ARN in the event names its own partition and region: a lookalike from another
+    // partition or region is not this store's secret, whatever the envelope says.
+    let region = store_region.or(change.region.as_deref());
+    let ids: Vec<&str> = change
+        .secret_ids
+        .iter()
+        .map(String::as_str)
+        .filter(|id| match (SecretArn::parse(id), region) {
+            (Some(arn), Some(region)) => {
+                arn.region == region && arn.partition == secret_id::partition_of(region)
+            }
+            _ => true,
+        })
+        .collect();
     let by_key = es.remote_keys().any(|key| {
         if let (Some(arn), Some(event_region)) = (SecretArn::parse(key), change.region.as_deref())
             && arn.region != event_region
@@ -129,16 +143,11 @@ fn reads_in_region(
             return false;
         }
         let key = format!("{prefix}{key}");
-        change
-            .secret_ids
-            .iter()
-            .any(|id| secret_id::may_match(&key, id))
+        ids.iter().any(|id| secret_id::may_match(&key, id))
     });
     by_key
-        || crate::events::matching::find_rules(es).iter().any(|rule| {
-            change
-                .secret_ids
-                .iter()
+        || find_rules(es).iter().any(|rule| {
+            ids.iter()
                 .flat_map(|id| secret_id::candidate_names(id))
                 .any(|name| rule.may_select(name))
         })
@@ -223,6 +232,36 @@ mod tests {
                 ..Default::default()
             },
         )
+    }
+
+    #[test]
+    fn lookalike_arns_from_another_partition_or_region_match_nothing() {
+        let event = |arn: &str| SecretChange {
+            kind: secret_bridge::event::ChangeKind::LabelUpdated,
+            secret_ids: vec![arn.into()],
+            region: Some("us-east-1".into()),
+            account: None,
+            version_id: None,
+            time: None,
+        };
+        let reader = es("team/db");
+        let own = "arn:aws:secretsmanager:us-east-1:123456789012:secret:team/db-AbCdEf";
+        assert!(reads_in_region(&reader, "", Some("us-east-1"), &event(own)));
+        let china = "arn:aws-cn:secretsmanager:us-east-1:123456789012:secret:team/db-AbCdEf";
+        assert!(!reads_in_region(
+            &reader,
+            "",
+            Some("us-east-1"),
+            &event(china)
+        ));
+        let elsewhere = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:team/db-AbCdEf";
+        assert!(!reads_in_region(
+            &reader,
+            "",
+            Some("us-east-1"),
+            &event(elsewhere)
+        ));
+        assert!(!reads_in_region(&reader, "", None, &event(elsewhere)));
     }
 
     #[test]

@@ -273,7 +273,12 @@ impl ExternalSecret {
             _ => {}
         }
         let sources = self.template_sources(ctx).await?;
-        let desired = target::build(self, fetched.data, &sources, &render_template)?;
+        // Templates are tenant code bounded by the engine's budget, yet can take a while: render
+        // off the async workers, so that one tenant's template never stalls the SQS consumer's
+        // visibility heartbeats or other reconciles.
+        let desired = tokio::task::block_in_place(|| {
+            target::build(self, fetched.data, &sources, &render_template)
+        })?;
         let name = self.target_name();
         let created = existing.is_none();
         if self.write_secret(ctx, desired, creation, existing).await? {
