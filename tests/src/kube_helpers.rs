@@ -17,7 +17,7 @@ pub const TEST_MANAGER: &str = "secret-bridge-tests";
 /// Applies every document of a YAML manifest with server-side apply (like `kubectl apply
 /// --server-side`), in `default_namespace` when a namespaced document names none.
 pub async fn apply_yaml(client: &Client, yaml: &str, default_namespace: &str) {
-    for document in serde_yaml::Deserializer::from_str(yaml) {
+    for document in yaml_serde::Deserializer::from_str(yaml) {
         let value = serde_json::Value::deserialize(document).expect("valid YAML");
         if value.is_null() {
             continue;
@@ -72,7 +72,7 @@ pub async fn install_crds(client: &Client) {
     for entry in std::fs::read_dir(&dir).expect("infra/crds") {
         let path = entry.expect("dir entry").path();
         let crd: CustomResourceDefinition =
-            serde_yaml::from_str(&std::fs::read_to_string(&path).expect("read CRD"))
+            yaml_serde::from_str(&std::fs::read_to_string(&path).expect("read CRD"))
                 .expect("CRD YAML");
         let api = Api::<CustomResourceDefinition>::all(client.clone());
         api.patch(

@@ -27,7 +27,7 @@ pub trait Manifest {
 
     /// The manifest as YAML, for code that applies YAML documents.
     fn to_yaml(&self) -> String {
-        serde_yaml::to_string(&self.to_value()).expect("a manifest is YAML")
+        yaml_serde::to_string(&self.to_value()).expect("a manifest is YAML")
     }
 
     /// Applies it with server-side apply, in `namespace` unless it is cluster-scoped.

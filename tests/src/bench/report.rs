@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use crate::probe::Memory;
 use crate::runs::{
-    BURST_REPEATS, CONCURRENCY, Calls, EventRun, PollingRun, STEADY_INTERVALS, Settings, median,
-    percentile, secrets_manager_calls,
+    BURST_REPEATS, CONCURRENCY, Calls, EVENT_TIMEOUT, EventRun, PollingRun, STEADY_INTERVALS,
+    Settings, median, percentile, secrets_manager_calls,
 };
 
 /// Secrets Manager's price: $0.05 per 10,000 API calls.
@@ -61,13 +61,21 @@ pub fn print(settings: &Settings, event: &EventRun, polling: Option<&PollingRun>
         "events",
         format!(
             "{} rotations one at a time: event sent → Secret written, p50 / p99 / max",
-            lat.len()
+            lat.len() + event.events.missed
         ),
         format!(
-            "{} / {} / {}",
+            "{} / {} / {}{}",
             millis(percentile(lat, 50)),
             millis(percentile(lat, 99)),
-            millis(percentile(lat, 100))
+            millis(percentile(lat, 100)),
+            if event.events.missed > 0 {
+                format!(
+                    "; {} not written within {EVENT_TIMEOUT:?} (left out)",
+                    event.events.missed
+                )
+            } else {
+                String::new()
+            }
         ),
         poll(&|p| {
             format!(

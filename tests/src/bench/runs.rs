@@ -24,6 +24,8 @@ pub const BURST_REPEATS: usize = 3;
 pub const STEADY_INTERVALS: u32 = 3;
 /// Time for the last reconciles of a phase to finish (status writes, metrics) before counting.
 const SETTLE: Duration = Duration::from_millis(500);
+/// The longest the bench waits for one announced rotation before counting it as missed.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 const EVENT_LAG: &str = "secret_bridge_event_lag_seconds";
 
 pub type Calls = BTreeMap<String, u64>;
@@ -64,6 +66,8 @@ impl Steady {
 pub struct Events {
     /// PutEvents → Secret seen by the bench's watch, one rotation at a time.
     pub latencies: Vec<Duration>,
+    /// Rotations whose Secret was not written within [`EVENT_TIMEOUT`] (not in `latencies`).
+    pub missed: usize,
     /// The controller's own `secret_bridge_event_lag_seconds` over the phase.
     pub lag: Histogram,
     pub calls: Calls,
@@ -226,6 +230,7 @@ async fn events(running: &Running, aws: &Aws, steady: &Steady, rotations: usize)
     running.proxy.take_calls();
     let start = Instant::now();
     let mut latencies = Vec::new();
+    let mut missed = 0;
     for r in 0..rotations {
         let i = (r * 7919) % keys.len();
         let value = unique("rotated");
@@ -234,9 +239,18 @@ async fn events(running: &Running, aws: &Aws, steady: &Steady, rotations: usize)
         aws.publish_label_updated(bus, &keys[i], &written).await;
         let seen = running
             .watch
-            .wait_for(&[(format!("es{i}"), value)], Duration::from_secs(60))
+            .wait_within(&[(format!("es{i}"), value)], EVENT_TIMEOUT)
             .await;
-        latencies.push(seen.saturating_duration_since(sent));
+        match seen {
+            Ok(seen) => latencies.push(seen.saturating_duration_since(sent)),
+            Err(_) => {
+                println!(
+                    "[{}] rotation {r}: es{i} not written within {EVENT_TIMEOUT:?}",
+                    running.fixture.namespace
+                );
+                missed += 1;
+            }
+        }
     }
     tokio::time::sleep(SETTLE).await;
     let calls = running.proxy.take_calls();
@@ -250,6 +264,7 @@ async fn events(running: &Running, aws: &Aws, steady: &Steady, rotations: usize)
     );
     Events {
         latencies,
+        missed,
         lag,
         per_rotation: secrets_manager_calls(&calls) as f64 / rotations as f64,
         background,

@@ -76,6 +76,23 @@ impl SecretWatch {
     /// Waits until every `(Secret, value)` has been seen; returns when the last of them first
     /// appeared. Panics after `timeout`, saying how many are missing (never a value).
     pub async fn wait_for(&self, expected: &[(String, String)], timeout: Duration) -> Instant {
+        match self.wait_within(expected, timeout).await {
+            Ok(last) => last,
+            Err(missing) => panic!(
+                "{} of {} Secrets did not show their expected value within {timeout:?} (first: {})",
+                missing.len(),
+                expected.len(),
+                missing[0]
+            ),
+        }
+    }
+
+    /// Like [`SecretWatch::wait_for`], but a timeout returns the names still missing.
+    pub async fn wait_within(
+        &self,
+        expected: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Instant, Vec<String>> {
         let deadline = Instant::now() + timeout;
         let mut changes = self.changes.clone();
         let mut pending: Vec<&(String, String)> = expected.iter().collect();
@@ -92,16 +109,11 @@ impl SecretWatch {
                 });
             }
             if pending.is_empty() {
-                return last.unwrap_or_else(Instant::now);
+                return Ok(last.unwrap_or_else(Instant::now));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if tokio::time::timeout(left, changes.changed()).await.is_err() {
-                panic!(
-                    "{} of {} Secrets did not show their expected value within {timeout:?} (first: {})",
-                    pending.len(),
-                    expected.len(),
-                    pending[0].0
-                );
+                return Err(pending.iter().map(|(name, _)| name.clone()).collect());
             }
         }
     }

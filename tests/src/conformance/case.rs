@@ -389,7 +389,7 @@ pub fn load_cases(feature: Option<&str>) -> Result<Vec<Case>, String> {
 
 fn parse_case(feature: &str, path: &Path) -> Result<Case, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let spec: CaseSpec = serde_yaml::from_str(&text).map_err(|e| e.to_string())?;
+    let spec: CaseSpec = yaml_serde::from_str(&text).map_err(|e| e.to_string())?;
     let name = path.file_stem().unwrap().to_string_lossy().into_owned();
     check(&spec)?;
     Ok(Case {
@@ -511,7 +511,7 @@ fn check_expect(expect: &Expect) -> Result<(), String> {
 /// The YAML documents of a manifest, as JSON values.
 pub fn documents(yaml: &str) -> Result<Vec<serde_json::Value>, String> {
     let mut out = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(yaml) {
+    for document in yaml_serde::Deserializer::from_str(yaml) {
         let value = serde_json::Value::deserialize(document).map_err(|e| e.to_string())?;
         if value.is_null() {
             continue;

@@ -185,7 +185,7 @@ impl CaseRun {
             }
         }
         // Everything else may use every placeholder.
-        let spec: CaseSpec = serde_yaml::from_str(&values.substitute(&case.text)?)
+        let spec: CaseSpec = yaml_serde::from_str(&values.substitute(&case.text)?)
             .map_err(|e| format!("case after substitution: {e}"))?;
         let primary = primary(&spec.manifest, &values.namespace)?;
 

@@ -72,7 +72,7 @@ pub async fn render(stack: &Stack, values: &[&str]) -> Vec<Value> {
 
 /// The documents of a YAML stream, without empty ones.
 pub fn yaml_documents(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
+    yaml_serde::Deserializer::from_str(text)
         .map(|document| Value::deserialize(document).expect("valid YAML"))
         .filter(|value| !value.is_null())
         .collect()
@@ -435,7 +435,7 @@ impl ServiceAccountKubeconfig {
                 .unwrap_or_else(|e| panic!("create {}: {e}", path.display()))
         };
         file.write_all(
-            serde_yaml::to_string(&config)
+            yaml_serde::to_string(&config)
                 .expect("kubeconfig YAML")
                 .as_bytes(),
         )
