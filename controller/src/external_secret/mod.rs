@@ -4,6 +4,7 @@
 pub mod controller;
 pub mod fetch;
 pub mod find;
+mod orphans;
 pub mod plan;
 pub mod reconcile;
 pub mod refresh;

@@ -1,3 +1,4 @@
+use crate::api::secret_store::ClusterStoreCondition;
 use crate::cache::namespaces::with_name_label;
 use std::collections::BTreeMap;
 
