@@ -334,9 +334,8 @@ async fn bursts(stack: &Stack, running: &Running, aws: &Aws, steady: &Steady, b:
             burst.floor[repeat].as_secs_f64()
         );
     }
-    let background = steady.background_per_second() * phase_time.as_secs_f64();
-    burst.per_rotation =
-        (secrets_manager_calls(&burst.calls) as f64 - background) / (b * BURST_REPEATS) as f64;
+    burst.background = steady.background_per_second() * phase_time.as_secs_f64();
+    burst.per_rotation = secrets_manager_calls(&burst.calls) as f64 / (b * BURST_REPEATS) as f64;
     burst
 }
 
