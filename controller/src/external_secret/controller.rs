@@ -1,6 +1,6 @@
 //! Wiring: the ExternalSecret controller, its triggers, and the shared context of reconciles.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +32,8 @@ pub struct Context {
     pub caches: Caches,
     pub settings: Settings,
     failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
+    /// ExternalSecrets this process has reconciled at least once.
+    seen: Mutex<HashSet<ObjectRef<ExternalSecret>>>,
 }
 
 /// What the command line decides for reconciles.
@@ -61,7 +63,31 @@ impl Context {
             caches,
             settings,
             failures: Mutex::default(),
+            seen: Mutex::default(),
         }
+    }
+
+    /// Whether `object` was reconciled by this process before.
+    pub fn seen(&self, object: &ObjectRef<ExternalSecret>) -> bool {
+        self.seen.lock().expect("seen lock").contains(object)
+    }
+
+    /// Records that `object` is being reconciled.
+    pub fn mark_seen(&self, object: &ObjectRef<ExternalSecret>) {
+        let mut seen = self.seen.lock().expect("seen lock");
+        if seen.insert(object.clone()) && seen.len() > self.caches.external_secrets.len() {
+            let live = &self.caches.external_secrets;
+            seen.retain(|object| live.get(object).is_some());
+        }
+    }
+
+    /// Whether some ExternalSecret in the cache has not been reconciled by this process yet
+    /// (after a start, or when created). Routine resyncs wait while one has not: kube-runtime's
+    /// work queue keeps serving the resyncs that come due before older requests, so at a short
+    /// interval with thousands of ExternalSecrets some would never be synced at all. A new
+    /// ExternalSecret is normally reconciled within milliseconds, so resyncs rarely wait.
+    pub fn has_unseen(&self) -> bool {
+        self.seen.lock().expect("seen lock").len() < self.caches.external_secrets.len()
     }
 
     /// Counts a failure of `object`; returns how many came before it in a row.

@@ -34,10 +34,18 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     // A store or namespace missing from a cache still being listed would fail the sync.
     ctx.caches.ready().await;
     let started = std::time::Instant::now();
-    let waiters = ctx.triggers.take(&ObjectRef::from_obj(&*es));
+    let object = ObjectRef::from_obj(&*es);
+    let first = !ctx.seen(&object);
+    ctx.mark_seen(&object);
+    let waiters = ctx.triggers.take(&object);
     // An event's refresh reads AWS after the event arrived; any other, after it started.
     let not_before = waiters.since.unwrap_or_else(Instant::now);
-    let result = es.reconcile(&ctx, !waiters.is_empty(), not_before).await;
+    let result = if !first && waiters.is_empty() && es.is_routine_resync() && ctx.has_unseen() {
+        // Cheap: no I/O. Back soon, once every ExternalSecret had its first reconcile.
+        Ok(Action::requeue(retry_delay(0, jitter(&object))))
+    } else {
+        es.reconcile(&ctx, !waiters.is_empty(), not_before).await
+    };
     // An event is done when its refresh ran on fresh data, even if the ExternalSecret is
     // broken in a way only a person can fix; only transient failures send it back. Either
     // way the obligation to read AWS stays with the ExternalSecret: a failed sync leaves it
@@ -91,6 +99,16 @@ fn resync(after: Duration) -> Action {
 }
 
 impl ExternalSecret {
+    /// In sync and unchanged since: a reconcile now is only its periodic resync.
+    fn is_routine_resync(&self) -> bool {
+        refresh::is_ready(self.status.as_ref())
+            && self
+                .status
+                .as_ref()
+                .and_then(|s| s.synced_resource_version.as_deref())
+                == Some(self.synced_resource_version().as_str())
+    }
+
     async fn reconcile(&self, ctx: &Context, event: bool, not_before: Instant) -> Result<Action> {
         if self.meta().deletion_timestamp.is_some() {
             return Ok(Action::await_change());
