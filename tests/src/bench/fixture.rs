@@ -36,31 +36,17 @@ impl Cleanup {
             let _ = namespaces.delete(namespace, &Default::default()).await;
         }
         for (queue, bus) in &created.queues {
-            let rule = format!("{queue}-rule");
-            let _ = aws
-                .events
-                .remove_targets()
-                .rule(&rule)
-                .event_bus_name(bus)
-                .ids("queue")
+            // The rule goes even when the queue is already gone.
+            let url = aws
+                .sqs
+                .get_queue_url()
+                .queue_name(queue)
                 .send()
-                .await;
-            let _ = aws
-                .events
-                .delete_rule()
-                .name(&rule)
-                .event_bus_name(bus)
-                .send()
-                .await;
-            let _ = aws.events.delete_event_bus().name(bus).send().await;
-            if let Ok(url) = aws.sqs.get_queue_url().queue_name(queue).send().await {
-                let _ = aws
-                    .sqs
-                    .delete_queue()
-                    .set_queue_url(url.queue_url)
-                    .send()
-                    .await;
-            }
+                .await
+                .ok()
+                .and_then(|found| found.queue_url)
+                .unwrap_or_default();
+            aws.remove_event_queue(queue, bus, &url).await;
         }
         stream::iter(&created.secrets)
             .for_each_concurrent(SETUP_CONCURRENCY, |name| {
