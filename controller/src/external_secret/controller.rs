@@ -67,18 +67,16 @@ impl Context {
         }
     }
 
-    /// Whether `object` was reconciled by this process before.
-    pub fn seen(&self, object: &ObjectRef<ExternalSecret>) -> bool {
-        self.seen.lock().expect("seen lock").contains(object)
-    }
-
-    /// Records that `object` is being reconciled.
-    pub fn mark_seen(&self, object: &ObjectRef<ExternalSecret>) {
+    /// Records that `object` is being reconciled; returns whether this is its first
+    /// reconcile in this process.
+    pub fn mark_seen(&self, object: &ObjectRef<ExternalSecret>) -> bool {
         let mut seen = self.seen.lock().expect("seen lock");
-        if seen.insert(object.clone()) && seen.len() > self.caches.external_secrets.len() {
+        let first = seen.insert(object.clone());
+        if first && seen.len() > self.caches.external_secrets.len() {
             let live = &self.caches.external_secrets;
             seen.retain(|object| live.get(object).is_some());
         }
+        first
     }
 
     /// Whether some ExternalSecret in the cache has not been reconciled by this process yet

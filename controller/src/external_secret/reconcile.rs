@@ -35,8 +35,7 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     ctx.caches.ready().await;
     let started = std::time::Instant::now();
     let object = ObjectRef::from_obj(&*es);
-    let first = !ctx.seen(&object);
-    ctx.mark_seen(&object);
+    let first = ctx.mark_seen(&object);
     let waiters = ctx.triggers.take(&object);
     // An event's refresh reads AWS after the event arrived; any other, after it started.
     let not_before = waiters.since.unwrap_or_else(Instant::now);
