@@ -162,7 +162,7 @@ impl Args {
                     client.clone(),
                     aws.clone(),
                     recorder.clone(),
-                    controller.triggers(),
+                    &controller,
                     metrics.clone(),
                     caches.clone(),
                     Settings {

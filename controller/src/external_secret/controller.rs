@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info};
@@ -18,6 +18,7 @@ use crate::api::ExternalSecret;
 use crate::aws::credentials::ClientFactory;
 use crate::cache::{self, Caches};
 use crate::events::triggers::Triggers;
+use crate::external_secret::pacer::Pacer;
 use crate::external_secret::reconcile::{error_policy, reconcile};
 use crate::telemetry::metrics::Metrics;
 use crate::{FIELD_MANAGER, MANAGED_LABEL};
@@ -28,6 +29,8 @@ pub struct Context {
     pub aws: ClientFactory,
     pub recorder: Recorder,
     pub triggers: Arc<Triggers>,
+    /// Periodic resyncs.
+    pub pacer: Arc<Pacer>,
     pub metrics: Arc<Metrics>,
     pub caches: Caches,
     pub settings: Settings,
@@ -49,7 +52,7 @@ impl Context {
         client: Client,
         aws: ClientFactory,
         recorder: Recorder,
-        triggers: Arc<Triggers>,
+        controller: &ExternalSecretController,
         metrics: Arc<Metrics>,
         caches: Caches,
         settings: Settings,
@@ -58,7 +61,8 @@ impl Context {
             recorder,
             client,
             aws,
-            triggers,
+            triggers: controller.triggers.clone(),
+            pacer: controller.pacer.clone(),
             metrics,
             caches,
             settings,
@@ -80,10 +84,9 @@ impl Context {
     }
 
     /// Whether some ExternalSecret in the cache has not been reconciled by this process yet
-    /// (after a start, or when created). Routine resyncs wait while one has not: kube-runtime's
-    /// work queue keeps serving the resyncs that come due before older requests, so at a short
-    /// interval with thousands of ExternalSecrets some would never be synced at all. A new
-    /// ExternalSecret is normally reconciled within milliseconds, so resyncs rarely wait.
+    /// (after a start, or when created): the pacer then lets resyncs through one at a time,
+    /// so that new ExternalSecrets go first. A new ExternalSecret is normally reconciled
+    /// within milliseconds, so resyncs rarely wait.
     pub fn has_unseen(&self) -> bool {
         self.seen.lock().expect("seen lock").len() < self.caches.external_secrets.len()
     }
@@ -156,6 +159,8 @@ fn sync_inputs(es: &ExternalSecret) -> u64 {
 pub struct ExternalSecretController {
     controller: Controller<ExternalSecret>,
     triggers: Arc<Triggers>,
+    pacer: Arc<Pacer>,
+    reader: Store<ExternalSecret>,
 }
 
 impl ExternalSecretController {
@@ -167,6 +172,8 @@ impl ExternalSecretController {
         concurrency: u16,
     ) -> Self {
         let (triggers, trigger_stream) = Triggers::new();
+        // A quarter of the workers stay free of resyncs, for events and new ExternalSecrets.
+        let (pacer, resyncs) = Pacer::new(usize::from(concurrency) * 3 / 4);
         // Only the metadata of the Secrets we manage is watched: enough to notice a Secret
         // deleted or edited behind our back, without caching Secret values in memory. Our own
         // writes are not echoed back into reconciles (each would cost an AWS read).
@@ -177,13 +184,16 @@ impl ExternalSecretController {
         .try_filter_map(|event| future::ready(Ok(changed_by_others(event))));
         let reader = subscription.reader();
         let changes = cache::changed(subscription, reader.clone(), sync_inputs);
-        let controller = Controller::for_shared_stream(changes, reader)
+        let controller = Controller::for_shared_stream(changes, reader.clone())
             .owns_stream(owned)
             .reconcile_on(trigger_stream)
+            .reconcile_on(resyncs)
             .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
         ExternalSecretController {
             controller,
             triggers: Arc::new(triggers),
+            pacer: Arc::new(pacer),
+            reader,
         }
     }
 
@@ -198,6 +208,17 @@ impl ExternalSecretController {
         shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     ) {
         info!("controller started");
+        let pacer = self.pacer.clone();
+        let reader = self.reader.clone();
+        let waiting = context.clone();
+        let pacing = tokio::spawn(async move {
+            pacer
+                .run(
+                    |object| reader.get(object).is_some(),
+                    || waiting.has_unseen(),
+                )
+                .await
+        });
         self.controller
             .graceful_shutdown_on(shutdown)
             .run(reconcile, error_policy, context)
@@ -208,6 +229,7 @@ impl ExternalSecretController {
                 }
             })
             .await;
+        pacing.abort();
         info!("controller stopped");
     }
 }

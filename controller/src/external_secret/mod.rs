@@ -5,6 +5,7 @@ pub mod controller;
 pub mod fetch;
 pub mod find;
 mod orphans;
+pub mod pacer;
 pub mod plan;
 pub mod reconcile;
 pub mod refresh;

@@ -35,16 +35,18 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     ctx.caches.ready().await;
     let started = std::time::Instant::now();
     let object = ObjectRef::from_obj(&*es);
-    let first = ctx.mark_seen(&object);
+    ctx.mark_seen(&object);
     let waiters = ctx.triggers.take(&object);
     // An event's refresh reads AWS after the event arrived; any other, after it started.
     let not_before = waiters.since.unwrap_or_else(Instant::now);
-    let result = if !first && waiters.is_empty() && es.is_routine_resync() && ctx.has_unseen() {
-        // Cheap: no I/O. Back soon, once every ExternalSecret had its first reconcile.
-        Ok(Action::requeue(retry_delay(0, jitter(&object))))
-    } else {
-        es.reconcile(&ctx, !waiters.is_empty(), not_before).await
-    };
+    let result = es.reconcile(&ctx, !waiters.is_empty(), not_before).await;
+    // Periodic resyncs wait in the pacer, not in kube-runtime's scheduler (see `pacer`);
+    // failures are retried by `error_policy`.
+    match result {
+        Ok(Next::Resync(after)) => ctx.pacer.schedule(&object, after),
+        Ok(Next::OnChange) | Err(_) => ctx.pacer.cancel(&object),
+    }
+    ctx.pacer.finished(&object);
     // An event is done when its refresh ran on fresh data, even if the ExternalSecret is
     // broken in a way only a person can fix; only transient failures send it back. Either
     // way the obligation to read AWS stays with the ExternalSecret: a failed sync leaves it
@@ -55,7 +57,16 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     );
     ctx.metrics
         .reconciled(result.as_ref().err().map(Error::kind), started.elapsed());
-    result
+    result.map(|_| Action::await_change())
+}
+
+/// When an ExternalSecret is reconciled again without a change to it or an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Its periodic resync, after this long.
+    Resync(Duration),
+    /// Only on a change (`refreshInterval: 0`, a policy that never re-reads, deleted).
+    OnChange,
 }
 
 /// Retries a failed reconcile with a per-object exponential backoff (5 s doubling up to
@@ -93,24 +104,14 @@ fn jitter(seed: &impl std::hash::Hash) -> f64 {
 
 /// The next periodic resync, up to a tenth later than due, so that ExternalSecrets synced
 /// together (at cold start, say) spread out instead of coming due together forever.
-fn resync(after: Duration) -> Action {
-    Action::requeue(after + after.mul_f64(jitter(&after) / 10.0))
+fn resync(after: Duration) -> Next {
+    Next::Resync(after + after.mul_f64(jitter(&after) / 10.0))
 }
 
 impl ExternalSecret {
-    /// In sync and unchanged since: a reconcile now is only its periodic resync.
-    fn is_routine_resync(&self) -> bool {
-        refresh::is_ready(self.status.as_ref())
-            && self
-                .status
-                .as_ref()
-                .and_then(|s| s.synced_resource_version.as_deref())
-                == Some(self.synced_resource_version().as_str())
-    }
-
-    async fn reconcile(&self, ctx: &Context, event: bool, not_before: Instant) -> Result<Action> {
+    async fn reconcile(&self, ctx: &Context, event: bool, not_before: Instant) -> Result<Next> {
         if self.meta().deletion_timestamp.is_some() {
-            return Ok(Action::await_change());
+            return Ok(Next::OnChange);
         }
         let store = match ResolvedStore::get(&ctx.client, &ctx.caches, self)
             .await
@@ -119,7 +120,7 @@ impl ExternalSecret {
             }) {
             Ok(store) if !store.is_served_by(ctx.settings.controller_class.as_deref()) => {
                 debug!(externalsecret = %ObjectRef::from_obj(self), store = %store.describe(), "store has another controller class; skipping");
-                return Ok(Action::await_change());
+                return Ok(Next::OnChange);
             }
             Ok(store) => store,
             Err(error) => return self.fail(ctx, error).await,
@@ -161,7 +162,7 @@ impl ExternalSecret {
         store: &ResolvedStore,
         event: bool,
         not_before: Instant,
-    ) -> Result<Action> {
+    ) -> Result<Next> {
         self.check_supported_target()?;
         let refresh = self.refresh_interval()?;
         let policy = RefreshPolicy::parse(self.spec.refresh_policy.as_deref())?;
@@ -182,11 +183,11 @@ impl ExternalSecret {
             && secret_is_valid(existing.as_ref(), creation)
         {
             debug!(externalsecret = %ObjectRef::from_obj(self), ?policy, "not due for a refresh");
-            return Ok(after.map_or_else(Action::await_change, resync));
+            return Ok(after.map_or(Next::OnChange, resync));
         }
         let next = match refresh {
             Some(interval) => resync(interval),
-            None => Action::await_change(),
+            None => Next::OnChange,
         };
 
         let aws = store.aws()?;

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
@@ -58,7 +57,7 @@ pub fn next_status(
 }
 
 impl ExternalSecret {
-    pub(super) async fn fail(&self, ctx: &Context, error: Error) -> Result<Action> {
+    pub(super) async fn fail<T>(&self, ctx: &Context, error: Error) -> Result<T> {
         let message = error.to_string();
         self.publish(ctx, EventType::Warning, "UpdateFailed", &message)
             .await;

@@ -112,6 +112,8 @@ async fn measure(
     const RECONCILES: &str = r#"secret_bridge_reconciles_total{result="success"}"#;
     let reconciled_before = controller.metrics().await.value(RECONCILES);
     let window = Instant::now();
+    // Status times have one-second granularity: a resync in the window is one after this.
+    let window_start = k8s_openapi::jiff::Timestamp::now();
     let target = reconciled_before + 3.0 * COUNT as f64;
     loop {
         if controller.metrics().await.value(RECONCILES) >= target {
@@ -128,6 +130,16 @@ async fn measure(
     }
     let intervals = 3.0;
     let steady = aws_calls(controller).await;
+    // Fairness: three intervals' worth of resyncs reached every ExternalSecret, not the same
+    // few again and again.
+    let stale = not_refreshed_since(&api, window_start).await;
+    if stale > 0 {
+        return Err(format!(
+            "{stale} of {COUNT} ExternalSecrets were not resynced during {} resyncs in {:.1?}: resyncs starve",
+            3 * COUNT,
+            window.elapsed()
+        ));
+    }
     let calls: f64 = steady
         .iter()
         .map(|(operation, count)| count - after_cold.get(operation).copied().unwrap_or(0.0))
@@ -161,6 +173,27 @@ async fn ready_count(api: &Api<ExternalSecret>) -> usize {
                     .iter()
                     .any(|c| c.type_ == "Ready" && c.status == "True")
             })
+        })
+        .count()
+}
+
+/// How many ExternalSecrets were last refreshed before `since` (a second before, at least).
+async fn not_refreshed_since(
+    api: &Api<ExternalSecret>,
+    since: k8s_openapi::jiff::Timestamp,
+) -> usize {
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .expect("list ExternalSecrets");
+    let since = since - k8s_openapi::jiff::SignedDuration::from_secs(1);
+    list.items
+        .iter()
+        .filter(|es| {
+            es.status
+                .as_ref()
+                .and_then(|status| status.refresh_time.as_ref())
+                .is_none_or(|time| time.0 < since)
         })
         .count()
 }
