@@ -49,8 +49,10 @@ pub struct Freshness {
     /// An error from a read that started at or after this (never earlier than the asker's
     /// own start, so that a retry does not get the error it retries).
     pub errors_since: Instant,
-    /// Fill a call with the secrets read longest ago (a periodic resync).
+    /// Fill a call with the secrets whose resyncs come due next (a periodic resync).
     pub prefetch: bool,
+    /// The asker's resync interval: when its secret's next resync comes due.
+    pub every: Option<Duration>,
 }
 
 impl Freshness {
@@ -61,16 +63,17 @@ impl Freshness {
             values_since: since,
             errors_since: since,
             prefetch: false,
+            every: None,
         }
     }
 
     /// A periodic resync that started at `started`, with interval `interval`.
     pub fn resync(started: Instant, interval: Duration) -> Self {
-        let tolerance = (interval / 10).min(SHARED_FOR);
         Freshness {
-            values_since: started.checked_sub(tolerance).unwrap_or(started),
+            values_since: started.checked_sub(tolerance(interval)).unwrap_or(started),
             errors_since: started,
             prefetch: true,
+            every: Some(interval),
         }
     }
 
@@ -80,6 +83,12 @@ impl Freshness {
             Err(_) => started >= self.errors_since,
         }
     }
+}
+
+/// How much older than its start a resync at `interval` accepts a value: a tenth of the
+/// interval, at most a minute.
+pub fn tolerance(interval: Duration) -> Duration {
+    (interval / 10).min(SHARED_FOR)
 }
 
 type Answer = Result<SecretValue, AwsError>;
@@ -107,9 +116,10 @@ struct State {
 }
 
 impl State {
-    /// Up to `room` known secrets read longest ago (never read first), other than `taken`
-    /// and those waiting already, and not read within the shared window: the ones whose
-    /// resyncs come due next.
+    /// Up to `room` known secrets whose resyncs come due next (never read first), other than
+    /// `taken` and those waiting already: those due within half their resync's tolerance
+    /// (a read now is what that resync will accept, resync jitter included), or, when no
+    /// resync asked for them yet, not read within the shared window.
     fn stalest(&self, room: usize, taken: &[String]) -> Vec<String> {
         if room == 0 {
             return Vec::new();
@@ -118,16 +128,12 @@ impl State {
             .known
             .iter()
             .filter(|(id, known)| {
-                !taken.contains(id)
-                    && !self.waiting.contains_key(*id)
-                    && known
-                        .read
-                        .is_none_or(|read| read.elapsed() >= SHARED_FOR / 2)
+                !taken.contains(id) && !self.waiting.contains_key(*id) && known.due_soon()
             })
-            .map(|(id, known)| (known.read, id))
+            .map(|(id, known)| (known.due(), id))
             .collect();
         if candidates.len() > room {
-            candidates.select_nth_unstable_by_key(room, |(read, _)| *read);
+            candidates.select_nth_unstable_by_key(room, |(due, _)| *due);
             candidates.truncate(room);
         }
         candidates.into_iter().map(|(_, id)| id.clone()).collect()
@@ -138,6 +144,37 @@ impl State {
 struct Known {
     read: Option<Instant>,
     asked: Instant,
+    /// The resync interval of the last resync that asked.
+    every: Option<Duration>,
+}
+
+impl Known {
+    /// When its next resync comes due, about: an interval after a resync last asked for it
+    /// (the asker's next resync is scheduled as it finishes) or after it was last read,
+    /// whichever is later. `None`: never read.
+    fn due(&self) -> Option<Instant> {
+        let read = self.read?;
+        Some(match self.every {
+            Some(every) => read.max(self.asked) + every,
+            None => read + SHARED_FOR,
+        })
+    }
+
+    /// Due within half the tolerance of its resync (a read now is what that resync will
+    /// accept, its jitter included); without a resync interval, not read within the shared
+    /// window.
+    fn due_soon(&self) -> bool {
+        let Some(read) = self.read else {
+            return true;
+        };
+        match self.every {
+            Some(every) => {
+                let last = read.max(self.asked);
+                last.elapsed() + tolerance(every) / 2 >= every
+            }
+            None => read.elapsed() >= SHARED_FOR / 2,
+        }
+    }
 }
 
 impl<S: SecretsSource + 'static> Coalescer<S> {
@@ -153,14 +190,13 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
         let receiver = {
             let mut state = self.state.lock().expect("coalescer lock");
             let now = Instant::now();
-            state
-                .known
-                .entry(id.to_owned())
-                .and_modify(|known| known.asked = now)
-                .or_insert(Known {
-                    read: None,
-                    asked: now,
-                });
+            let known = state.known.entry(id.to_owned()).or_insert(Known {
+                read: None,
+                asked: now,
+                every: None,
+            });
+            known.asked = now;
+            known.every = freshness.every.or(known.every);
             if let Some((started, answer)) = state.recent.get(id)
                 && freshness.accepts(*started, answer)
             {

@@ -175,6 +175,38 @@ async fn resyncs_spread_over_their_interval_cost_a_call_per_twenty_secrets() {
 }
 
 #[tokio::test]
+async fn resyncs_at_a_short_interval_prefetch_the_next_due() {
+    let coalescer = Coalescer::new(Arc::new(source(100)));
+    let interval = Duration::from_secs(10);
+    let ids: Vec<String> = (0..100).map(|i| format!("app/{i}")).collect();
+    read_all(&coalescer, &ids, Instant::now()).await;
+    // A resync of each told the coalescer their interval; now they come due one at a time,
+    // each read an interval ago (well within the shared window of a minute).
+    {
+        let mut state = coalescer.state.lock().unwrap();
+        state.recent.clear();
+        let due = Instant::now().checked_sub(interval).unwrap();
+        for known in state.known.values_mut() {
+            known.read = Some(due);
+            known.asked = due;
+            known.every = Some(interval);
+        }
+    }
+    let before = calls(&coalescer);
+    for id in &ids {
+        coalescer
+            .current(id, Freshness::resync(Instant::now(), interval))
+            .await
+            .unwrap();
+    }
+    let resync_calls = calls(&coalescer) - before;
+    assert!(
+        resync_calls <= 100 / 20 + 1,
+        "{resync_calls} calls for 100 resyncs"
+    );
+}
+
+#[tokio::test]
 async fn a_resync_never_gets_an_earlier_error() {
     let coalescer = Coalescer::new(Arc::new(source(1).failing("app/0", "ThrottlingException")));
     let first = coalescer

@@ -15,7 +15,7 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::api::{Condition, ExternalSecret};
-use crate::aws::coalesce::Freshness;
+use crate::aws::coalesce::{Freshness, tolerance};
 use crate::events::triggers::Triggers;
 use crate::external_secret::controller::Context;
 use crate::external_secret::fetch as sync;
@@ -102,10 +102,12 @@ fn jitter(seed: &impl std::hash::Hash) -> f64 {
     (random >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// The next periodic resync, up to a tenth later than due, so that ExternalSecrets synced
-/// together (at cold start, say) spread out instead of coming due together forever.
+/// The next periodic resync, up to half its read tolerance later than due (a twentieth of
+/// the interval, at most 30 s), so that ExternalSecrets synced together (at cold start, say)
+/// spread out instead of coming due together forever, while a read prefetched for it just
+/// before it comes due is still one it accepts (see `aws::coalesce`).
 fn resync(after: Duration) -> Next {
-    Next::Resync(after + after.mul_f64(jitter(&after) / 10.0))
+    Next::Resync(after + tolerance(after).mul_f64(jitter(&after) / 2.0))
 }
 
 impl ExternalSecret {
