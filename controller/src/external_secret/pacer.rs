@@ -43,8 +43,8 @@ struct State {
     queue: BTreeMap<(Instant, u64), Key>,
     /// Each waiting ExternalSecret's place in `queue`.
     places: HashMap<Key, (Instant, u64)>,
-    /// Handed to the controller and not finished yet, with when.
-    released: HashMap<Key, Instant>,
+    /// Handed to the controller and not finished yet: when, and when it was due.
+    released: HashMap<Key, Released>,
     arrivals: u64,
 }
 
@@ -97,6 +97,13 @@ impl Pacer {
         }
     }
 
+    /// When the resync of `object` handed to the controller came due, if one was: a resync
+    /// that runs late still accepts what it would have accepted on time.
+    pub fn due(&self, object: &Key) -> Option<std::time::Instant> {
+        let state = self.state.lock().expect("pacer lock");
+        state.released.get(object).map(|r| r.due.into_std())
+    }
+
     /// Resyncs waiting, and resyncs handed to the controller and not finished.
     pub fn depth(&self) -> (usize, usize) {
         let state = self.state.lock().expect("pacer lock");
@@ -109,19 +116,22 @@ impl Pacer {
         let mut state = self.state.lock().expect("pacer lock");
         state
             .released
-            .retain(|_, at| now.duration_since(*at) < RELEASE_TIMEOUT);
+            .retain(|_, released| now.duration_since(released.at) < RELEASE_TIMEOUT);
         let limit = if held { 1 } else { self.limit };
         let mut ready = Vec::new();
         while state.released.len() < limit {
             let Some(entry) = state.queue.first_entry() else {
                 break;
             };
-            if entry.key().0 > now {
+            let due = entry.key().0;
+            if due > now {
                 break;
             }
             let object = entry.remove();
             state.places.remove(&object);
-            state.released.insert(object.clone(), now);
+            state
+                .released
+                .insert(object.clone(), Released { at: now, due });
             ready.push(object);
         }
         let next = state.queue.first_key_value().map(|((due, _), _)| *due);
@@ -149,6 +159,12 @@ impl Pacer {
             }
         }
     }
+}
+
+#[derive(Clone, Copy)]
+struct Released {
+    at: Instant,
+    due: Instant,
 }
 
 impl State {

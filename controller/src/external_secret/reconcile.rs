@@ -206,7 +206,9 @@ impl ExternalSecret {
                         .and_then(|s| s.synced_resource_version.as_deref())
                         == Some(current_version.as_str()) =>
             {
-                Freshness::resync(not_before, interval)
+                // Late (a controller that cannot keep up), it accepts what it would have on time.
+                let due = ctx.pacer.due(&ObjectRef::from_obj(self));
+                Freshness::resync(due.map_or(not_before, |due| due.min(not_before)), interval)
             }
             _ => Freshness::strict(not_before),
         };
