@@ -26,6 +26,8 @@ use crate::{ApiError, FIELD_MANAGER};
 
 /// How long one patch may take before it counts as failed (and is retried).
 const PATCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Patches made at once.
+const PARALLEL_PATCHES: usize = 16;
 /// Changed Secrets listed one by one in the annotation; more are summed up in one hash.
 const MAX_LISTED: usize = 16;
 
@@ -66,7 +68,7 @@ impl Restarter {
             let due = self.pending.next_due();
             tokio::select! {
                 change = changes.next() => match change {
-                    Some(change) => self.schedule(change).await,
+                    Some(change) => self.schedule(change),
                     None => break,
                 },
                 () = sleep_until(due), if due.is_some() => self.restart_due().await,
@@ -75,7 +77,7 @@ impl Restarter {
     }
 
     /// Adds the restarts `change` asks for to the pending ones.
-    async fn schedule(&mut self, change: Change) {
+    fn schedule(&mut self, change: Change) {
         if change.flags.ignore {
             debug!(namespace = %change.namespace, secret = %change.secret, "Secret has reloader.stakater.com/ignore; no restart");
             return;
@@ -121,33 +123,40 @@ impl Restarter {
                     "InvalidRestartTarget",
                     note,
                     None,
-                )
-                .await;
+                );
             }
         }
     }
 
-    /// Makes every restart that is due, one workload after the other.
+    /// Makes every restart that is due, [`PARALLEL_PATCHES`] at a time.
     async fn restart_due(&mut self) {
-        for batch in self.pending.take_due(Instant::now()) {
-            let result = tokio::time::timeout(PATCH_TIMEOUT, self.patch(&batch)).await;
-            let result = result.unwrap_or_else(|_| {
-                Err(ApiError::from(kube::Error::Service(
-                    "the patch took longer than 10 s".into(),
-                )))
-            });
+        let due = self.pending.take_due(Instant::now());
+        let this = &*self;
+        let results: Vec<(Batch, Result<(), ApiError>)> = futures::stream::iter(due)
+            .map(|batch| async move {
+                let result = tokio::time::timeout(PATCH_TIMEOUT, this.patch(&batch))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ApiError::from(kube::Error::Service(
+                            "the patch took longer than 10 s".into(),
+                        )))
+                    });
+                (batch, result)
+            })
+            .buffer_unordered(PARALLEL_PATCHES)
+            .collect()
+            .await;
+        for (batch, result) in results {
             match result {
-                Ok(()) => self.restarted(batch).await,
+                Ok(()) => self.restarted(batch),
                 Err(error) if error.is_transient() => {
                     let backoff = Duration::from_secs(1 << batch.attempts.min(5));
                     warn!(workload = %batch.key, namespace = %batch.key.namespace, %error, retry_in_s = backoff.as_secs(), "restart failed");
-                    let key = batch.key.clone();
                     if !self.pending.retry(batch.clone(), backoff, Instant::now()) {
-                        debug!(workload = %key, "restart given up");
-                        self.failed(batch, &error).await;
+                        self.failed(batch, &error);
                     }
                 }
-                Err(error) => self.failed(batch, &error).await,
+                Err(error) => self.failed(batch, &error),
             }
         }
     }
@@ -180,7 +189,7 @@ impl Restarter {
         result.map_err(ApiError::from)
     }
 
-    async fn restarted(&mut self, batch: Batch) {
+    fn restarted(&mut self, batch: Batch) {
         let now = Instant::now();
         self.pending.restarted(batch.key.clone(), now);
         let kind = batch.key.kind.as_str();
@@ -203,8 +212,7 @@ impl Restarter {
             "Restarted",
             format!("restarted by secret-bridge: {changed} changed"),
             first_es,
-        )
-        .await;
+        );
         for es in external_secrets(&batch) {
             self.publish(
                 &es,
@@ -212,12 +220,11 @@ impl Restarter {
                 "WorkloadRestarted",
                 format!("restarted {}: {changed} changed", batch.key),
                 None,
-            )
-            .await;
+            );
         }
     }
 
-    async fn failed(&mut self, batch: Batch, error: &ApiError) {
+    fn failed(&mut self, batch: Batch, error: &ApiError) {
         self.metrics.failed(batch.key.kind.as_str());
         warn!(workload = %batch.key, namespace = %batch.key.namespace, %error, "could not restart workload");
         let changed = describe(&batch);
@@ -231,16 +238,16 @@ impl Restarter {
                     batch.key
                 ),
                 None,
-            )
-            .await;
+            );
         }
     }
 
-    async fn publish(
+    /// Publishes an Event without holding up the restarts (the Recorder is a few requests).
+    fn publish(
         &self,
         regarding: &ObjectReference,
         type_: EventType,
-        reason: &str,
+        reason: &'static str,
         note: String,
         secondary: Option<ObjectReference>,
     ) {
@@ -251,9 +258,13 @@ impl Restarter {
             action: "Restart".into(),
             secondary,
         };
-        if let Err(error) = self.recorder.publish(&event, regarding).await {
-            debug!(%error, reason, "could not publish event");
-        }
+        let recorder = self.recorder.clone();
+        let regarding = regarding.clone();
+        tokio::spawn(async move {
+            if let Err(error) = recorder.publish(&event, &regarding).await {
+                debug!(%error, reason, "could not publish event");
+            }
+        });
     }
 }
 
