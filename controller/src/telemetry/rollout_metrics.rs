@@ -28,12 +28,9 @@ impl RolloutMetrics {
         let metrics = RolloutMetrics {
             restarts: Family::default(),
             failures: Family::default(),
-            lag_seconds: Histogram::new(
-                [
-                    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-                ]
-                .into_iter(),
-            ),
+            lag_seconds: Histogram::new([
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
         };
         registry.register(
             "workload_restarts",
