@@ -19,10 +19,11 @@ pub mod workload;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures::channel::mpsc;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::runtime::events::Recorder;
 use kube::{Client, Resource, ResourceExt};
+use tokio::sync::mpsc;
+use tracing::warn;
 
 use crate::api::ExternalSecret;
 use crate::external_secret::target::DATA_HASH_ANNOTATION;
@@ -36,6 +37,9 @@ pub const RESTARTED_FROM_ANNOTATION: &str = "secret-bridge.io/restarted-from";
 /// Changes to one workload within this time of the first are one restart: the Secrets one
 /// event changes are written within milliseconds of each other.
 pub const COALESCE_WINDOW: Duration = Duration::from_millis(250);
+/// Changes waiting for the restarter (while the workloads are being listed, say); beyond, a
+/// change is dropped with a warning rather than held without bound.
+const MAX_WAITING_CHANGES: usize = 10_000;
 
 /// A Secret whose data changed, as the reconcile reports it.
 #[derive(Debug)]
@@ -54,7 +58,7 @@ struct Change {
 /// reports are dropped at once.
 #[derive(Clone, Default)]
 pub struct Rollouts {
-    changes: Option<mpsc::UnboundedSender<Change>>,
+    changes: Option<mpsc::Sender<Change>>,
 }
 
 impl Rollouts {
@@ -71,7 +75,7 @@ impl Rollouts {
         metrics: RolloutMetrics,
         min_interval: Duration,
     ) -> (Rollouts, impl Future<Output = ()> + Send + 'static) {
-        let (sender, changes) = mpsc::unbounded();
+        let (sender, changes) = mpsc::channel(MAX_WAITING_CHANGES);
         let index = WorkloadIndex::default();
         let watch = index.clone().watch(client.clone());
         let restarter = Restarter::new(client, recorder, metrics, index, min_interval);
@@ -118,7 +122,59 @@ impl Rollouts {
             external_secret: es.object_ref(&()),
             event_at,
         };
-        // The receiver lives as long as the process; gone only while shutting down.
-        let _ = changes.unbounded_send(change);
+        if let Err(mpsc::error::TrySendError::Full(change)) = changes.try_send(change) {
+            warn!(namespace = %change.namespace, secret = %change.secret, "too many Secret changes waiting for the workload index (is its watch failing?); no restart for this one");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rollouts() -> (Rollouts, mpsc::Receiver<Change>) {
+        let (sender, receiver) = mpsc::channel(8);
+        let rollouts = Rollouts {
+            changes: Some(sender),
+        };
+        (rollouts, receiver)
+    }
+
+    #[test]
+    fn only_a_data_change_of_an_existing_secret_is_reported() {
+        let es: ExternalSecret = serde_json::from_value(json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+            "metadata": {"name": "es", "namespace": "ns", "uid": "u1",
+                "annotations": {RESTART_ANNOTATION: "deploy/api"}},
+            "spec": {}
+        }))
+        .unwrap();
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "app", "namespace": "ns", "annotations": {
+                DATA_HASH_ANNOTATION: "h1",
+                RESTART_ANNOTATION: "sts/db",
+                "reloader.stakater.com/match": "true"}}
+        }))
+        .unwrap();
+        let (rollouts, mut changes) = rollouts();
+        rollouts.secret_written(&es, &secret, true, true, None);
+        rollouts.secret_written(&es, &secret, false, false, None);
+        assert!(
+            changes.try_recv().is_err(),
+            "first sync, metadata only: nothing"
+        );
+        rollouts.secret_written(&es, &secret, false, true, None);
+        let change = changes.try_recv().unwrap();
+        assert_eq!(
+            (change.namespace.as_str(), change.secret.as_str()),
+            ("ns", "app")
+        );
+        assert_eq!(change.data_hash, "h1");
+        assert_eq!(change.named, ["deploy/api", "sts/db"]);
+        assert!(change.flags.matched && !change.flags.ignore);
+        assert_eq!(change.external_secret.name.as_deref(), Some("es"));
+
+        Rollouts::disabled().secret_written(&es, &secret, false, true, None);
     }
 }

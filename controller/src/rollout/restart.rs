@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use futures::channel::mpsc;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Patch, PatchParams};
@@ -14,6 +13,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client};
 use serde_json::json;
 use sha3::{Digest, Sha3_224};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::rollout::index::WorkloadIndex;
@@ -58,7 +58,7 @@ impl Restarter {
 
     /// Runs until the reporting side is gone. Changes reported before the workloads are
     /// listed wait for the list, so none is matched against an empty index.
-    pub(super) async fn run(mut self, mut changes: mpsc::UnboundedReceiver<Change>) {
+    pub(super) async fn run(mut self, mut changes: mpsc::Receiver<Change>) {
         self.index.ready().await;
         info!(
             workloads = self.index.len(),
@@ -67,7 +67,7 @@ impl Restarter {
         loop {
             let due = self.pending.next_due();
             tokio::select! {
-                change = changes.next() => match change {
+                change = changes.recv() => match change {
                     Some(change) => self.schedule(change),
                     None => break,
                 },
