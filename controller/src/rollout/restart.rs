@@ -161,6 +161,9 @@ impl Restarter {
         }
     }
 
+    /// A JSON merge patch of the one annotation, as `kubectl rollout restart` and Reloader
+    /// make: the workload belongs to someone else (a GitOps tool, a chart), and a patch that
+    /// names one field leaves the rest of it, and its field ownership, alone.
     async fn patch(&self, batch: &Batch) -> Result<(), ApiError> {
         let body = json!({"spec": {"template": {"metadata": {"annotations": {
             RESTARTED_FROM_ANNOTATION: restarted_from(batch),
