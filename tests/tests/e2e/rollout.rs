@@ -20,7 +20,8 @@ use secret_bridge_tests::{Stack, Tenant, unique, wait_for};
 use serde_json::{Value, json};
 
 const DATA_HASH: &str = "reconcile.external-secrets.io/data-hash";
-const WAIT: Duration = Duration::from_secs(30);
+/// Generous: the local stack is shared with other tests (and thousands of ExternalSecrets).
+const WAIT: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn a_rotation_restarts_the_workloads_that_opted_in_and_nothing_else() {
