@@ -8,6 +8,7 @@ pub mod cluster_external_secret;
 mod error;
 pub mod events;
 pub mod external_secret;
+pub mod rollout;
 pub mod store;
 pub mod telemetry;
 

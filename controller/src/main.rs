@@ -12,12 +12,13 @@ use secret_bridge_controller::events::eso_trigger::EsoTrigger;
 use secret_bridge_controller::external_secret::controller::{
     Context, ExternalSecretController, Settings,
 };
+use secret_bridge_controller::rollout::Rollouts;
 use secret_bridge_controller::store::status as store_status;
 use secret_bridge_controller::telemetry::health::Health;
 use secret_bridge_controller::telemetry::metrics::Metrics;
 use secret_bridge_controller::telemetry::{self, probe as http};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Syncs external-secrets.io ExternalSecrets from AWS Secrets Manager into Kubernetes Secrets,
 /// refreshed by Secrets Manager events from SQS and by periodic resyncs.
@@ -63,6 +64,24 @@ struct Args {
 
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+
+    #[command(flatten)]
+    restarts: RestartArgs,
+}
+
+/// Restarting the workloads that read a Secret whose data changed (sync mode only).
+#[derive(clap::Args, Debug)]
+struct RestartArgs {
+    /// Restart the Deployments, StatefulSets and DaemonSets that opted in (Reloader's
+    /// annotations, or `secret-bridge.io/restart` on the ExternalSecret) when a Secret's data
+    /// changes. Off by default in the binary: it needs RBAC to watch and patch those kinds,
+    /// which the Helm chart grants when its `restartWorkloads.enabled` (on by default) is set.
+    #[arg(long, env = "RESTART_WORKLOADS", default_value_t = false, action = clap::ArgAction::Set)]
+    restart_workloads: bool,
+
+    /// A workload is restarted at most once per this interval; a later change waits for it.
+    #[arg(long, env = "RESTART_MIN_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    restart_min_interval: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -158,18 +177,34 @@ impl Args {
                     take.external_secrets(),
                     self.concurrency,
                 );
-                let context = Arc::new(Context::new(
-                    client.clone(),
-                    aws.clone(),
-                    recorder.clone(),
-                    &controller,
-                    metrics.clone(),
-                    caches.clone(),
-                    Settings {
-                        controller_class: self.controller_class.clone(),
-                        namespaced_ambient_credentials: self.namespaced_store_ambient_credentials,
-                    },
-                ));
+                let rollouts = if self.restarts.restart_workloads {
+                    let (rollouts, run) = Rollouts::start(
+                        client.clone(),
+                        recorder.clone(),
+                        metrics.rollout.clone(),
+                        self.restarts.restart_min_interval,
+                    );
+                    tasks.push(until(run, stopped(stop_rx.clone())));
+                    rollouts
+                } else {
+                    Rollouts::disabled()
+                };
+                let context = Arc::new(
+                    Context::new(
+                        client.clone(),
+                        aws.clone(),
+                        recorder.clone(),
+                        &controller,
+                        metrics.clone(),
+                        caches.clone(),
+                        Settings {
+                            controller_class: self.controller_class.clone(),
+                            namespaced_ambient_credentials: self
+                                .namespaced_store_ambient_credentials,
+                        },
+                    )
+                    .with_rollouts(rollouts),
+                );
                 let refresher = Refresher::Reconcile(controller.triggers());
                 tasks.push(controller.run(context, stopped(stop_rx.clone())).boxed());
                 if serve_cluster_secrets {
@@ -187,6 +222,11 @@ impl Args {
                 refresher
             }
             Mode::EsoTrigger => {
+                if self.restarts.restart_workloads {
+                    warn!(
+                        "--restart-workloads is ignored with --mode=eso-trigger: ESO writes the Secrets"
+                    );
+                }
                 Refresher::EsoForceSync(Arc::new(EsoTrigger::new(client.clone(), recorder.clone())))
             }
         };
@@ -219,6 +259,20 @@ impl Args {
         }
         Ok(())
     }
+}
+
+/// Runs `task` until `stop` resolves.
+fn until(
+    task: impl Future<Output = ()> + Send + 'static,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> BoxFuture<'static, ()> {
+    async move {
+        tokio::select! {
+            () = task => {}
+            () = stop => {}
+        }
+    }
+    .boxed()
 }
 
 fn init_tracing(format: LogFormat) {

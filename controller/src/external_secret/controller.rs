@@ -20,6 +20,7 @@ use crate::cache::{self, Caches};
 use crate::events::triggers::Triggers;
 use crate::external_secret::pacer::Pacer;
 use crate::external_secret::reconcile::{error_policy, reconcile};
+use crate::rollout::Rollouts;
 use crate::telemetry::metrics::Metrics;
 use crate::{FIELD_MANAGER, MANAGED_LABEL};
 
@@ -34,6 +35,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub caches: Caches,
     pub settings: Settings,
+    /// Where written Secrets are reported, to restart the workloads that read them.
+    pub rollouts: Rollouts,
     failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
     /// ExternalSecrets this process has reconciled at least once.
     seen: Mutex<HashSet<ObjectRef<ExternalSecret>>>,
@@ -66,9 +69,15 @@ impl Context {
             metrics,
             caches,
             settings,
+            rollouts: Rollouts::disabled(),
             failures: Mutex::default(),
             seen: Mutex::default(),
         }
+    }
+
+    /// Restarts workloads through `rollouts` (`--restart-workloads`).
+    pub fn with_rollouts(self, rollouts: Rollouts) -> Self {
+        Context { rollouts, ..self }
     }
 
     /// Records that `object` is being reconciled; returns whether this is its first

@@ -303,7 +303,11 @@ impl ExternalSecret {
         })?;
         let name = self.target_name();
         let created = existing.is_none();
-        if self.write_secret(ctx, desired, creation, existing).await? {
+        let event_at = event.then_some(not_before);
+        if self
+            .write_secret(ctx, desired, creation, existing, event_at)
+            .await?
+        {
             let (reason, note) = if created {
                 ("Created", "secret created")
             } else {
@@ -399,6 +403,7 @@ impl ExternalSecret {
         desired: Desired,
         creation: CreationPolicy,
         existing: Option<Secret>,
+        event_at: Option<Instant>,
     ) -> Result<bool> {
         let namespace = self.namespace().unwrap_or_default();
         let name = self.target_name();
@@ -420,13 +425,14 @@ impl ExternalSecret {
             existing: existing.as_ref(),
         };
         let desired_data = desired.data.clone();
-        let (secret, prune_foreign) = match plan_write(inputs, desired)? {
+        let (secret, prune_foreign, created, data_changed) = match plan_write(inputs, desired)? {
             WritePlan::UpToDate => return Ok(false),
             WritePlan::Apply {
                 secret,
                 prune_foreign,
-                ..
-            } => (secret, prune_foreign),
+                created,
+                data_changed,
+            } => (secret, prune_foreign, created, data_changed),
         };
         let api = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
         let written = api
@@ -458,6 +464,8 @@ impl ExternalSecret {
                 "removing keys {foreign:?} that others wrote to Secret {namespace}/{name}"
             )))?;
         }
+        ctx.rollouts
+            .secret_written(self, &written, created, data_changed, event_at);
         Ok(true)
     }
 }

@@ -9,6 +9,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::telemetry::rollout_metrics::RolloutMetrics;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
@@ -43,6 +45,8 @@ pub struct Metrics {
     pub event_lag_seconds: Histogram,
     /// Secrets Manager calls by operation and result: the cost (AWS bills per call).
     pub aws_calls: Family<AwsCallLabels, Counter>,
+    /// Workload restarts (`rollout`), in their own file.
+    pub rollout: RolloutMetrics,
 }
 
 impl Default for Metrics {
@@ -86,7 +90,9 @@ impl Default for Metrics {
             "Time from an event's arrival in SQS until its Secrets were written",
             event_lag_seconds.clone(),
         );
+        let rollout = RolloutMetrics::register(&mut registry);
         Metrics {
+            rollout,
             registry,
             reconciles,
             reconcile_errors,

@@ -3,6 +3,7 @@
 pub mod health;
 pub mod metrics;
 pub mod probe;
+pub mod rollout_metrics;
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};

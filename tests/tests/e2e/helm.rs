@@ -140,9 +140,18 @@ async fn each_mode_gets_exactly_its_rules() {
             ("", "secrets", "create,delete,get,list,patch,watch"),
             ("", "namespaces", "get,list,watch"),
             ("", "configmaps", "get"),
+            ("apps", "deployments", "list,patch,watch"),
+            ("apps", "statefulsets", "list,patch,watch"),
+            ("apps", "daemonsets", "list,patch,watch"),
             ("events.k8s.io", "events", "create,patch"),
         ])
     );
+    // Restarting workloads (on by default) is the only reason to touch them.
+    let without_restarts =
+        cluster_role_rules(&render(&stack, &["--set", "restartWorkloads.enabled=false"]).await);
+    let mut expected = sync.clone();
+    expected.retain(|(group, _), _| group != "apps");
+    assert_eq!(without_restarts, expected);
     // Minting ServiceAccount tokens (IRSA with `auth.jwt`) is granted only when asked:
     // cluster-wide, or in named namespaces for named ServiceAccounts.
     let with_tokens = cluster_role_rules(

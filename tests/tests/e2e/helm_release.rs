@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -16,12 +17,13 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use secret_bridge_controller::api::{ClusterExternalSecret, ExternalSecret};
 use secret_bridge_controller::events::eso_trigger::FORCE_SYNC_ANNOTATION;
+use secret_bridge_controller::rollout::RESTARTED_FROM_ANNOTATION;
 use secret_bridge_tests::aws::Aws;
 use secret_bridge_tests::deploy::helm::{
     Release, api_group_has_version, assert_forbidden, assert_hardened, container_env, helm,
     yaml_documents,
 };
-use secret_bridge_tests::kube_helpers::{delete_external_secret, external_secret};
+use secret_bridge_tests::kube_helpers::{apply_value, delete_external_secret, external_secret};
 use secret_bridge_tests::manifest::{self, Manifest};
 use secret_bridge_tests::wait::{
     wait_for_event, wait_for_ready, wait_for_reason, wait_for_secret_gone,
@@ -76,6 +78,7 @@ async fn installed_release_runs_the_controller_with_only_its_role() {
     assert_eq!(env["SQS_QUEUE_URL"], queue);
     assert_eq!(env["MODE"], "sync");
     assert_eq!(env["NAMESPACED_STORE_AMBIENT_CREDENTIALS"], "false");
+    assert_eq!(env["RESTART_WORKLOADS"], "true");
     let manifest = helm(
         &stack,
         &[
@@ -130,6 +133,19 @@ async fn installed_release_runs_the_controller_with_only_its_role() {
         "POD_NAME names the reporting instance"
     );
 
+    // A Deployment reading the Secret, opted in to restarts with Reloader's annotation.
+    apply_value(
+        kube,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "reader", "annotations": {"reloader.stakater.com/auto": "true"}},
+            "spec": {"selector": {"matchLabels": {"app": "reader"}}, "template": {
+                "metadata": {"labels": {"app": "reader"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1",
+                    "envFrom": [{"secretRef": {"name": "app"}}]}]}}}}),
+        ns,
+    )
+    .await;
+
     let second = unique("helm-value");
     let rotated = aws
         .rotate(&name, &json!({ "password": second }).to_string())
@@ -138,6 +154,20 @@ async fn installed_release_runs_the_controller_with_only_its_role() {
     tenant
         .wait_for_value("app", "password", &second, Duration::from_secs(10))
         .await;
+    // The role lets the controller watch and restart it.
+    wait_for(
+        "the Deployment's restart",
+        Duration::from_secs(10),
+        || async {
+            let reader = Api::<Deployment>::namespaced(kube.clone(), ns)
+                .get("reader")
+                .await
+                .ok()?;
+            let annotations = reader.spec?.template.metadata?.annotations?;
+            annotations.get(RESTARTED_FROM_ANNOTATION).map(drop)
+        },
+    )
+    .await;
 
     aws.delete_secret_announced(&bus, &name, &rotated.arn).await;
     wait_for_secret_gone(
