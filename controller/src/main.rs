@@ -13,6 +13,7 @@ use secret_bridge_controller::external_secret::controller::{
     Context, ExternalSecretController, Settings,
 };
 use secret_bridge_controller::store::status as store_status;
+use secret_bridge_controller::telemetry::eso::{EXTERNAL_SECRET_CONTROLLER, Served};
 use secret_bridge_controller::telemetry::health::Health;
 use secret_bridge_controller::telemetry::metrics::Metrics;
 use secret_bridge_controller::telemetry::{self, probe as http};
@@ -111,6 +112,13 @@ impl Args {
         };
 
         let metrics = Arc::new(Metrics::default());
+        metrics
+            .eso
+            .set_max_concurrent_reconciles(EXTERNAL_SECRET_CONTROLLER, self.concurrency);
+        let served = match self.mode {
+            Mode::Sync => Served::Class(self.controller_class.clone()),
+            Mode::EsoTrigger => Served::Nothing,
+        };
         let health = Health::default();
         let listener = tokio::net::TcpListener::bind(self.probe_addr)
             .await
@@ -210,6 +218,7 @@ impl Args {
             caches,
             health,
             metrics,
+            served,
             stopped(stop_rx),
         ));
         futures::future::join_all(tasks).await;
@@ -229,7 +238,7 @@ fn init_tracing(format: LogFormat) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => builder.event_format(telemetry::logs::EsoJson).init(),
     }
 }
 
