@@ -16,6 +16,7 @@ mod multi_cluster;
 mod queue;
 mod readme_deploy;
 mod regions;
+mod signals;
 mod stores;
 mod target;
 mod tutorial;
