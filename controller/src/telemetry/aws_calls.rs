@@ -1,4 +1,5 @@
-//! The one place that counts AWS calls: each call is counted once, and shows in our
+//! The one place that counts AWS calls (Secrets Manager through [`crate::aws::Counted`], SQS
+//! in the event consumer): each call is counted once, and shows in our
 //! `secret_bridge_aws_calls_total{operation,result}` and in ESO's
 //! `externalsecret_provider_api_calls_count{provider,call,status}`. AWS bills per call, so
 //! these are the cost.
@@ -7,6 +8,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use crate::telemetry::eso::{PlainCounter, ProviderCallLabels};
+
+/// The `provider` label of SQS calls (the event queue; ESO has no such provider).
+pub const PROVIDER_SQS: &str = "AWS/SQS";
 
 /// An AWS call: its operation and whether it succeeded.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]

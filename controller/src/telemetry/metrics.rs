@@ -46,7 +46,7 @@ pub struct Metrics {
     pub events: Family<EventLabels, Counter>,
     /// From the message's arrival in SQS to the end of its reconciles.
     pub event_lag_seconds: Histogram,
-    /// Secrets Manager calls by operation and result: the cost (AWS bills per call).
+    /// Secrets Manager and SQS calls by operation and result: the cost (AWS bills per call).
     pub aws_calls: AwsCalls,
 }
 
@@ -62,7 +62,7 @@ impl Default for Metrics {
         let aws_calls = AwsCalls::default();
         registry.register(
             "aws_calls",
-            "Secrets Manager calls by operation and result",
+            "Secrets Manager and SQS calls by operation and result",
             aws_calls.ours.clone(),
         );
         let mut unprefixed = Registry::default();
