@@ -9,6 +9,9 @@ pub mod metrics;
 pub mod probe;
 pub mod process;
 
+#[cfg(test)]
+mod monitoring_tests;
+
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 

@@ -12,6 +12,7 @@ mod emulator;
 mod errors;
 mod helm;
 mod helm_release;
+mod monitoring;
 mod multi_cluster;
 mod queue;
 mod readme_deploy;
