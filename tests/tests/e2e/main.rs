@@ -5,6 +5,7 @@
 
 mod accelerator;
 mod cloudformation;
+mod cloudformation_operations;
 mod cluster_external_secret;
 mod conformance;
 mod delivery;
