@@ -186,6 +186,7 @@ impl Args {
                         take.namespaces(),
                         take.cluster_external_secret_owners(),
                     );
+                    metrics.eso.watch_cluster_external_secrets(cluster.store());
                     let context = Arc::new(cluster_external_secret::Context {
                         client: client.clone(),
                         caches: caches.clone(),

@@ -5,8 +5,9 @@
 //!   `externalsecret_reconcile_duration` (gauge, nanoseconds as ESO's Go code sets it), per
 //!   `name`, `namespace`;
 //! - `externalsecret_status_condition`, `secretstore_status_condition`,
-//!   `clustersecretstore_status_condition` (`condition="Ready"`, `status="True"|"False"`, the
-//!   other status at 0 as ESO does), read from the objects' own status at each scrape;
+//!   `clustersecretstore_status_condition`, `clusterexternalsecret_status_condition`
+//!   (`condition="Ready"`, `status="True"|"False"`, the other status at 0 as ESO does), read
+//!   from the objects' own status at each scrape;
 //! - `externalsecret_provider_api_calls_count{provider,call,status}`: registered by
 //!   [`crate::telemetry::metrics`] from the one place that counts AWS calls
 //!   ([`crate::telemetry::aws_calls`]);
@@ -20,7 +21,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -33,7 +34,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
-use crate::api::{Condition, ExternalSecret};
+use crate::api::{ClusterExternalSecret, Condition, ExternalSecret};
 use crate::cache::Caches;
 
 /// ESO's `provider` label value for AWS Secrets Manager.
@@ -115,6 +116,8 @@ pub struct EsoMetrics {
     active_workers: Family<ControllerLabels, Gauge>,
     max_concurrent: Family<ControllerLabels, Gauge>,
     syncs: Mutex<HashMap<ObjectRef<ExternalSecret>, SyncCounts>>,
+    /// The ClusterExternalSecret controller's cache, when it runs.
+    cluster_external_secrets: OnceLock<Store<ClusterExternalSecret>>,
 }
 
 impl Default for EsoMetrics {
@@ -130,6 +133,7 @@ impl Default for EsoMetrics {
             active_workers: Family::default(),
             max_concurrent: Family::default(),
             syncs: Mutex::default(),
+            cluster_external_secrets: OnceLock::new(),
         }
     }
 }
@@ -171,6 +175,11 @@ impl EsoMetrics {
             "Maximum number of concurrent reconciles per controller",
             self.max_concurrent.clone(),
         );
+    }
+
+    /// Reports the status of the ClusterExternalSecrets in `store` at each scrape.
+    pub fn watch_cluster_external_secrets(&self, store: Store<ClusterExternalSecret>) {
+        let _ = self.cluster_external_secrets.set(store);
     }
 
     pub fn set_max_concurrent_reconciles(&self, controller: &'static str, workers: u16) {
@@ -234,7 +243,28 @@ impl EsoMetrics {
             .map(|es| ObjectRef::new(&es.name).within(&es.namespace))
             .collect();
         syncs.retain(|object, _| live.contains(object));
+        let cluster_external_secrets = self
+            .cluster_external_secrets
+            .get()
+            .map(|store| {
+                store
+                    .state()
+                    .iter()
+                    .map(|ces| ObjectStatus {
+                        namespace: String::new(),
+                        name: kube::ResourceExt::name_any(&**ces),
+                        ready: ces
+                            .status
+                            .iter()
+                            .flat_map(|s| &s.conditions)
+                            .find(|c| c.type_ == "Ready")
+                            .map(|c| c.status.clone()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         ObjectSeries {
+            cluster_external_secrets,
             syncs: inventory
                 .external_secrets
                 .iter()
@@ -347,6 +377,7 @@ impl Inventory {
 #[derive(Debug)]
 pub struct ObjectSeries {
     inventory: Inventory,
+    cluster_external_secrets: Vec<ObjectStatus>,
     /// The ExternalSecrets this process reconciled, with their counts.
     syncs: Vec<(ObjectStatus, SyncCounts)>,
     /// ExternalSecrets in the cache this process has not reconciled yet: what waits in the
@@ -416,6 +447,12 @@ impl Collector for ObjectSeries {
             "clustersecretstore_status_condition",
             "The status condition of a specific Cluster Secret Store",
             self.inventory.cluster_secret_stores.iter().collect(),
+        )?;
+        encode_conditions(
+            &mut encoder,
+            "clusterexternalsecret_status_condition",
+            "The status condition of a specific Cluster External Secret",
+            self.cluster_external_secrets.iter().collect(),
         )?;
         let depth = ConstGauge::new(self.never_reconciled as i64);
         let mut metric = encoder.encode_descriptor(

@@ -187,3 +187,29 @@ fn active_workers_count_running_reconciles() {
         "{text}"
     );
 }
+
+#[test]
+fn cluster_external_secrets_report_their_ready_condition() {
+    let ces: crate::api::ClusterExternalSecret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "external-secrets.io/v1",
+        "kind": "ClusterExternalSecret",
+        "metadata": {"name": "shared"},
+        "spec": {"externalSecretSpec": {"secretStoreRef": {"name": "aws"}}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }))
+    .expect("a ClusterExternalSecret");
+    let mut writer = store::Writer::default();
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(ces));
+    let metrics = Metrics::default();
+    metrics
+        .eso
+        .watch_cluster_external_secrets(writer.as_reader());
+    let text = metrics.encode(Inventory::default());
+    assert_eq!(
+        lines(&text, "clusterexternalsecret_status_condition"),
+        [
+            r#"clusterexternalsecret_status_condition{name="shared",namespace="",condition="Ready",status="False"} 0"#,
+            r#"clusterexternalsecret_status_condition{name="shared",namespace="",condition="Ready",status="True"} 1"#,
+        ]
+    );
+}
