@@ -4,6 +4,7 @@
 pub mod aws_calls;
 pub mod eso;
 pub mod health;
+pub mod inventory;
 pub mod logs;
 pub mod metrics;
 pub mod probe;
