@@ -156,7 +156,7 @@ async fn promtool(dir: &Path, args: &[&str]) -> Result<(), String> {
         .await
         .map_err(|e| {
             format!(
-                "run promtool ({e}): install Debian's `prometheus` package (scripts/stack up does)"
+                "run promtool ({e}): install Debian's `prometheus` package: `scripts/stack install` (or `stack up` on a stopped stack) does"
             )
         })?;
     if output.status.success() {
