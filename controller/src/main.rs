@@ -14,6 +14,7 @@ use secret_bridge_controller::external_secret::controller::{
 };
 use secret_bridge_controller::rollout::Rollouts;
 use secret_bridge_controller::store::status as store_status;
+use secret_bridge_controller::telemetry::eso::{EXTERNAL_SECRET_CONTROLLER, Served};
 use secret_bridge_controller::telemetry::health::Health;
 use secret_bridge_controller::telemetry::metrics::Metrics;
 use secret_bridge_controller::telemetry::{self, probe as http};
@@ -130,6 +131,13 @@ impl Args {
         };
 
         let metrics = Arc::new(Metrics::default());
+        metrics
+            .eso
+            .set_max_concurrent_reconciles(EXTERNAL_SECRET_CONTROLLER, self.concurrency);
+        let served = match self.mode {
+            Mode::Sync => Served::Class(self.controller_class.clone()),
+            Mode::EsoTrigger => Served::Nothing,
+        };
         let health = Health::default();
         let listener = tokio::net::TcpListener::bind(self.probe_addr)
             .await
@@ -213,6 +221,7 @@ impl Args {
                         take.namespaces(),
                         take.cluster_external_secret_owners(),
                     );
+                    metrics.eso.watch_cluster_external_secrets(cluster.store());
                     let context = Arc::new(cluster_external_secret::Context {
                         client: client.clone(),
                         caches: caches.clone(),
@@ -250,6 +259,7 @@ impl Args {
             caches,
             health,
             metrics,
+            served,
             stopped(stop_rx),
         ));
         futures::future::join_all(tasks).await;
@@ -283,7 +293,7 @@ fn init_tracing(format: LogFormat) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => builder.event_format(telemetry::logs::EsoJson).init(),
     }
 }
 

@@ -58,13 +58,17 @@ impl ControllerProcess {
     }
 
     /// How many reconciles of the `kind` `namespace/name` the controller has completed, as its
-    /// debug log counts them (one `reconciled` line each, naming the object).
+    /// debug log counts them (one `reconciled` line each, naming the object; text or JSON).
     pub fn reconciles_of(&self, kind: &str, namespace: &str, name: &str) -> usize {
         let object = format!("{kind}.");
         let key = format!("/{name}.{namespace}");
+        let json_object = serde_json::json!({ "name": name, "namespace": namespace });
         self.logs()
             .lines()
-            .filter(|l| l.contains(" reconciled") && l.contains(&object) && l.contains(&key))
+            .filter(|l| match serde_json::from_str::<serde_json::Value>(l) {
+                Ok(entry) => entry["msg"] == "reconciled" && entry[kind] == json_object,
+                Err(_) => l.contains(" reconciled") && l.contains(&object) && l.contains(&key),
+            })
             .count()
     }
 
@@ -148,11 +152,11 @@ impl Drop for ControllerProcess {
 /// The address in the log line that announces the probe endpoint.
 fn probe_address_in(line: &str) -> Option<String> {
     if let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) {
-        let fields = &entry["fields"];
-        return fields["message"]
+        // `--log-format json`: flat fields and `msg`, as ESO's logs.
+        return entry["msg"]
             .as_str()?
             .starts_with("serving /healthz")
-            .then(|| fields["address"].as_str().map(str::to_owned))?;
+            .then(|| entry["address"].as_str().map(str::to_owned))?;
     }
     if !line.contains("serving /healthz") {
         return None;

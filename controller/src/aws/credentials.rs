@@ -20,12 +20,9 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
 use kube::api::PostParams;
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-
 use crate::aws::Counted;
 use crate::aws::coalesce::{Coalescer, CoalescingSource, Freshness};
-use crate::telemetry::metrics::AwsCallLabels;
+use crate::telemetry::aws_calls::AwsCalls;
 
 /// Static credentials read from a store's `auth.secretRef`. `Debug` never shows the keys.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -95,7 +92,7 @@ pub struct ClientFactory {
     kube: kube::Client,
     cache: Arc<Mutex<HashMap<(String, StoreAuth), CachedClient>>>,
     /// Where Secrets Manager calls are counted.
-    aws_calls: Family<AwsCallLabels, Counter>,
+    aws_calls: AwsCalls,
 }
 
 struct CachedClient {
@@ -116,12 +113,12 @@ impl ClientFactory {
             base,
             kube,
             cache: Arc::default(),
-            aws_calls: Family::default(),
+            aws_calls: AwsCalls::default(),
         }
     }
 
     /// Counts every Secrets Manager call in `calls` (the process's metrics).
-    pub fn counting_calls_in(mut self, calls: Family<AwsCallLabels, Counter>) -> Self {
+    pub fn counting_calls_in(mut self, calls: AwsCalls) -> Self {
         self.aws_calls = calls;
         self
     }

@@ -7,12 +7,10 @@ pub mod credentials;
 use std::fmt;
 use std::future::Future;
 
+use crate::telemetry::aws_calls::AwsCalls;
+use crate::telemetry::eso::PROVIDER_AWS_SECRETS_MANAGER;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-
-use crate::telemetry::metrics::AwsCallLabels;
 
 /// Which version of a secret to read.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -237,19 +235,17 @@ impl<T: SecretsSource> SecretsSource for std::sync::Arc<T> {
     }
 }
 
-/// A source whose calls are counted by operation and result (`secret_bridge_aws_calls_total`):
-/// what AWS bills for.
+/// A source whose calls are counted by operation and result (`secret_bridge_aws_calls_total`
+/// and ESO's `externalsecret_provider_api_calls_count`): what AWS bills for.
 pub struct Counted<S> {
     pub source: S,
-    pub calls: Family<AwsCallLabels, Counter>,
+    pub calls: AwsCalls,
 }
 
 impl<S> Counted<S> {
     fn count<T>(&self, operation: &'static str, result: &Result<T, AwsError>) {
-        let result = if result.is_ok() { "success" } else { "error" };
         self.calls
-            .get_or_create(&AwsCallLabels { operation, result })
-            .inc();
+            .record(PROVIDER_AWS_SECRETS_MANAGER, operation, result.is_ok());
     }
 }
 

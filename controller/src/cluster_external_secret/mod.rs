@@ -87,6 +87,11 @@ impl ClusterExternalSecretController {
         ClusterExternalSecretController { controller }
     }
 
+    /// The controller's cache of ClusterExternalSecrets (for their status metrics).
+    pub fn store(&self) -> kube::runtime::reflector::Store<ClusterExternalSecret> {
+        self.controller.store()
+    }
+
     /// Runs until `shutdown` resolves. Reconciles wait until the caches are listed: an
     /// ExternalSecret missing from a cache still being listed would be taken over instead of
     /// reported.

@@ -22,6 +22,7 @@ use crate::cache::Caches;
 use crate::events::eso_trigger::EsoTrigger;
 use crate::events::matching::matching;
 use crate::events::triggers::Triggers;
+use crate::telemetry::aws_calls::PROVIDER_SQS;
 use crate::telemetry::health::Health;
 use crate::telemetry::metrics::{EventLabels, Metrics};
 
@@ -146,7 +147,8 @@ impl Consumer {
     }
 
     async fn receive(&self) -> Result<Vec<Message>, String> {
-        self.sqs
+        let result = self
+            .sqs
             .receive_message()
             .queue_url(&self.queue_url)
             .wait_time_seconds(WAIT_TIME_SECONDS)
@@ -154,9 +156,18 @@ impl Consumer {
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
-            .await
+            .await;
+        self.sqs_call("ReceiveMessage", result.is_ok());
+        result
             .map(|output| output.messages.unwrap_or_default())
             .map_err(|e| DisplayErrorContext(e).to_string())
+    }
+
+    /// Counts an SQS call (AWS bills per call).
+    fn sqs_call(&self, operation: &'static str, succeeded: bool) {
+        self.metrics
+            .aws_calls
+            .record(PROVIDER_SQS, operation, succeeded);
     }
 
     /// The queue's visibility timeout and `maxReceiveCount`, read once at start.
@@ -173,6 +184,8 @@ impl Consumer {
             .attribute_names(QueueAttributeName::RedrivePolicy)
             .send()
             .await
+            .inspect(|_| self.sqs_call("GetQueueAttributes", true))
+            .inspect_err(|_| self.sqs_call("GetQueueAttributes", false))
         {
             Ok(output) => output.attributes.unwrap_or_default(),
             Err(error) => {
@@ -239,6 +252,7 @@ impl Consumer {
             .receipt_handle(receipt)
             .send()
             .await;
+        self.sqs_call("DeleteMessage", result.is_ok());
         if let Err(error) = result {
             warn!(error = %DisplayErrorContext(error), "deleting a processed message failed; it will be processed again");
         }
@@ -258,6 +272,7 @@ impl Consumer {
             .visibility_timeout(retry_delay_seconds(receive_count(message)))
             .send()
             .await;
+        self.sqs_call("ChangeMessageVisibility", result.is_ok());
         if let Err(error) = result {
             warn!(error = %DisplayErrorContext(error), "could not delay the retry of a kept message; it returns after the queue's visibility timeout");
         }
@@ -285,6 +300,7 @@ impl Consumer {
                     .visibility_timeout(settings.visibility.as_secs().max(1) as i32)
                     .send()
                     .await;
+                self.sqs_call("ChangeMessageVisibility", result.is_ok());
                 match result {
                     Ok(_) => {
                         debug!(message_id = ?message.message_id, "extended the message's visibility")

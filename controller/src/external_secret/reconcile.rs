@@ -25,6 +25,7 @@ use crate::external_secret::target::{
     self, CreationPolicy, DeletionPolicy, Desired, TemplateSources,
 };
 use crate::store::resolve::ResolvedStore;
+use crate::telemetry::eso::EXTERNAL_SECRET_CONTROLLER;
 use crate::{Error, FIELD_MANAGER, MANAGED_LABEL, Result};
 
 const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
@@ -33,6 +34,7 @@ const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
 pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action> {
     // A store or namespace missing from a cache still being listed would fail the sync.
     ctx.caches.ready().await;
+    let _worker = ctx.metrics.eso.worker_started(EXTERNAL_SECRET_CONTROLLER);
     let started = std::time::Instant::now();
     let object = ObjectRef::from_obj(&*es);
     ctx.mark_seen(&object);
@@ -55,8 +57,12 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
         waiters,
         result.as_ref().map_or_else(|e| !e.is_transient(), |_| true),
     );
-    ctx.metrics
-        .reconciled(result.as_ref().err().map(Error::kind), started.elapsed());
+    ctx.metrics.external_secret_reconciled(
+        &object,
+        &ctx.caches.external_secrets,
+        result.as_ref().err().map(Error::kind),
+        started.elapsed(),
+    );
     result.map(|_| Action::await_change())
 }
 

@@ -1,14 +1,22 @@
-//! Prometheus metrics, served on `/metrics`. Labels are bounded (results, event types, error
-//! kinds), never object names or secret values.
+//! Prometheus metrics, served on `/metrics`: ours, prefixed `secret_bridge_`, whose labels are
+//! bounded (results, event types, error kinds), never object names or secret values; and
+//! beside them ESO's series ([`crate::telemetry::eso`]) and the process's
+//! ([`crate::telemetry::process`]), unprefixed, as ESO serves them.
 
 use std::time::Duration;
 
+use kube::runtime::reflector::{ObjectRef, Store};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::api::ExternalSecret;
+pub use crate::telemetry::aws_calls::AwsCallLabels;
+use crate::telemetry::aws_calls::AwsCalls;
+use crate::telemetry::eso::{EsoMetrics, Inventory};
+use crate::telemetry::process::ProcessCollector;
 use crate::telemetry::rollout_metrics::RolloutMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -21,13 +29,6 @@ pub struct ErrorLabels {
     pub kind: &'static str,
 }
 
-/// An AWS call: its operation and whether it succeeded.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct AwsCallLabels {
-    pub operation: &'static str,
-    pub result: &'static str,
-}
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
     pub event: String,
@@ -35,6 +36,9 @@ pub struct EventLabels {
 
 pub struct Metrics {
     registry: Registry,
+    /// ESO's and the process's series: no prefix.
+    unprefixed: Registry,
+    pub eso: EsoMetrics,
     pub reconciles: Family<ResultLabels, Counter>,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_seconds: Histogram,
@@ -43,8 +47,8 @@ pub struct Metrics {
     pub events: Family<EventLabels, Counter>,
     /// From the message's arrival in SQS to the end of its reconciles.
     pub event_lag_seconds: Histogram,
-    /// Secrets Manager calls by operation and result: the cost (AWS bills per call).
-    pub aws_calls: Family<AwsCallLabels, Counter>,
+    /// Secrets Manager and SQS calls by operation and result: the cost (AWS bills per call).
+    pub aws_calls: AwsCalls,
     /// Workload restarts (`rollout`), in their own file.
     pub rollout: RolloutMetrics,
 }
@@ -58,12 +62,21 @@ impl Default for Metrics {
         let messages = Family::<ResultLabels, Counter>::default();
         let events = Family::<EventLabels, Counter>::default();
         let event_lag_seconds = Histogram::new(latency_buckets());
-        let aws_calls = Family::<AwsCallLabels, Counter>::default();
+        let aws_calls = AwsCalls::default();
         registry.register(
             "aws_calls",
-            "Secrets Manager calls by operation and result",
-            aws_calls.clone(),
+            "Secrets Manager and SQS calls by operation and result",
+            aws_calls.ours.clone(),
         );
+        let mut unprefixed = Registry::default();
+        unprefixed.register(
+            "externalsecret_provider_api_calls_count",
+            "Number of API calls towards the secret provider",
+            aws_calls.eso.clone(),
+        );
+        let eso = EsoMetrics::default();
+        eso.register(&mut unprefixed);
+        unprefixed.register_collector(Box::new(ProcessCollector));
         registry.register(
             "reconciles",
             "ExternalSecret reconciles by result",
@@ -94,6 +107,8 @@ impl Default for Metrics {
         Metrics {
             rollout,
             registry,
+            unprefixed,
+            eso,
             reconciles,
             reconcile_errors,
             reconcile_seconds,
@@ -117,7 +132,20 @@ impl Metrics {
         self.messages.get_or_create(&ResultLabels { result }).inc();
     }
 
-    pub fn reconciled(&self, error_kind: Option<&'static str>, took: Duration) {
+    /// A reconcile of `object` ended (`live`: the ExternalSecret cache): our series and ESO's.
+    pub fn external_secret_reconciled(
+        &self,
+        object: &ObjectRef<ExternalSecret>,
+        live: &Store<ExternalSecret>,
+        error_kind: Option<&'static str>,
+        took: Duration,
+    ) {
+        self.reconciled(error_kind, took);
+        self.eso
+            .external_secret_reconciled(object, live, error_kind.is_some(), took);
+    }
+
+    fn reconciled(&self, error_kind: Option<&'static str>, took: Duration) {
         let result = if error_kind.is_some() {
             "error"
         } else {
@@ -134,11 +162,16 @@ impl Metrics {
         self.reconcile_seconds.observe(took.as_secs_f64());
     }
 
-    /// The text exposition format.
-    pub fn encode(&self) -> String {
+    /// The text exposition format, with the per-object series of `inventory`.
+    pub fn encode(&self, inventory: Inventory) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
+        let mut objects = Registry::default();
+        objects.register_collector(Box::new(self.eso.scrape(inventory)));
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)
-            .expect("writing to a String");
+        for registry in [&self.registry, &self.unprefixed, &objects] {
+            encode_registry(&mut text, registry).expect("writing to a String");
+        }
+        encode_eof(&mut text).expect("writing to a String");
         text
     }
 }
@@ -158,7 +191,7 @@ mod tests {
                 event: "SecretLabelUpdated".into(),
             })
             .inc();
-        let text = metrics.encode();
+        let text = metrics.encode(Inventory::default());
         assert!(
             text.contains(r#"secret_bridge_sqs_messages_total{result="received"} 1"#),
             "{text}"

@@ -1,9 +1,18 @@
-//! What the controller tells operators: Prometheus metrics and the probe endpoint.
+//! What the controller tells operators: Prometheus metrics (ours, ESO's, the process's), logs,
+//! and the probe endpoint.
 
+pub mod aws_calls;
+pub mod eso;
 pub mod health;
+pub mod inventory;
+pub mod logs;
 pub mod metrics;
 pub mod probe;
+pub mod process;
 pub mod rollout_metrics;
+
+#[cfg(test)]
+mod monitoring_tests;
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};

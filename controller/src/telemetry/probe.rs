@@ -11,6 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::cache::Caches;
+use crate::telemetry::eso::Served;
 use crate::telemetry::health::Health;
 use crate::telemetry::metrics::Metrics;
 
@@ -19,6 +20,7 @@ struct Probe {
     caches: Caches,
     health: Health,
     metrics: Arc<Metrics>,
+    served: Served,
 }
 
 /// Serves on `listener` (bound by the caller, so a taken address fails at start-up).
@@ -27,6 +29,7 @@ pub async fn serve(
     caches: Caches,
     health: Health,
     metrics: Arc<Metrics>,
+    served: Served,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -37,6 +40,7 @@ pub async fn serve(
             caches,
             health,
             metrics,
+            served,
         });
     let address = listener.local_addr()?;
     tracing::info!(%address, "serving /healthz, /readyz and /metrics");
@@ -66,6 +70,6 @@ async fn metrics_text(State(probe): State<Probe>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        probe.metrics.encode(),
+        probe.metrics.encode(probe.served.inventory(&probe.caches)),
     )
 }

@@ -158,6 +158,7 @@ async fn fan_out_mode_routes_the_rules_to_the_lambda() {
         ("FanOutRoutes", routes.as_str()),
         ("EventBusName", bus.as_str()),
         ("CloudTrailEvents", "true"),
+        ("LambdaLogRetentionDays", "14"),
     ];
     with_stack(&cfn, &name, &parameters, async |outputs| {
         let output = |key: &str| outputs.get(key);
@@ -210,6 +211,29 @@ async fn fan_out_mode_routes_the_rules_to_the_lambda() {
         }
 
         let function_name = function_arn.rsplit(':').next().expect("function name");
+        let log_groups: Value = serde_json::from_str(
+            &emulator_call(
+                &stack,
+                "logs",
+                "POST",
+                "/",
+                &[
+                    "-H",
+                    "X-Amz-Target: Logs_20140328.DescribeLogGroups",
+                    "-H",
+                    "Content-Type: application/x-amz-json-1.1",
+                    "--data-raw",
+                    &json!({"logGroupNamePrefix": format!("/aws/lambda/{function_name}")})
+                        .to_string(),
+                ],
+            )
+            .await,
+        )
+        .expect("DescribeLogGroups answers JSON");
+        assert_eq!(
+            log_groups["logGroups"][0]["retentionInDays"], 14,
+            "the function's log group, with its retention: {log_groups}"
+        );
         let function: Value = serde_json::from_str(
             &emulator_call(
                 &stack,

@@ -197,8 +197,13 @@ async fn installed_release_runs_the_controller_with_only_its_role() {
             Duration::from_secs(10),
             || async {
                 let logs = controller.logs();
+                // The chart's JSON logs name the object as ESO's do; text logs as kube does.
+                let json = format!(r#""ExternalSecret":{{"name":"{es}","namespace":"{ns}"}}"#);
                 logs.lines()
-                    .any(|line| line.contains(&format!("{es}.{ns}")) && line.contains(&store))
+                    .any(|line| {
+                        (line.contains(&format!("{es}.{ns}")) || line.contains(&json))
+                            && line.contains(&store)
+                    })
                     .then_some(())
             },
         )

@@ -5,6 +5,7 @@
 
 mod accelerator;
 mod cloudformation;
+mod cloudformation_operations;
 mod cluster_external_secret;
 mod conformance;
 mod delivery;
@@ -12,11 +13,13 @@ mod emulator;
 mod errors;
 mod helm;
 mod helm_release;
+mod monitoring;
 mod multi_cluster;
 mod queue;
 mod readme_deploy;
 mod regions;
 mod rollout;
+mod signals;
 mod stores;
 mod target;
 mod tutorial;
