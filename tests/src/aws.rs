@@ -41,14 +41,28 @@ impl Aws {
 
     /// Creates the secret, or puts a new current value when it exists.
     pub async fn upsert_secret(&self, name: &str, value: &str) -> Written {
-        match self
-            .secrets
-            .create_secret()
-            .name(name)
-            .secret_string(value)
-            .send()
-            .await
-        {
+        // Under load the emulator sometimes answers 500 with an HTML page (a race in moto's
+        // threaded server), which the SDK cannot classify as retryable: try again.
+        let mut attempt = 0;
+        let created = loop {
+            let result = self
+                .secrets
+                .create_secret()
+                .name(name)
+                .secret_string(value)
+                .send()
+                .await;
+            match result {
+                Err(aws_sdk_secretsmanager::error::SdkError::ServiceError(e))
+                    if e.raw().status().is_server_error() && attempt < 5 =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                other => break other,
+            }
+        };
+        match created {
             Ok(out) => Written {
                 arn: out.arn.unwrap(),
                 version_id: out.version_id.unwrap(),
