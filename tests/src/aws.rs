@@ -12,14 +12,18 @@ use aws_sdk_sqs::types::{Message, QueueAttributeName};
 use serde_json::{Value, json};
 
 use crate::Stack;
+use crate::cleanup::Leftovers;
 use crate::stack::workspace_root;
 
+/// Clients for one region of the emulator. The secrets, queues and buses it creates are removed
+/// when it is dropped (see [`crate::cleanup`]), unless it was made [`Aws::untracked`].
 pub struct Aws {
     pub secrets: aws_sdk_secretsmanager::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub events: aws_sdk_eventbridge::Client,
     pub iam: aws_sdk_iam::Client,
     pub region: String,
+    leftovers: Option<Leftovers>,
 }
 
 /// A secret's current version, as Secrets Manager reports it.
@@ -29,18 +33,57 @@ pub struct Written {
 }
 
 impl Aws {
+    /// Clients that remove what they create when dropped: hold it for the whole test.
     pub fn new(config: &SdkConfig) -> Aws {
+        Aws {
+            leftovers: Some(Leftovers::default()),
+            ..Aws::untracked(config)
+        }
+    }
+
+    /// Clients that leave what they create, for callers that remove it themselves (the bench,
+    /// the demo) or that outlive one test.
+    pub fn untracked(config: &SdkConfig) -> Aws {
         Aws {
             secrets: aws_sdk_secretsmanager::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
             events: aws_sdk_eventbridge::Client::new(config),
             iam: aws_sdk_iam::Client::new(config),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
+            leftovers: None,
         }
     }
 
-    /// Creates the secret, or puts a new current value when it exists.
+    /// What this client records for removal on drop (nothing when untracked).
+    fn record(&self, leftover: impl FnOnce(&Leftovers, &str)) {
+        if let Some(leftovers) = &self.leftovers {
+            leftover(leftovers, &self.region);
+        }
+    }
+
+    /// Records the event bus `name` (made without [`Aws::event_queue`]) for removal on drop.
+    pub fn remove_bus_on_drop(&self, name: &str) {
+        self.record(|leftovers, region| leftovers.bus(region, name));
+    }
+
+    /// Records the queue `url` (made without this client) for removal on drop.
+    pub fn remove_queue_on_drop(&self, url: &str) {
+        self.record(|leftovers, region| leftovers.queue(region, url));
+    }
+
+    /// Creates the secret (removed on drop), or puts a new current value when it exists (left
+    /// to whoever created it).
     pub async fn upsert_secret(&self, name: &str, value: &str) -> Written {
+        self.upsert(name, value, true).await
+    }
+
+    /// Like [`Aws::upsert_secret`], but never removed: for fixed names that the demo and every
+    /// run share (removing one would break a run going on beside it).
+    pub async fn upsert_kept_secret(&self, name: &str, value: &str) -> Written {
+        self.upsert(name, value, false).await
+    }
+
+    async fn upsert(&self, name: &str, value: &str, remove_on_drop: bool) -> Written {
         match self
             .secrets
             .create_secret()
@@ -49,10 +92,15 @@ impl Aws {
             .send()
             .await
         {
-            Ok(out) => Written {
-                arn: out.arn.unwrap(),
-                version_id: out.version_id.unwrap(),
-            },
+            Ok(out) => {
+                if remove_on_drop {
+                    self.record(|leftovers, region| leftovers.secret(region, name));
+                }
+                Written {
+                    arn: out.arn.unwrap(),
+                    version_id: out.version_id.unwrap(),
+                }
+            }
             Err(e) if e.code() == Some("ResourceExistsException") => {
                 let out = self
                     .secrets
@@ -111,7 +159,8 @@ impl Aws {
     }
 
     /// A queue (optionally with a DLQ after `max_receive` receives) that `bus` delivers
-    /// Secrets Manager events to. Returns the queue URL.
+    /// Secrets Manager events to. Returns the queue URL. The queue, its rule and the bus are
+    /// removed on drop (recorded first, so that a half-made one goes too).
     pub async fn event_queue(
         &self,
         name: &str,
@@ -119,6 +168,7 @@ impl Aws {
         dlq: Option<(&str, u32)>,
         visibility_s: u32,
     ) -> String {
+        self.record(|leftovers, region| leftovers.event_queue(region, name, bus));
         let mut request = self.sqs.create_queue().queue_name(name).attributes(
             QueueAttributeName::VisibilityTimeout,
             visibility_s.to_string(),
@@ -195,15 +245,19 @@ impl Aws {
         let _ = self.sqs.delete_queue().queue_url(url).send().await;
     }
 
+    /// A queue without a rule (removed on drop). Returns its URL.
     pub async fn plain_queue(&self, name: &str) -> String {
-        self.sqs
+        let url = self
+            .sqs
             .create_queue()
             .queue_name(name)
             .send()
             .await
             .expect("CreateQueue")
             .queue_url
-            .unwrap()
+            .unwrap();
+        self.remove_queue_on_drop(&url);
+        url
     }
 
     pub async fn queue_arn(&self, url: &str) -> String {

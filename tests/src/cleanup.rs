@@ -1,0 +1,178 @@
+//! Leaving the shared stack as the test found it: what a test made (namespaces, event queues
+//! with their rule and bus, plain queues, buses, AWS secrets) is recorded in [`Leftovers`] and
+//! removed when the owner ([`crate::Tenant`], [`crate::aws::Aws`]) is dropped, on success and
+//! when the test panics. A forgotten rule receives every later event, and the emulator's queues
+//! slow down as they grow.
+//!
+//! `Drop` cannot await, and the test's runtime may be the thread that is dropping (a
+//! current-thread `#[tokio::test]`), so its clients' connections cannot be driven from here.
+//! The removal runs on its own thread with a fresh runtime and fresh clients, bounded by
+//! [`CLEANUP_TIMEOUT`]; "not found" and other errors are ignored (the thing may already be gone).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams};
+
+use crate::Stack;
+use crate::aws::Aws;
+
+/// How long one owner's cleanup may take before the test goes on without it.
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One thing a test made on the shared stack.
+#[derive(Clone, Debug)]
+enum Leftover {
+    /// Deleted without waiting for finalization; it takes its contents with it.
+    Namespace(String),
+    /// A queue made by [`Aws::event_queue`]: its rule `<name>-rule` and targets on `bus`, the
+    /// bus unless it is `default`, and the queue.
+    EventQueue {
+        region: String,
+        name: String,
+        bus: String,
+    },
+    Queue {
+        region: String,
+        url: String,
+    },
+    Bus {
+        region: String,
+        name: String,
+    },
+    /// Force-deleted, without a recovery window.
+    Secret {
+        region: String,
+        name: String,
+    },
+}
+
+/// What an owner made, removed (newest first) when it is dropped.
+#[derive(Debug, Default)]
+pub struct Leftovers(Mutex<Vec<Leftover>>);
+
+impl Leftovers {
+    pub fn namespace(&self, name: &str) {
+        self.push(Leftover::Namespace(name.to_owned()));
+    }
+
+    pub fn event_queue(&self, region: &str, name: &str, bus: &str) {
+        self.push(Leftover::EventQueue {
+            region: region.to_owned(),
+            name: name.to_owned(),
+            bus: bus.to_owned(),
+        });
+    }
+
+    pub fn queue(&self, region: &str, url: &str) {
+        self.push(Leftover::Queue {
+            region: region.to_owned(),
+            url: url.to_owned(),
+        });
+    }
+
+    pub fn bus(&self, region: &str, name: &str) {
+        self.push(Leftover::Bus {
+            region: region.to_owned(),
+            name: name.to_owned(),
+        });
+    }
+
+    pub fn secret(&self, region: &str, name: &str) {
+        self.push(Leftover::Secret {
+            region: region.to_owned(),
+            name: name.to_owned(),
+        });
+    }
+
+    fn push(&self, leftover: Leftover) {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(leftover);
+    }
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let mut leftovers = std::mem::take(
+            self.0
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        if leftovers.is_empty() {
+            return;
+        }
+        leftovers.reverse();
+        std::thread::scope(|scope| {
+            let removal = scope.spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the cleanup");
+                runtime.block_on(async {
+                    let removed = tokio::time::timeout(CLEANUP_TIMEOUT, remove(&leftovers)).await;
+                    if removed.is_err() {
+                        eprintln!(
+                            "cleanup: gave up after {CLEANUP_TIMEOUT:?}; left behind: {leftovers:?}"
+                        );
+                    }
+                });
+            });
+            if removal.join().is_err() {
+                eprintln!("cleanup: panicked; left behind: {leftovers:?}");
+            }
+        });
+    }
+}
+
+/// Removes each leftover in order, with clients of this runtime.
+async fn remove(leftovers: &[Leftover]) {
+    let stack = Stack::connect().await;
+    let namespaces = Api::<Namespace>::all(stack.kube.clone());
+    for leftover in leftovers {
+        match leftover {
+            Leftover::Namespace(name) => {
+                let _ = namespaces.delete(name, &DeleteParams::background()).await;
+            }
+            Leftover::EventQueue { region, name, bus } => {
+                let aws = aws_in(&stack, region).await;
+                // The rule and bus go even when the queue is already gone.
+                let url = aws
+                    .sqs
+                    .get_queue_url()
+                    .queue_name(name)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|found| found.queue_url)
+                    .unwrap_or_default();
+                aws.remove_event_queue(name, bus, &url).await;
+            }
+            Leftover::Queue { region, url } => {
+                let aws = aws_in(&stack, region).await;
+                let _ = aws.sqs.delete_queue().queue_url(url).send().await;
+            }
+            Leftover::Bus { region, name } => {
+                let aws = aws_in(&stack, region).await;
+                let _ = aws.events.delete_event_bus().name(name).send().await;
+            }
+            Leftover::Secret { region, name } => {
+                let aws = aws_in(&stack, region).await;
+                let _ = aws
+                    .secrets
+                    .delete_secret()
+                    .secret_id(name)
+                    .force_delete_without_recovery(true)
+                    .send()
+                    .await;
+            }
+        }
+    }
+}
+
+/// Clients for `region` that record nothing (they only remove).
+async fn aws_in(stack: &Stack, region: &str) -> Aws {
+    Aws::untracked(&Stack::aws_config_for(stack.env, region).await)
+}
