@@ -1,7 +1,8 @@
 //! Leaving the shared stack as the test found it: what a test made (namespaces, event queues
-//! with their rule and bus, plain queues, buses, AWS secrets) is recorded in [`Leftovers`] and
-//! removed when the owner ([`crate::Tenant`], [`crate::aws::Aws`]) is dropped, on success and
-//! when the test panics. A forgotten rule receives every later event, and the emulator's queues
+//! with their rule and bus, plain queues, buses, CloudFormation stacks, AWS secrets) is
+//! recorded in [`Leftovers`] and removed when its owner ([`crate::Tenant`],
+//! [`crate::aws::Aws`], or a test's own `Leftovers`) is dropped, on success and when the test
+//! panics. A forgotten rule receives every later event, and the emulator's queues
 //! slow down as they grow.
 //!
 //! `Drop` cannot await, and the test's runtime may be the thread that is dropping (a
@@ -9,9 +10,12 @@
 //! The removal runs on its own thread with a fresh runtime and fresh clients, bounded by
 //! [`CLEANUP_TIMEOUT`]; "not found" and other errors are ignored (the thing may already be gone).
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use aws_config::SdkConfig;
+use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams};
 
@@ -38,6 +42,11 @@ enum Leftover {
         url: String,
     },
     Bus {
+        region: String,
+        name: String,
+    },
+    /// Deleted with what it made; not waited for.
+    CloudFormationStack {
         region: String,
         name: String,
     },
@@ -74,6 +83,13 @@ impl Leftovers {
 
     pub fn bus(&self, region: &str, name: &str) {
         self.push(Leftover::Bus {
+            region: region.to_owned(),
+            name: name.to_owned(),
+        });
+    }
+
+    pub fn cloudformation_stack(&self, region: &str, name: &str) {
+        self.push(Leftover::CloudFormationStack {
             region: region.to_owned(),
             name: name.to_owned(),
         });
@@ -127,52 +143,108 @@ impl Drop for Leftovers {
     }
 }
 
-/// Removes each leftover in order, with clients of this runtime.
+/// Removes the leftovers, [`CONCURRENCY`] at a time, with clients of this runtime; buses last,
+/// since a bus with rules on it cannot be deleted.
 async fn remove(leftovers: &[Leftover]) {
     let stack = Stack::connect().await;
-    let namespaces = Api::<Namespace>::all(stack.kube.clone());
+    let mut clients = HashMap::new();
     for leftover in leftovers {
-        match leftover {
-            Leftover::Namespace(name) => {
-                let _ = namespaces.delete(name, &DeleteParams::background()).await;
+        if let Some(region) = leftover.region() {
+            if !clients.contains_key(region) {
+                let config = Stack::aws_config_for(stack.env, region).await;
+                clients.insert(region.to_owned(), Clients::new(&config));
             }
-            Leftover::EventQueue { region, name, bus } => {
-                let aws = aws_in(&stack, region).await;
-                // The rule and bus go even when the queue is already gone.
-                let url = aws
-                    .sqs
-                    .get_queue_url()
-                    .queue_name(name)
-                    .send()
-                    .await
-                    .ok()
-                    .and_then(|found| found.queue_url)
-                    .unwrap_or_default();
-                aws.remove_event_queue(name, bus, &url).await;
-            }
-            Leftover::Queue { region, url } => {
-                let aws = aws_in(&stack, region).await;
-                let _ = aws.sqs.delete_queue().queue_url(url).send().await;
-            }
-            Leftover::Bus { region, name } => {
-                let aws = aws_in(&stack, region).await;
-                let _ = aws.events.delete_event_bus().name(name).send().await;
-            }
-            Leftover::Secret { region, name } => {
-                let aws = aws_in(&stack, region).await;
-                let _ = aws
-                    .secrets
-                    .delete_secret()
-                    .secret_id(name)
-                    .force_delete_without_recovery(true)
-                    .send()
-                    .await;
-            }
+        }
+    }
+    let (buses, others): (Vec<&Leftover>, Vec<&Leftover>) = leftovers
+        .iter()
+        .partition(|leftover| matches!(leftover, Leftover::Bus { .. }));
+    for phase in [others, buses] {
+        stream::iter(phase)
+            .for_each_concurrent(CONCURRENCY, |leftover| {
+                remove_one(&stack, &clients, leftover)
+            })
+            .await;
+    }
+}
+
+/// Requests at once while removing (a scale test leaves thousands of secrets).
+const CONCURRENCY: usize = 16;
+
+struct Clients {
+    aws: Aws,
+    cloudformation: aws_sdk_cloudformation::Client,
+}
+
+impl Clients {
+    /// Clients that record nothing (they only remove).
+    fn new(config: &SdkConfig) -> Clients {
+        Clients {
+            aws: Aws::untracked(config),
+            cloudformation: aws_sdk_cloudformation::Client::new(config),
         }
     }
 }
 
-/// Clients for `region` that record nothing (they only remove).
-async fn aws_in(stack: &Stack, region: &str) -> Aws {
-    Aws::untracked(&Stack::aws_config_for(stack.env, region).await)
+impl Leftover {
+    fn region(&self) -> Option<&str> {
+        match self {
+            Leftover::Namespace(_) => None,
+            Leftover::EventQueue { region, .. }
+            | Leftover::Queue { region, .. }
+            | Leftover::Bus { region, .. }
+            | Leftover::CloudFormationStack { region, .. }
+            | Leftover::Secret { region, .. } => Some(region),
+        }
+    }
+}
+
+async fn remove_one(stack: &Stack, clients: &HashMap<String, Clients>, leftover: &Leftover) {
+    if let Leftover::Namespace(name) = leftover {
+        let _ = Api::<Namespace>::all(stack.kube.clone())
+            .delete(name, &DeleteParams::background())
+            .await;
+        return;
+    }
+    let Some(Clients {
+        aws,
+        cloudformation,
+    }) = leftover.region().and_then(|region| clients.get(region))
+    else {
+        return;
+    };
+    match leftover {
+        Leftover::Namespace(_) => {}
+        Leftover::EventQueue { name, bus, .. } => {
+            // The rule and bus go even when the queue is already gone.
+            let url = aws
+                .sqs
+                .get_queue_url()
+                .queue_name(name)
+                .send()
+                .await
+                .ok()
+                .and_then(|found| found.queue_url)
+                .unwrap_or_default();
+            aws.remove_event_queue(name, bus, &url).await;
+        }
+        Leftover::Queue { url, .. } => {
+            let _ = aws.sqs.delete_queue().queue_url(url).send().await;
+        }
+        Leftover::Bus { name, .. } => {
+            let _ = aws.events.delete_event_bus().name(name).send().await;
+        }
+        Leftover::CloudFormationStack { name, .. } => {
+            let _ = cloudformation.delete_stack().stack_name(name).send().await;
+        }
+        Leftover::Secret { name, .. } => {
+            let _ = aws
+                .secrets
+                .delete_secret()
+                .secret_id(name)
+                .force_delete_without_recovery(true)
+                .send()
+                .await;
+        }
+    }
 }

@@ -124,9 +124,8 @@ async fn run_case(stack: Stack, case: Case, class: String) -> Outcome {
         aws_names: Vec::new(),
     };
     let result = runner.run(&case, &mut values).await;
-    if result.is_ok() {
-        runner.clean_up(&values).await;
-    }
+    // Also after a failure: the report names what was applied, and the stack is shared.
+    runner.clean_up(&values).await;
     Outcome {
         id: case.id(),
         path: case.path.display().to_string(),
