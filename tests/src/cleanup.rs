@@ -149,11 +149,11 @@ async fn remove(leftovers: &[Leftover]) {
     let stack = Stack::connect().await;
     let mut clients = HashMap::new();
     for leftover in leftovers {
-        if let Some(region) = leftover.region() {
-            if !clients.contains_key(region) {
-                let config = Stack::aws_config_for(stack.env, region).await;
-                clients.insert(region.to_owned(), Clients::new(&config));
-            }
+        if let Some(region) = leftover.region()
+            && !clients.contains_key(region)
+        {
+            let config = Stack::aws_config_for(stack.env, region).await;
+            clients.insert(region.to_owned(), Clients::new(&config));
         }
     }
     let (buses, others): (Vec<&Leftover>, Vec<&Leftover>) = leftovers

@@ -57,6 +57,11 @@ impl Tenant {
         ensure_namespace(&self.kube, name).await;
     }
 
+    /// Deletes the namespace `name`, which the test creates itself, with the tenant's.
+    pub fn adopt_namespace(&self, name: &str) {
+        self.leftovers.namespace(name);
+    }
+
     /// A SecretStore `name` of the tenant's class, without auth yet (not applied).
     pub fn secret_store(&self, name: &str) -> manifest::Store {
         manifest::Store::secret_store(name).controller(&self.class)

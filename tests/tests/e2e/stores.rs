@@ -26,6 +26,9 @@ async fn stores_serve_only_the_namespaces_they_allow() {
     let by_regex = unique("store-regex-ok");
     let denied = unique("store-denied");
     let other = unique("store-b");
+    for ns in [&by_label, &by_regex, &denied, &other] {
+        tenant.adopt_namespace(ns);
+    }
     apply_yaml(
         kube,
         &format!(
