@@ -26,7 +26,7 @@ use crate::aws::Aws;
 pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One thing a test made on the shared stack.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 enum Leftover {
     /// Deleted without waiting for finalization; it takes its contents with it.
     Namespace(String),
@@ -57,7 +57,7 @@ enum Leftover {
     },
 }
 
-/// What an owner made, removed (newest first) when it is dropped.
+/// What an owner made, removed when it is dropped.
 #[derive(Debug, Default)]
 pub struct Leftovers(Mutex<Vec<Leftover>>);
 
@@ -112,7 +112,7 @@ impl Leftovers {
 
 impl Drop for Leftovers {
     fn drop(&mut self) {
-        let mut leftovers = std::mem::take(
+        let leftovers = std::mem::take(
             self.0
                 .get_mut()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
@@ -120,7 +120,6 @@ impl Drop for Leftovers {
         if leftovers.is_empty() {
             return;
         }
-        leftovers.reverse();
         std::thread::scope(|scope| {
             let removal = scope.spawn(|| {
                 let runtime = tokio::runtime::Builder::new_current_thread()
