@@ -432,7 +432,8 @@ impl CaseRun {
         Ok(())
     }
 
-    /// Deletes what a passing case made: its AWS secrets, cluster-scoped objects and namespaces.
+    /// Deletes what a case made, passing or not: its AWS secrets, cluster-scoped objects and
+    /// namespaces.
     async fn clean_up(&self, values: &Values) {
         for name in &self.aws_names {
             let _ = self
