@@ -23,7 +23,7 @@ pub struct Aws {
     pub events: aws_sdk_eventbridge::Client,
     pub iam: aws_sdk_iam::Client,
     pub region: String,
-    leftovers: Option<Leftovers>,
+    pub(crate) leftovers: Option<Leftovers>,
 }
 
 /// A secret's current version, as Secrets Manager reports it.
@@ -52,23 +52,6 @@ impl Aws {
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
             leftovers: None,
         }
-    }
-
-    /// What this client records for removal on drop (nothing when untracked).
-    fn record(&self, leftover: impl FnOnce(&Leftovers, &str)) {
-        if let Some(leftovers) = &self.leftovers {
-            leftover(leftovers, &self.region);
-        }
-    }
-
-    /// Records the event bus `name` (made without [`Aws::event_queue`]) for removal on drop.
-    pub fn remove_bus_on_drop(&self, name: &str) {
-        self.record(|leftovers, region| leftovers.bus(region, name));
-    }
-
-    /// Records the queue `url` (made without this client) for removal on drop.
-    pub fn remove_queue_on_drop(&self, url: &str) {
-        self.record(|leftovers, region| leftovers.queue(region, url));
     }
 
     /// Creates the secret (removed on drop), or puts a new current value when it exists (left

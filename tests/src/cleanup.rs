@@ -142,6 +142,26 @@ impl Drop for Leftovers {
     }
 }
 
+/// What an [`Aws`] client records, removed when it is dropped.
+impl Aws {
+    /// What this client records for removal on drop (nothing when untracked).
+    pub(crate) fn record(&self, leftover: impl FnOnce(&Leftovers, &str)) {
+        if let Some(leftovers) = &self.leftovers {
+            leftover(leftovers, &self.region);
+        }
+    }
+
+    /// Records the event bus `name` (made without [`Aws::event_queue`]) for removal on drop.
+    pub fn remove_bus_on_drop(&self, name: &str) {
+        self.record(|leftovers, region| leftovers.bus(region, name));
+    }
+
+    /// Records the queue `url` (made without this client) for removal on drop.
+    pub fn remove_queue_on_drop(&self, url: &str) {
+        self.record(|leftovers, region| leftovers.queue(region, url));
+    }
+}
+
 /// Removes the leftovers, [`CONCURRENCY`] at a time, with clients of this runtime; buses last,
 /// since a bus with rules on it cannot be deleted.
 async fn remove(leftovers: &[Leftover]) {
