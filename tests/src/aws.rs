@@ -12,14 +12,18 @@ use aws_sdk_sqs::types::{Message, QueueAttributeName};
 use serde_json::{Value, json};
 
 use crate::Stack;
+use crate::cleanup::Leftovers;
 use crate::stack::workspace_root;
 
+/// Clients for one region of the emulator. The secrets, queues and buses it creates are removed
+/// when it is dropped (see [`crate::cleanup`]), unless it was made [`Aws::untracked`].
 pub struct Aws {
     pub secrets: aws_sdk_secretsmanager::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub events: aws_sdk_eventbridge::Client,
     pub iam: aws_sdk_iam::Client,
     pub region: String,
+    pub(crate) leftovers: Option<Leftovers>,
 }
 
 /// A secret's current version, as Secrets Manager reports it.
@@ -29,44 +33,50 @@ pub struct Written {
 }
 
 impl Aws {
+    /// Clients that remove what they create when dropped: hold it for the whole test.
     pub fn new(config: &SdkConfig) -> Aws {
+        Aws {
+            leftovers: Some(Leftovers::default()),
+            ..Aws::untracked(config)
+        }
+    }
+
+    /// Clients that leave what they create, for callers that remove it themselves (the bench,
+    /// the demo) or that outlive one test.
+    pub fn untracked(config: &SdkConfig) -> Aws {
         Aws {
             secrets: aws_sdk_secretsmanager::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
             events: aws_sdk_eventbridge::Client::new(config),
             iam: aws_sdk_iam::Client::new(config),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
+            leftovers: None,
         }
     }
 
-    /// Creates the secret, or puts a new current value when it exists.
+    /// Creates the secret (removed on drop), or puts a new current value when it exists (left
+    /// to whoever created it).
     pub async fn upsert_secret(&self, name: &str, value: &str) -> Written {
-        // Under load the emulator sometimes answers 500 with an HTML page (a race in moto's
-        // threaded server), which the SDK cannot classify as retryable: try again.
-        let mut attempt = 0;
-        let created = loop {
-            let result = self
-                .secrets
-                .create_secret()
-                .name(name)
-                .secret_string(value)
-                .send()
-                .await;
-            match result {
-                Err(aws_sdk_secretsmanager::error::SdkError::ServiceError(e))
-                    if e.raw().status().is_server_error() && attempt < 5 =>
-                {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+        self.upsert(name, value, true).await
+    }
+
+    /// Like [`Aws::upsert_secret`], but never removed: for fixed names that the demo and every
+    /// run share (removing one would break a run going on beside it).
+    pub async fn upsert_kept_secret(&self, name: &str, value: &str) -> Written {
+        self.upsert(name, value, false).await
+    }
+
+    async fn upsert(&self, name: &str, value: &str, remove_on_drop: bool) -> Written {
+        match self.create_secret(name, value).await {
+            Ok(out) => {
+                if remove_on_drop {
+                    self.record(|leftovers, region| leftovers.secret(region, name));
                 }
-                other => break other,
+                Written {
+                    arn: out.arn.unwrap(),
+                    version_id: out.version_id.unwrap(),
+                }
             }
-        };
-        match created {
-            Ok(out) => Written {
-                arn: out.arn.unwrap(),
-                version_id: out.version_id.unwrap(),
-            },
             Err(e) if e.code() == Some("ResourceExistsException") => {
                 let out = self
                     .secrets
@@ -82,6 +92,39 @@ impl Aws {
                 }
             }
             Err(e) => panic!("CreateSecret {name}: {e:?}"),
+        }
+    }
+
+    /// CreateSecret. Under load the emulator sometimes answers 500 with an HTML page (a race
+    /// in moto's threaded server), which the SDK cannot classify as retryable: try again.
+    async fn create_secret(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> Result<
+        aws_sdk_secretsmanager::operation::create_secret::CreateSecretOutput,
+        aws_sdk_secretsmanager::error::SdkError<
+            aws_sdk_secretsmanager::operation::create_secret::CreateSecretError,
+        >,
+    > {
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .secrets
+                .create_secret()
+                .name(name)
+                .secret_string(value)
+                .send()
+                .await;
+            match result {
+                Err(aws_sdk_secretsmanager::error::SdkError::ServiceError(e))
+                    if e.raw().status().is_server_error() && attempt < 5 =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                other => return other,
+            }
         }
     }
 
@@ -125,7 +168,8 @@ impl Aws {
     }
 
     /// A queue (optionally with a DLQ after `max_receive` receives) that `bus` delivers
-    /// Secrets Manager events to. Returns the queue URL.
+    /// Secrets Manager events to. Returns the queue URL. The queue, its rule and the bus are
+    /// removed on drop (recorded first, so that a half-made one goes too).
     pub async fn event_queue(
         &self,
         name: &str,
@@ -133,6 +177,7 @@ impl Aws {
         dlq: Option<(&str, u32)>,
         visibility_s: u32,
     ) -> String {
+        self.record(|leftovers, region| leftovers.event_queue(region, name, bus));
         let mut request = self.sqs.create_queue().queue_name(name).attributes(
             QueueAttributeName::VisibilityTimeout,
             visibility_s.to_string(),
@@ -209,15 +254,19 @@ impl Aws {
         let _ = self.sqs.delete_queue().queue_url(url).send().await;
     }
 
+    /// A queue without a rule (removed on drop). Returns its URL.
     pub async fn plain_queue(&self, name: &str) -> String {
-        self.sqs
+        let url = self
+            .sqs
             .create_queue()
             .queue_name(name)
             .send()
             .await
             .expect("CreateQueue")
             .queue_url
-            .unwrap()
+            .unwrap();
+        self.remove_queue_on_drop(&url);
+        url
     }
 
     pub async fn queue_arn(&self, url: &str) -> String {

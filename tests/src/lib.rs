@@ -7,6 +7,7 @@
 
 pub mod aws;
 pub mod aws_proxy;
+pub mod cleanup;
 pub mod conformance;
 pub mod controller;
 pub mod deploy;

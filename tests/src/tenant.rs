@@ -1,11 +1,13 @@
 //! A tenant: a namespace with the emulator's keys and a SecretStore of one controller class,
-//! so that tests running at the same time never serve each other's resources.
+//! so that tests running at the same time never serve each other's resources. Dropping it
+//! deletes its namespaces (see [`crate::cleanup`]), also when the test panics.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kube::Client;
 
+use crate::cleanup::Leftovers;
 use crate::controller::ControllerProcess;
 use crate::kube_helpers::{ensure_namespace, install_crds, put_secret};
 use crate::manifest::{self, ACCESS_KEY, KEYS_SECRET, Manifest, SECRET_ACCESS_KEY};
@@ -19,6 +21,8 @@ pub struct Tenant {
     /// The name of the tenant's SecretStore.
     pub store: String,
     kube: Client,
+    /// The tenant's namespaces, deleted on drop.
+    leftovers: Leftovers,
 }
 
 impl Tenant {
@@ -27,6 +31,8 @@ impl Tenant {
     pub async fn new(stack: &Stack, prefix: &str, region: &str) -> Tenant {
         install_crds(&stack.kube).await;
         let namespace = unique(prefix);
+        let leftovers = Leftovers::default();
+        leftovers.namespace(&namespace);
         ensure_namespace(&stack.kube, &namespace).await;
         put_keys(stack, &namespace).await;
         let tenant = Tenant {
@@ -34,6 +40,7 @@ impl Tenant {
             store: "aws".into(),
             namespace,
             kube: stack.kube.clone(),
+            leftovers,
         };
         tenant
             .secret_store(&tenant.store)
@@ -42,6 +49,17 @@ impl Tenant {
             .apply(&tenant.kube, &tenant.namespace)
             .await;
         tenant
+    }
+
+    /// Creates another namespace `name` for the test, deleted with the tenant's.
+    pub async fn other_namespace(&self, name: &str) {
+        self.leftovers.namespace(name);
+        ensure_namespace(&self.kube, name).await;
+    }
+
+    /// Deletes the namespace `name`, which the test creates itself, with the tenant's.
+    pub fn adopt_namespace(&self, name: &str) {
+        self.leftovers.namespace(name);
     }
 
     /// A SecretStore `name` of the tenant's class, without auth yet (not applied).

@@ -17,9 +17,10 @@ pub const EXTERNAL_SECRET: &str =
 pub const SECRET: &str = "app-secret";
 pub const FIRST_PASSWORD: &str = "abc123xyz456";
 
-/// Writes the tutorial's AWS secret with [`FIRST_PASSWORD`].
+/// Writes the tutorial's AWS secret with [`FIRST_PASSWORD`]. It is kept: its name is fixed,
+/// and a demo or another run may be reading it.
 pub async fn put_aws_secret(aws: &Aws) {
-    aws.upsert_secret(
+    aws.upsert_kept_secret(
         SECRET,
         &format!(r#"{{"username":"bob","password":"{FIRST_PASSWORD}"}}"#),
     )

@@ -29,7 +29,7 @@ impl Cleanup {
     /// Deletes everything registered; errors are ignored (the thing may not exist yet).
     pub async fn run(&self, stack: &Stack) {
         let created = std::mem::take(&mut *self.0.lock().unwrap());
-        let aws = Aws::new(&stack.aws);
+        let aws = Aws::untracked(&stack.aws);
         let namespaces = kube::Api::<Namespace>::all(stack.kube.clone());
         for namespace in &created.namespaces {
             // The namespace takes its ExternalSecrets, Secrets and store with it.
@@ -91,7 +91,7 @@ impl Fixture {
         with_queue: bool,
     ) -> Fixture {
         let kube = &stack.kube;
-        let aws = Aws::new(&stack.aws);
+        let aws = Aws::untracked(&stack.aws);
         let namespace = unique(&format!("bench-{mode}"));
         let keys: Vec<String> = (0..n).map(|i| format!("{namespace}/s{i}")).collect();
         {

@@ -195,7 +195,7 @@ impl Running {
 }
 
 pub async fn event_run(stack: &Stack, cleanup: &Cleanup, settings: &Settings) -> EventRun {
-    let aws = Aws::new(&stack.aws);
+    let aws = Aws::untracked(&stack.aws);
     let fixture = Fixture::create(
         stack,
         cleanup,
@@ -398,7 +398,7 @@ async fn floor(
 }
 
 pub async fn polling_run(stack: &Stack, cleanup: &Cleanup, settings: &Settings) -> PollingRun {
-    let aws = Aws::new(&stack.aws);
+    let aws = Aws::untracked(&stack.aws);
     let fixture = Fixture::create(
         stack,
         cleanup,

@@ -15,7 +15,7 @@ const ROTATIONS: usize = 5;
 #[tokio::main]
 async fn main() {
     let stack = Stack::connect().await;
-    let aws = Aws::new(&stack.aws);
+    let aws = Aws::untracked(&stack.aws);
 
     step("AWS: secret app-secret, and an EventBridge rule sending Secrets Manager events to SQS");
     tutorial::put_aws_secret(&aws).await;

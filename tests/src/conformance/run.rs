@@ -124,9 +124,8 @@ async fn run_case(stack: Stack, case: Case, class: String) -> Outcome {
         aws_names: Vec::new(),
     };
     let result = runner.run(&case, &mut values).await;
-    if result.is_ok() {
-        runner.clean_up(&values).await;
-    }
+    // Also after a failure: the report names what was applied, and the stack is shared.
+    runner.clean_up(&values).await;
     Outcome {
         id: case.id(),
         path: case.path.display().to_string(),
@@ -433,7 +432,8 @@ impl CaseRun {
         Ok(())
     }
 
-    /// Deletes what a passing case made: its AWS secrets, cluster-scoped objects and namespaces.
+    /// Deletes what a case made, passing or not: its AWS secrets, cluster-scoped objects and
+    /// namespaces.
     async fn clean_up(&self, values: &Values) {
         for name in &self.aws_names {
             let _ = self

@@ -126,6 +126,7 @@ async fn fan_out_mode_routes_the_rules_to_the_lambda() {
         .send()
         .await
         .expect("CreateEventBus");
+    aws.remove_bus_on_drop(&bus);
     let bucket = unique("cfn-lambda-code");
     let key = "secret-bridge-lambda.zip";
     emulator_call(&stack, "s3", "PUT", &format!("/{bucket}"), &[]).await;

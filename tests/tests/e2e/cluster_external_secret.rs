@@ -9,7 +9,7 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use secret_bridge_controller::api::ClusterExternalSecret;
 use secret_bridge_tests::aws::Aws;
-use secret_bridge_tests::kube_helpers::{TEST_MANAGER, ensure_namespace, external_secret};
+use secret_bridge_tests::kube_helpers::{TEST_MANAGER, external_secret};
 use secret_bridge_tests::manifest::{self, Manifest};
 use secret_bridge_tests::wait::{wait_for_external_secret_gone, wait_for_secret_value};
 use secret_bridge_tests::{Stack, Tenant, unique, wait_for};
@@ -39,7 +39,7 @@ async fn cluster_external_secret_follows_namespace_selectors() {
     let team = unique("team");
     let [blue1, blue2, other, taken] = ["ces-a", "ces-b", "ces-c", "ces-d"].map(unique);
     for ns in [&blue1, &blue2, &other, &taken] {
-        ensure_namespace(kube, ns).await;
+        tenant.other_namespace(ns).await;
     }
     for ns in [&blue1, &blue2, &taken] {
         label_namespace(&stack, ns, json!({ "team": team })).await;
@@ -142,7 +142,7 @@ async fn cluster_external_secret_follows_namespace_selectors() {
 
     // A new matching namespace gets it at once (the Namespace watch, not the 1m refresh).
     let late = unique("ces-e");
-    ensure_namespace(kube, &late).await;
+    tenant.other_namespace(&late).await;
     label_namespace(&stack, &late, json!({ "team": team })).await;
     wait_for_secret_value(kube, &late, "shared", "pass", "ces-value-1", TIMEOUT).await;
 

@@ -237,6 +237,7 @@ async fn fifo_queues_work_too() {
         .unwrap()
         .queue_url
         .unwrap();
+    aws.remove_queue_on_drop(&queue);
     let controller = tenant.start_controller(&stack, &["--queue-url", &queue]);
     tenant
         .external_secret("app")

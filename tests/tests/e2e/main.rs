@@ -4,6 +4,7 @@
 //! What they share (tenants, builders, waits, deployments) is in `secret_bridge_tests`.
 
 mod accelerator;
+mod cleanup;
 mod cloudformation;
 mod cloudformation_operations;
 mod cluster_external_secret;

@@ -54,6 +54,7 @@ async fn the_example_routes_each_teams_rotations_to_its_cluster_only() {
     let cluster_b = unique("mc-cluster-b");
     let bucket = unique("mc-lambda-code");
     let bus = unique("mc-bus");
+    aws.remove_bus_on_drop(&bus);
     let context = kube_context(&stack).await;
     let mut steps = DeploySteps::load(
         &stack,

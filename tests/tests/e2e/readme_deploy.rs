@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
 use secret_bridge_tests::aws::Aws;
+use secret_bridge_tests::cleanup::Leftovers;
 use secret_bridge_tests::deploy::helm::{container_env, run_deployment};
 use secret_bridge_tests::deploy::steps::DeploySteps;
 use secret_bridge_tests::wait::wait_for_secret_value;
@@ -31,6 +32,12 @@ async fn readme_deploy_steps_deploy_both_halves() {
     let service_account = unique("readme-sa");
     let class = unique("readme-class");
     let store = unique("readme-store");
+    // The remove step deletes these; a failed run must not leave them.
+    let leftovers = Leftovers::default();
+    leftovers.cloudformation_stack(&aws.region, &name);
+    for ns in [&namespace, &app_namespace] {
+        leftovers.namespace(ns);
+    }
     let mut steps = DeploySteps::load(
         &stack,
         "README.md",

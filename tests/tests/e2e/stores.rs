@@ -6,7 +6,7 @@ use std::time::Duration;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use secret_bridge_tests::aws::Aws;
-use secret_bridge_tests::kube_helpers::{apply_value, apply_yaml, ensure_namespace, secret_data};
+use secret_bridge_tests::kube_helpers::{apply_value, apply_yaml, secret_data};
 use secret_bridge_tests::manifest::{self, Manifest};
 use secret_bridge_tests::wait::{wait_for_event, wait_for_ready, wait_for_secret_value};
 use secret_bridge_tests::{Stack, Tenant, unique, wait_for};
@@ -26,6 +26,9 @@ async fn stores_serve_only_the_namespaces_they_allow() {
     let by_regex = unique("store-regex-ok");
     let denied = unique("store-denied");
     let other = unique("store-b");
+    for ns in [&by_label, &by_regex, &denied, &other] {
+        tenant.adopt_namespace(ns);
+    }
     apply_yaml(
         kube,
         &format!(
@@ -120,15 +123,17 @@ async fn irsa_and_assumed_roles_read_as_the_role() {
     // A namespace without credentials or ServiceAccounts, allowed to use a ClusterSecretStore
     // whose ServiceAccount lives in the tenant's namespace.
     let consumer = unique("irsa-consumer");
-    ensure_namespace(kube, &consumer).await;
+    tenant.other_namespace(&consumer).await;
     let cluster_store = unique("irsa-cluster");
     let name = unique("irsa-secret");
-    Aws::new(&stack.aws)
+    let default_account = Aws::new(&stack.aws);
+    default_account
         .upsert_secret(&name, "default-account-value-1")
         .await;
     let role_account =
         assumed_role_config(&stack, &format!("arn:aws:iam::{ROLE_ACCOUNT}:role/writer")).await;
-    Aws::new(&role_account)
+    let role_account = Aws::new(&role_account);
+    role_account
         .upsert_secret(&name, "role-account-value-1")
         .await;
 
