@@ -7,6 +7,7 @@ mod accelerator;
 mod cloudformation;
 mod cluster_external_secret;
 mod conformance;
+mod crds;
 mod delivery;
 mod emulator;
 mod errors;
