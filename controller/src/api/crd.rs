@@ -32,7 +32,16 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
     ]
 }
 
+/// The label that tells our CRDs from ESO's (same names): `scripts/install-crds` replaces only
+/// CRDs that carry it, or carry no other owner's marks.
+pub const OWNER_LABEL: (&str, &str) = ("app.kubernetes.io/part-of", "secret-bridge");
+
 fn with_served_versions(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    crd.metadata.labels = Some(
+        [OWNER_LABEL]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
+    );
     if let Some(schema) = crd.spec.versions[0]
         .schema
         .as_mut()
@@ -121,7 +130,10 @@ mod tests {
     fn fields(schema: &JSONSchemaProps, at: &str, out: &mut Vec<(String, bool)>) {
         for (name, property) in schema.properties.iter().flatten() {
             let path = format!("{at}.{name}");
-            let described = property.description.as_deref().is_some_and(|d| !d.trim().is_empty());
+            let described = property
+                .description
+                .as_deref()
+                .is_some_and(|d| !d.trim().is_empty());
             out.push((path.clone(), described));
             fields(property, &path, out);
         }
@@ -150,7 +162,10 @@ mod tests {
             let mut all_fields = Vec::new();
             fields(schema, "", &mut all_fields);
             let described = all_fields.iter().filter(|(_, d)| *d).count();
-            println!("{file}: {described} of {} fields described", all_fields.len());
+            println!(
+                "{file}: {described} of {} fields described",
+                all_fields.len()
+            );
             undescribed.extend(
                 all_fields
                     .into_iter()

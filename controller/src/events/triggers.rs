@@ -122,6 +122,13 @@ impl Triggers {
         outcome
     }
 
+    /// Reconciles `objects` soon, waiting for nothing.
+    pub fn reconcile_soon(&self, objects: impl IntoIterator<Item = ObjectRef<ExternalSecret>>) {
+        for object in objects {
+            let _ = self.sender.unbounded_send(object);
+        }
+    }
+
     /// Called when a reconcile of `object` starts: the waiters it will answer.
     pub fn take(&self, object: &ObjectRef<ExternalSecret>) -> Waiters {
         self.waiters

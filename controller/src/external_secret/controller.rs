@@ -42,6 +42,8 @@ pub struct Settings {
     pub controller_class: Option<String>,
     /// `--namespaced-store-ambient-credentials`.
     pub namespaced_ambient_credentials: bool,
+    /// `--flood-gate`: do not sync through a store that is not `Ready`.
+    pub flood_gate: bool,
 }
 
 impl Context {

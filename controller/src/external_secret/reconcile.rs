@@ -24,6 +24,7 @@ use crate::external_secret::refresh::{self, RefreshPolicy};
 use crate::external_secret::target::{
     self, CreationPolicy, DeletionPolicy, Desired, TemplateSources,
 };
+use crate::store::flood_gate;
 use crate::store::resolve::ResolvedStore;
 use crate::{Error, FIELD_MANAGER, MANAGED_LABEL, Result};
 
@@ -122,10 +123,24 @@ impl ExternalSecret {
                 return Ok(Action::await_change());
             }
             Ok(store) => store,
+            // With a class, only a store found and of our class proves the ExternalSecret is
+            // ours: beside another controller, writing its status would fight over it. The
+            // store's first validation reconciles it if the store shows up later.
+            Err(error @ (Error::NotFound(_) | Error::Misconfigured(_)))
+                if ctx.settings.controller_class.is_some() =>
+            {
+                debug!(externalsecret = %ObjectRef::from_obj(self), %error, "store not proven ours; leaving it alone");
+                return Ok(Action::await_change());
+            }
             Err(error) => return self.fail(ctx, error).await,
         };
         let namespace = self.namespace().unwrap_or_default();
         if let Err(error) = store.check_namespace_allowed(&ctx.client, &namespace).await {
+            return self.fail(ctx, error).await;
+        }
+        if ctx.settings.flood_gate
+            && let Err(error) = flood_gate::check(&ctx.caches, &store, &namespace)
+        {
             return self.fail(ctx, error).await;
         }
         match self.sync(ctx, &store, event, not_before).await {
