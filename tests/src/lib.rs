@@ -10,6 +10,7 @@ pub mod aws_proxy;
 pub mod conformance;
 pub mod controller;
 pub mod deploy;
+pub mod eso_crds;
 pub mod faults;
 pub mod kube_helpers;
 pub mod manifest;

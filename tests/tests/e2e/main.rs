@@ -15,6 +15,7 @@ mod flood_gate;
 mod helm;
 mod helm_release;
 mod install_crds;
+mod migration;
 mod multi_cluster;
 mod queue;
 mod readme_deploy;
