@@ -34,6 +34,9 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
     /// ExternalSecrets this process has reconciled at least once.
     seen: Mutex<HashSet<ObjectRef<ExternalSecret>>>,
+    /// The served CRD has no `status.syncedVersions` (ESO's CRDs): status is written without
+    /// it. Learnt from the apiserver's refusal of the first status write.
+    pub status_without_synced_versions: std::sync::atomic::AtomicBool,
 }
 
 /// What the command line decides for reconciles.
@@ -65,6 +68,7 @@ impl Context {
             caches,
             settings,
             failures: Mutex::default(),
+            status_without_synced_versions: Default::default(),
             seen: Mutex::default(),
         }
     }
