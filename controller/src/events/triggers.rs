@@ -5,8 +5,12 @@
 //! the waiters registered before it started and answers them when it ends; a waiter registered
 //! while a reconcile runs is answered by the next one, which the controller schedules for the
 //! trigger. So a success always comes from a read of AWS made after the event arrived.
+//!
+//! An ExternalSecret whose reconcile stopped at its store (missing, or held by the flood gate)
+//! is *parked*: it is woken when that store's status changes, and only then, so that no
+//! reconcile runs for the others (one right after a sync could read a stale cache).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -50,6 +54,7 @@ impl Outcome {
 pub struct Triggers {
     sender: mpsc::UnboundedSender<ObjectRef<ExternalSecret>>,
     waiters: Mutex<Registry>,
+    parked: Mutex<HashSet<ObjectRef<ExternalSecret>>>,
 }
 
 impl Triggers {
@@ -63,6 +68,7 @@ impl Triggers {
             Triggers {
                 sender,
                 waiters: Mutex::default(),
+                parked: Mutex::default(),
             },
             receiver,
         )
@@ -122,11 +128,29 @@ impl Triggers {
         outcome
     }
 
-    /// Reconciles `objects` soon, waiting for nothing.
-    pub fn reconcile_soon(&self, objects: impl IntoIterator<Item = ObjectRef<ExternalSecret>>) {
-        for object in objects {
-            let _ = self.sender.unbounded_send(object);
+    /// Parks `object` (when `parked`) until its store changes, or unparks it.
+    pub fn park(&self, object: &ObjectRef<ExternalSecret>, parked: bool) {
+        let mut set = self.parked.lock().expect("parked lock");
+        if parked {
+            set.insert(object.clone());
+        } else {
+            set.remove(object);
         }
+    }
+
+    /// Reconciles those of `objects` that are parked, waiting for nothing; returns how many.
+    pub fn wake_parked(
+        &self,
+        objects: impl IntoIterator<Item = ObjectRef<ExternalSecret>>,
+    ) -> usize {
+        let woken: Vec<_> = {
+            let mut set = self.parked.lock().expect("parked lock");
+            objects.into_iter().filter(|o| set.remove(o)).collect()
+        };
+        for object in &woken {
+            let _ = self.sender.unbounded_send(object.clone());
+        }
+        woken.len()
     }
 
     /// Called when a reconcile of `object` starts: the waiters it will answer.

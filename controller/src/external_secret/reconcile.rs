@@ -120,6 +120,7 @@ impl ExternalSecret {
             }) {
             Ok(store) if !store.is_served_by(ctx.settings.controller_class.as_deref()) => {
                 debug!(externalsecret = %ObjectRef::from_obj(self), store = %store.describe(), "store has another controller class; skipping");
+                ctx.triggers.park(&ObjectRef::from_obj(self), true);
                 return Ok(Action::await_change());
             }
             Ok(store) => store,
@@ -130,6 +131,7 @@ impl ExternalSecret {
                 if ctx.settings.controller_class.is_some() =>
             {
                 debug!(externalsecret = %ObjectRef::from_obj(self), %error, "store not proven ours; leaving it alone");
+                ctx.triggers.park(&ObjectRef::from_obj(self), true);
                 return Ok(Action::await_change());
             }
             Err(error) => return self.fail(ctx, error).await,
@@ -138,9 +140,13 @@ impl ExternalSecret {
         if let Err(error) = store.check_namespace_allowed(&ctx.client, &namespace).await {
             return self.fail(ctx, error).await;
         }
-        if ctx.settings.flood_gate
-            && let Err(error) = flood_gate::check(&ctx.caches, &store, &namespace)
-        {
+        let gate = match ctx.settings.flood_gate {
+            true => flood_gate::check(&ctx.caches, &store, &namespace),
+            false => Ok(()),
+        };
+        // Held back by the gate, it waits for its store's next status change.
+        ctx.triggers.park(&ObjectRef::from_obj(self), gate.is_err());
+        if let Err(error) = gate {
             return self.fail(ctx, error).await;
         }
         match self.sync(ctx, &store, event, not_before).await {

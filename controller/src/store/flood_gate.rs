@@ -1,6 +1,7 @@
 //! ESO's flood gate (`--flood-gate`): while a store is not `Ready`, its ExternalSecrets are not
 //! synced and say why. And the other half, which holds with the gate open or closed: when a
-//! store's status changes (first validated, ready again, broken), its ExternalSecrets are
+//! store's status changes (first validated, ready again, broken), its ExternalSecrets that
+//! wait for it (parked: held by the gate, or left alone while the store was missing) are
 //! reconciled at once instead of waiting for their retry or resync.
 
 use std::sync::Arc;
@@ -91,8 +92,8 @@ pub async fn reconcile_users_once_cached(
     }
     let namespace = (store.kind == StoreKind::SecretStore).then_some(namespace.as_str());
     let users = external_secrets_of(&caches, store.kind, namespace, &store.name);
-    debug!(store = %store.describe(), external_secrets = users.len(), "store status changed; reconciling its ExternalSecrets");
-    triggers.reconcile_soon(users);
+    let woken = triggers.wake_parked(users);
+    debug!(store = %store.describe(), external_secrets = woken, "store status changed; reconciling its ExternalSecrets that wait for it");
 }
 
 /// The cached ExternalSecrets that use the store `kind` `name` (of `namespace`, for a SecretStore).

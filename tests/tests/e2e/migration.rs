@@ -114,10 +114,55 @@ async fn a_secret_written_by_eso_is_taken_over_without_a_write_and_handed_back_i
     tenant
         .wait_for_value("app", "password", "migrate-2", TIMEOUT)
         .await;
+    // The status write follows the Secret's: wait for it, so that it is not taken for a
+    // write after the hand-back.
+    wait_for(
+        "the status of our sync of the rotation",
+        TIMEOUT,
+        || async {
+            let status = external_secret(kube, ns, "app").await?.status?;
+            (status.synced_versions.get(&secret) == Some(&rotated.version_id)).then_some(())
+        },
+    )
+    .await;
 
     // The way back: the store names ESO's class again. A later change is not ours to apply:
     // the marker (ours) follows it, the Secret handed back stays as it was, and exists.
     store.clone().controller(&eso_class).apply(kube, ns).await;
+    // Observably in the controller's cache before the next rotation: a change to the
+    // ExternalSecret is reconciled and skipped as another class's.
+    let skipped = || {
+        controller
+            .logs()
+            .lines()
+            .filter(|l| l.contains(&format!("/app.{ns}")) && l.contains("another controller class"))
+            .count()
+    };
+    let before = skipped();
+    let nudges = std::sync::atomic::AtomicU32::new(0);
+    wait_for("the hand-back seen by the controller", TIMEOUT, || async {
+        if skipped() > before {
+            return Some(());
+        }
+        // Each change is one more reconcile, until one runs on the updated cache (a change
+        // every half second: the probe runs every 50 ms).
+        let nudge = nudges.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if nudge % 10 != 0 {
+            return None;
+        }
+        Api::<ExternalSecret>::namespaced(kube.clone(), ns)
+            .patch(
+                "app",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"annotations": {"migration": nudge.to_string()}}}),
+                ),
+            )
+            .await
+            .ok()?;
+        None
+    })
+    .await;
     let handed_back = the_secret(&stack, ns).await;
     let es_back = external_secret(kube, ns, "app")
         .await
