@@ -147,7 +147,7 @@ async fn a_secret_written_by_eso_is_taken_over_without_a_write_and_handed_back_i
         // Each change is one more reconcile, until one runs on the updated cache (a change
         // every half second: the probe runs every 50 ms).
         let nudge = nudges.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if nudge % 10 != 0 {
+        if !nudge.is_multiple_of(10) {
             return None;
         }
         Api::<ExternalSecret>::namespaced(kube.clone(), ns)
