@@ -138,6 +138,11 @@ impl Triggers {
         }
     }
 
+    /// Forgets the parked ExternalSecrets for which `keep` is false (those deleted since).
+    pub fn retain_parked(&self, keep: impl Fn(&ObjectRef<ExternalSecret>) -> bool) {
+        self.parked.lock().expect("parked lock").retain(|o| keep(o));
+    }
+
     /// Reconciles those of `objects` that are parked, waiting for nothing; returns how many.
     pub fn wake_parked(
         &self,
@@ -220,5 +225,26 @@ mod tests {
             .await;
         assert_eq!(outcome.timed_out, 1);
         assert!(triggers.take(&object).is_empty());
+    }
+
+    #[tokio::test]
+    async fn only_parked_external_secrets_are_woken_once() {
+        let (triggers, mut stream) = Triggers::new();
+        let parked = ObjectRef::<ExternalSecret>::new("parked").within("ns");
+        let unparked = ObjectRef::<ExternalSecret>::new("unparked").within("ns");
+        let deleted = ObjectRef::<ExternalSecret>::new("deleted").within("ns");
+        for object in [&parked, &unparked, &deleted] {
+            triggers.park(object, true);
+        }
+        triggers.park(&unparked, false);
+        triggers.retain_parked(|o| o != &deleted);
+        let all = [parked.clone(), unparked.clone(), deleted.clone()];
+        assert_eq!(triggers.wake_parked(all.clone()), 1);
+        assert_eq!(stream.next().await, Some(parked));
+        assert_eq!(
+            triggers.wake_parked(all),
+            0,
+            "woken once, then no longer parked"
+        );
     }
 }

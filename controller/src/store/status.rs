@@ -225,6 +225,12 @@ async fn reconcile<K: StoreObject>(store: Arc<K>, ctx: Arc<StoreStatusContext>) 
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True");
     let changed = write_status(&ctx, &*store, &validation, previous).await?;
+    if let Some(triggers) = &ctx.external_secrets {
+        // Bounded by the cache: ExternalSecrets deleted while parked are dropped here, at
+        // every store validation.
+        let cached = &ctx.stores.external_secrets;
+        triggers.retain_parked(|object| cached.get(object).is_some());
+    }
     if let Some(triggers) = ctx.external_secrets.as_ref().filter(|_| changed) {
         tokio::spawn(flood_gate::reconcile_users_once_cached(
             ctx.stores.clone(),
