@@ -22,6 +22,10 @@ pub enum Error {
     /// ServiceAccount is missing, as while it is being replaced. Worth retrying soon.
     #[error("{0}")]
     CredentialsUnavailable(String),
+    /// The store is not `Ready` and the flood gate (`--flood-gate`) holds its ExternalSecrets
+    /// back. Fixed by fixing the store; its next validation reconciles them.
+    #[error("{0}")]
+    StoreNotReady(String),
     #[error(transparent)]
     Aws(#[from] AwsError),
     #[error(transparent)]
@@ -68,6 +72,7 @@ impl Error {
             Error::Misconfigured(_)
             | Error::Unsupported(_)
             | Error::NotFound(_)
+            | Error::StoreNotReady(_)
             | Error::Mapping(_)
             | Error::Conflict(_) => false,
         }
@@ -80,6 +85,7 @@ impl Error {
             Error::Unsupported(_) => "unsupported",
             Error::NotFound(_) => "not_found",
             Error::CredentialsUnavailable(_) => "credentials",
+            Error::StoreNotReady(_) => "store_not_ready",
             Error::Aws(aws) if aws.is_throttling() => "throttled",
             Error::Aws(_) => "aws",
             Error::Mapping(_) => "mapping",

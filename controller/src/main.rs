@@ -47,6 +47,13 @@ struct Args {
     #[arg(long, env = "NAMESPACED_STORE_AMBIENT_CREDENTIALS", default_value_t = true, action = clap::ArgAction::Set)]
     namespaced_store_ambient_credentials: bool,
 
+    /// ESO's flood gate: while a store is not `Ready`, its ExternalSecrets are not synced and
+    /// say so (`SecretSyncedError`, `SecretStore "x" is not ready: ...`). Off by default, unlike
+    /// ESO: our store check also calls STS `GetCallerIdentity`, so a cluster that reaches
+    /// Secrets Manager but not STS would have every sync blocked.
+    #[arg(long, env = "FLOOD_GATE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    flood_gate: bool,
+
     /// Reconciles running at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 32)]
     concurrency: u16,
@@ -164,6 +171,11 @@ impl Args {
         let refresher = match self.mode {
             Mode::Sync => {
                 let mut take = subscriptions.take();
+                let controller = ExternalSecretController::new(
+                    &client,
+                    take.external_secrets(),
+                    self.concurrency,
+                );
                 tasks.push(
                     store_status::run(
                         store_status::StoreStatusContext::new(
@@ -173,17 +185,13 @@ impl Args {
                             self.controller_class.clone(),
                             recorder.clone(),
                             self.namespaced_store_ambient_credentials,
-                        ),
+                        )
+                        .reconciling(controller.triggers()),
                         take.secret_stores(),
                         take.cluster_secret_stores(),
                         stopped(stop_rx.clone()),
                     )
                     .boxed(),
-                );
-                let controller = ExternalSecretController::new(
-                    &client,
-                    take.external_secrets(),
-                    self.concurrency,
                 );
                 let rollouts = if self.restarts.restart_workloads {
                     let (rollouts, run) = Rollouts::start(
@@ -209,6 +217,7 @@ impl Args {
                             controller_class: self.controller_class.clone(),
                             namespaced_ambient_credentials: self
                                 .namespaced_store_ambient_credentials,
+                            flood_gate: self.flood_gate,
                         },
                     )
                     .with_rollouts(rollouts),

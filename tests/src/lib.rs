@@ -11,6 +11,7 @@ pub mod cleanup;
 pub mod conformance;
 pub mod controller;
 pub mod deploy;
+pub mod eso_crds;
 pub mod faults;
 pub mod kube_helpers;
 pub mod manifest;

@@ -1,6 +1,8 @@
 //! The CRDs, generated from the types and committed under `infra/crds/`.
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
 use kube::CustomResourceExt;
 
 use super::{ClusterExternalSecret, ClusterSecretStore, ExternalSecret, SecretStore};
@@ -30,7 +32,23 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
     ]
 }
 
+/// The label that tells our CRDs from ESO's (same names): `scripts/install-crds` replaces only
+/// CRDs that carry it, or carry no other owner's marks.
+pub const OWNER_LABEL: (&str, &str) = ("app.kubernetes.io/part-of", "secret-bridge");
+
 fn with_served_versions(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    crd.metadata.labels = Some(
+        [OWNER_LABEL]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
+    );
+    if let Some(schema) = crd.spec.versions[0]
+        .schema
+        .as_mut()
+        .and_then(|s| s.open_api_v3_schema.as_mut())
+    {
+        not_nullable_where_validated(schema);
+    }
     let stored = crd.spec.versions[0].clone();
     for name in ALSO_SERVED {
         let mut version = stored.clone();
@@ -39,6 +57,28 @@ fn with_served_versions(mut crd: CustomResourceDefinition) -> CustomResourceDefi
         crd.spec.versions.push(version);
     }
     crd
+}
+
+/// A field with an enum, a pattern or a length is not nullable: Kubernetes then prunes an
+/// explicit `null` there (and applies the default, if any), where a nullable field would keep
+/// the `null` and refuse it as "not one of" the enum.
+fn not_nullable_where_validated(schema: &mut JSONSchemaProps) {
+    let validated = schema.enum_.is_some()
+        || schema.pattern.is_some()
+        || schema.min_length.is_some()
+        || schema.max_length.is_some();
+    if validated {
+        schema.nullable = None;
+    }
+    for property in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
+        not_nullable_where_validated(property);
+    }
+    if let Some(JSONSchemaPropsOrArray::Schema(items)) = schema.items.as_mut() {
+        not_nullable_where_validated(items);
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(values)) = schema.additional_properties.as_mut() {
+        not_nullable_where_validated(values);
+    }
 }
 
 /// The YAML committed for one CRD.
@@ -84,6 +124,60 @@ mod tests {
                 "infra/crds/{file} drifted from the Rust types: run `cargo run -p secret-bridge-controller --bin secret-bridge-crdgen`"
             );
         }
+    }
+
+    /// Every field path of a schema, with whether it has a description.
+    fn fields(schema: &JSONSchemaProps, at: &str, out: &mut Vec<(String, bool)>) {
+        for (name, property) in schema.properties.iter().flatten() {
+            let path = format!("{at}.{name}");
+            let described = property
+                .description
+                .as_deref()
+                .is_some_and(|d| !d.trim().is_empty());
+            out.push((path.clone(), described));
+            fields(property, &path, out);
+        }
+        if let Some(JSONSchemaPropsOrArray::Schema(items)) = &schema.items {
+            fields(items, &format!("{at}[]"), out);
+        }
+        if let Some(JSONSchemaPropsOrBool::Schema(values)) = &schema.additional_properties {
+            fields(values, &format!("{at}{{}}"), out);
+        }
+    }
+
+    #[test]
+    fn every_field_and_every_root_is_described() {
+        let mut undescribed = Vec::new();
+        for (file, crd) in all() {
+            let schema = crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .expect("a schema");
+            let root = schema.description.as_deref().unwrap_or_default();
+            assert!(
+                root.contains(&crd.spec.names.kind) && !root.contains("Auto-generated"),
+                "{file}: the root description {root:?} does not describe the kind"
+            );
+            let mut all_fields = Vec::new();
+            fields(schema, "", &mut all_fields);
+            let described = all_fields.iter().filter(|(_, d)| *d).count();
+            println!(
+                "{file}: {described} of {} fields described",
+                all_fields.len()
+            );
+            undescribed.extend(
+                all_fields
+                    .into_iter()
+                    .filter(|(_, d)| !d)
+                    .map(|(path, _)| format!("{file}: {path}")),
+            );
+        }
+        assert!(
+            undescribed.is_empty(),
+            "fields without a description (add a doc comment to the Rust field):\n{}",
+            undescribed.join("\n")
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Condition, any_json, any_object};
+use super::{Condition, DNS_SUBDOMAIN, SECRET_KEY, any_json, any_object};
 
 /// ExternalSecret: which secrets to read from a store, and the Kubernetes Secret to write.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -21,6 +21,9 @@ use super::{Condition, any_json, any_object};
     shortname = "es",
     category = "external-secrets",
     namespaced,
+    doc = "ExternalSecret (external-secrets.io, as External Secrets Operator defines it): which \
+           secrets to read from a SecretStore or ClusterSecretStore, and the Kubernetes Secret to \
+           write them to. secret-bridge keeps that Secret current by AWS events.",
     status = "ExternalSecretStatus",
     printcolumn(
         name = "StoreType",
@@ -52,21 +55,32 @@ use super::{Condition, any_json, any_object};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalSecretSpec {
+    /// The store to read from: a SecretStore of this namespace or a ClusterSecretStore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_store_ref: Option<SecretStoreRef>,
+    /// The Kubernetes Secret to write, and how.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = {"creationPolicy": "Owner", "deletionPolicy": "Retain"}))]
     pub target: Option<ExternalSecretTarget>,
-    /// Go duration (`1h`, `15m`, `0` = never refresh periodically). Defaults to `1h`.
+    /// How long until the values are read again, as a Go duration (`1h`, `15m`, `1h30m`).
+    /// `0` syncs once. Defaults to `1h0m0s`. AWS events refresh sooner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "1h0m0s"))]
     pub refresh_interval: Option<String>,
-    /// `Periodic`, `OnChange` or `CreatedOnce`.
+    /// When to sync: `Periodic` (default: every `refreshInterval` and on AWS events),
+    /// `OnChange` (only when the ExternalSecret's spec, labels or annotations change) or
+    /// `CreatedOnce` (only while the Secret was never synced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["CreatedOnce", "Periodic", "OnChange"]))]
     pub refresh_policy: Option<String>,
+    /// One Secret key per entry, each read from one remote secret.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data: Vec<ExternalSecretData>,
+    /// Many Secret keys at once: every key of a JSON secret (`extract`) or every secret that
+    /// matches (`find`). Entries are merged in order; `data` wins over them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_from: Vec<ExternalSecretDataFrom>,
-    /// Not served: reported as `Unsupported`.
+    /// When periodic refreshes may run. Not served: reported as `Unsupported`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "any_object")]
     pub sync_windows: Option<Value>,
@@ -75,9 +89,12 @@ pub struct ExternalSecretSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretStoreRef {
+    /// The name of the store.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
     pub name: String,
-    /// `SecretStore` (default) or `ClusterSecretStore`.
+    /// `SecretStore` (when empty) or `ClusterSecretStore`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["SecretStore", "ClusterSecretStore"]))]
     pub kind: Option<String>,
 }
 
@@ -86,15 +103,27 @@ pub struct SecretStoreRef {
 pub struct ExternalSecretTarget {
     /// Name of the Secret to write; defaults to the ExternalSecret's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
     pub name: Option<String>,
-    /// `Owner` (default), `Orphan`, `Merge` or `None`.
+    /// Who creates the Secret: `Owner` (default: created and owned by the ExternalSecret, so
+    /// deleted with it), `Orphan` (created, not owned), `Merge` (only merged into an existing
+    /// Secret), `CreateOrMerge` (created when missing, else merged; not owned) or `None`
+    /// (no Secret is written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend(
+        "enum" = ["Owner", "Orphan", "Merge", "None", "CreateOrMerge"],
+        "default" = "Owner"
+    ))]
     pub creation_policy: Option<String>,
-    /// `Retain` (default), `Delete` or `Merge`.
+    /// What happens when the remote secrets are gone: `Retain` (default: keep the Secret and
+    /// report the error), `Delete` (delete the Secret) or `Merge` (drop only their keys).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Delete", "Merge", "Retain"], "default" = "Retain"))]
     pub deletion_policy: Option<String>,
+    /// How the Secret is built from the values read (type, metadata, templated data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<ExternalSecretTemplate>,
+    /// Makes the Secret immutable once written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub immutable: Option<bool>,
     /// A non-Secret target (`apiVersion`/`kind`). Not served: reported as `Unsupported`.
@@ -110,17 +139,22 @@ pub struct ExternalSecretTemplate {
     /// The Secret's `type` (`Opaque` when empty).
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,
-    /// `v2` (the only engine ESO still serves; `v1` is refused).
+    /// The template engine: `v2` (default). `v1` (ESO's v1beta1 only) is admitted and
+    /// reported as `Unsupported`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["v1", "v2"], "default" = "v2"))]
     pub engine_version: Option<String>,
+    /// Labels, annotations and finalizers of the Secret (each value a Go template).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<TemplateMetadata>,
     /// `Replace` (default: only the templated keys) or `Merge` (templated keys over the values read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Replace", "Merge"], "default" = "Replace"))]
     pub merge_policy: Option<String>,
     /// Secret key → Go template.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub data: BTreeMap<String, String>,
+    /// Templates kept in ConfigMaps or Secrets of the namespace, or given literally.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub template_from: Vec<TemplateFrom>,
 }
@@ -128,10 +162,13 @@ pub struct ExternalSecretTemplate {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateMetadata {
+    /// Annotations of the Secret; each value is a Go template.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// Labels of the Secret; each value is a Go template.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Finalizers of the Secret.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub finalizers: Vec<String>,
 }
@@ -140,25 +177,33 @@ pub struct TemplateMetadata {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateFrom {
+    /// Templates kept in a ConfigMap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map: Option<TemplateRef>,
+    /// Templates kept in a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<TemplateRef>,
     /// Where the rendered output goes: `Data` (default), `Annotations` or `Labels`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "Data"))]
     pub target: Option<String>,
     /// A template whose output is YAML/JSON key-value pairs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub literal: Option<String>,
-    /// How to decode the ConfigMap/Secret values before use (`None` by default).
+    /// How to decode the ConfigMap/Secret values before use (`None` when empty). Not served:
+    /// reported as `Unsupported`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Auto", "Base64", "Base64URL", "None"]))]
     pub values_decoding_strategy: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateRef {
+    /// The name of the ConfigMap or Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
     pub name: String,
+    /// Its keys to use as templates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<TemplateRefItem>,
 }
@@ -166,10 +211,13 @@ pub struct TemplateRef {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateRefItem {
+    /// A key of the ConfigMap or Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY))]
     pub key: String,
     /// `Values` (default: the item's value is a template for the key of the same name) or
     /// `KeysAndValues` (the item renders to YAML whose keys and values both become Secret data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Values", "KeysAndValues"], "default" = "Values"))]
     pub template_as: Option<String>,
 }
 
@@ -177,8 +225,11 @@ pub struct TemplateRefItem {
 #[serde(rename_all = "camelCase")]
 pub struct ExternalSecretData {
     /// The key in the Kubernetes Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY))]
     pub secret_key: String,
+    /// The remote secret (and which part of it) to read.
     pub remote_ref: RemoteRef,
+    /// Another store or a generator to read from. Not served: reported as `Unsupported`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "any_json")]
     pub source_ref: Option<Value>,
@@ -196,30 +247,37 @@ pub struct RemoteRef {
     /// A staging label (`AWSCURRENT`, `AWSPREVIOUS`, custom) or `uuid/<VersionId>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// `None` (default), `Base64`, `Base64URL` or `Auto`.
+    /// How values are decoded: `None` (when empty), `Base64`, `Base64URL` or `Auto`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Auto", "Base64", "Base64URL", "None"]))]
     pub decoding_strategy: Option<String>,
-    /// `Default` or `Unicode`.
+    /// How keys are converted: `Default` (when empty) or `Unicode`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Default", "Unicode"]))]
     pub conversion_strategy: Option<String>,
-    /// `None` (default) or `Fetch`.
+    /// `None` (when empty) or `Fetch` (read the secret's tags instead of its value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["None", "Fetch"]))]
     pub metadata_policy: Option<String>,
-    /// `Ignore` (default) or `Fail` when a value contains a NUL byte.
+    /// `Ignore` (when empty) or `Fail` when a value contains a NUL byte.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Ignore", "Fail"]))]
     pub null_byte_policy: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalSecretDataFrom {
+    /// Every top-level key of one JSON secret becomes a Secret key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extract: Option<RemoteRef>,
+    /// Every secret whose name, path and tags match becomes a Secret key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub find: Option<ExternalSecretFind>,
     /// Applied in order to the keys that `extract` or `find` produced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rewrite: Vec<ExternalSecretRewrite>,
+    /// Another store or a generator to read from. Not served: reported as `Unsupported`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "any_json")]
     pub source_ref: Option<Value>,
@@ -232,16 +290,23 @@ pub struct ExternalSecretFind {
     /// Only secrets whose name starts with this path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Only secrets whose name matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<FindName>,
     /// Only secrets carrying all these tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// How keys are converted: `Default` (when empty) or `Unicode`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Default", "Unicode"]))]
     pub conversion_strategy: Option<String>,
+    /// How values are decoded: `None` (when empty), `Base64`, `Base64URL` or `Auto`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Auto", "Base64", "Base64URL", "None"]))]
     pub decoding_strategy: Option<String>,
+    /// `Ignore` (when empty) or `Fail` when a value contains a NUL byte.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Ignore", "Fail"]))]
     pub null_byte_policy: Option<String>,
 }
 
@@ -257,12 +322,13 @@ pub struct FindName {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalSecretRewrite {
+    /// Replace what a regular expression matches in each key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regexp: Option<RewriteRegexp>,
     /// A Go template applied to each key (`.value` is the key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transform: Option<RewriteTransform>,
-    /// Not served: reported as `Unsupported`.
+    /// Merge several keys into one. Not served: reported as `Unsupported`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "any_object")]
     pub merge: Option<Value>,
@@ -271,9 +337,11 @@ pub struct ExternalSecretRewrite {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RewriteRegexp {
+    /// A regular expression (Go RE2 syntax) matched against each key.
     pub source: String,
-    /// May be empty (strip what `source` matched). Nullable in the schema because Kubernetes
-    /// 1.20 apiservers turn an empty string there into `null` before validating it.
+    /// What replaces each match (`$1`, `${name}` refer to groups); may be empty.
+    // Nullable in the schema because Kubernetes 1.20 apiservers turn an empty string there into
+    // `null` before validating it.
     #[serde(default, deserialize_with = "super::null_as_empty")]
     #[schemars(schema_with = "super::nullable_string")]
     pub target: String,
@@ -282,19 +350,24 @@ pub struct RewriteRegexp {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RewriteTransform {
+    /// A Go template rendering the new key from `.value`, the old key.
     pub template: String,
 }
 
+/// What the controller last did: the `Ready` condition, when, and what it synced.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalSecretStatus {
+    /// When the values were last read and the Secret last brought up to date.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_time: Option<Time>,
     /// `<generation>-<hash of labels and annotations>`, as ESO records it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synced_resource_version: Option<String>,
+    /// `Ready`, with the reason of the last sync.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The Secret written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding: Option<LocalObjectReference>,
     /// The AWS VersionId last written for each secret read, keyed by `key[@version]`.
@@ -306,6 +379,7 @@ pub struct ExternalSecretStatus {
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct LocalObjectReference {
+    /// The object's name.
     pub name: String,
 }
 

@@ -15,6 +15,14 @@ pub use secret_store::{ClusterSecretStore, SecretStore, StoreSpec};
 
 pub const GROUP: &str = "external-secrets.io";
 
+/// A Kubernetes object name (RFC 1123 subdomain), as ESO's schema checks it.
+pub(crate) const DNS_SUBDOMAIN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A namespace name (RFC 1123 label), as ESO's schema checks it.
+pub(crate) const DNS_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// A key of a Secret or ConfigMap, as ESO's schema checks it.
+pub(crate) const SECRET_KEY: &str = r"^[-._a-zA-Z0-9]+$";
+
 /// Schema for fields whose content is free-form JSON (kept, then validated by the controller).
 pub(crate) fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })

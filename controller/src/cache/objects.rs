@@ -19,11 +19,14 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, broadcast};
 
 use crate::MANAGED_LABEL;
 
 type Key = (String, String);
+
+/// Changes kept for receivers that are behind.
+const CHANGES_BUFFER: usize = 1024;
 type Cell<K> = Arc<OnceCell<Option<Arc<K>>>>;
 
 struct Entry<K> {
@@ -40,6 +43,8 @@ struct Inner<K> {
     entries: Mutex<HashMap<Key, Entry<K>>>,
     watch_started: Once,
     watch_healthy: AtomicBool,
+    /// Objects the watch saw change (not those of its initial list), as (namespace, name).
+    changes: broadcast::Sender<Key>,
 }
 
 pub struct ObjectCache<K> {
@@ -84,6 +89,7 @@ where
                 entries: Mutex::default(),
                 watch_started: Once::new(),
                 watch_healthy: AtomicBool::new(false),
+                changes: broadcast::channel(CHANGES_BUFFER).0,
             }),
         }
     }
@@ -133,6 +139,13 @@ where
         cell
     }
 
+    /// The objects the invalidating watch sees change from now on, as (namespace, name). A
+    /// receiver that falls more than a thousand changes behind misses some (their stores are
+    /// still re-checked periodically).
+    pub fn changes(&self) -> broadcast::Receiver<Key> {
+        self.inner.changes.subscribe()
+    }
+
     fn forget(&self, namespace: &str, name: &str) {
         let mut entries = self.inner.entries.lock().expect("object cache lock");
         entries.remove(&(namespace.to_owned(), name.to_owned()));
@@ -150,7 +163,9 @@ where
                 let healthy = &cache.inner.watch_healthy;
                 match event {
                     Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => {
-                        cache.forget(&object.namespace().unwrap_or_default(), &object.name_any());
+                        let key = (object.namespace().unwrap_or_default(), object.name_any());
+                        cache.forget(&key.0, &key.1);
+                        let _ = cache.inner.changes.send(key);
                     }
                     Ok(watcher::Event::InitApply(object)) => {
                         cache.forget(&object.namespace().unwrap_or_default(), &object.name_any());

@@ -5,8 +5,12 @@
 //! the waiters registered before it started and answers them when it ends; a waiter registered
 //! while a reconcile runs is answered by the next one, which the controller schedules for the
 //! trigger. So a success always comes from a read of AWS made after the event arrived.
+//!
+//! An ExternalSecret whose reconcile stopped at its store (missing, or held by the flood gate)
+//! is *parked*: it is woken when that store's status changes, and only then, so that no
+//! reconcile runs for the others (one right after a sync could read a stale cache).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -50,6 +54,7 @@ impl Outcome {
 pub struct Triggers {
     sender: mpsc::UnboundedSender<ObjectRef<ExternalSecret>>,
     waiters: Mutex<Registry>,
+    parked: Mutex<HashSet<ObjectRef<ExternalSecret>>>,
 }
 
 impl Triggers {
@@ -63,6 +68,7 @@ impl Triggers {
             Triggers {
                 sender,
                 waiters: Mutex::default(),
+                parked: Mutex::default(),
             },
             receiver,
         )
@@ -120,6 +126,36 @@ impl Triggers {
                 !waiters.senders.is_empty()
             });
         outcome
+    }
+
+    /// Parks `object` (when `parked`) until its store changes, or unparks it.
+    pub fn park(&self, object: &ObjectRef<ExternalSecret>, parked: bool) {
+        let mut set = self.parked.lock().expect("parked lock");
+        if parked {
+            set.insert(object.clone());
+        } else {
+            set.remove(object);
+        }
+    }
+
+    /// Forgets the parked ExternalSecrets for which `keep` is false (those deleted since).
+    pub fn retain_parked(&self, keep: impl Fn(&ObjectRef<ExternalSecret>) -> bool) {
+        self.parked.lock().expect("parked lock").retain(|o| keep(o));
+    }
+
+    /// Reconciles those of `objects` that are parked, waiting for nothing; returns how many.
+    pub fn wake_parked(
+        &self,
+        objects: impl IntoIterator<Item = ObjectRef<ExternalSecret>>,
+    ) -> usize {
+        let woken: Vec<_> = {
+            let mut set = self.parked.lock().expect("parked lock");
+            objects.into_iter().filter(|o| set.remove(o)).collect()
+        };
+        for object in &woken {
+            let _ = self.sender.unbounded_send(object.clone());
+        }
+        woken.len()
     }
 
     /// Called when a reconcile of `object` starts: the waiters it will answer.
@@ -189,5 +225,26 @@ mod tests {
             .await;
         assert_eq!(outcome.timed_out, 1);
         assert!(triggers.take(&object).is_empty());
+    }
+
+    #[tokio::test]
+    async fn only_parked_external_secrets_are_woken_once() {
+        let (triggers, mut stream) = Triggers::new();
+        let parked = ObjectRef::<ExternalSecret>::new("parked").within("ns");
+        let unparked = ObjectRef::<ExternalSecret>::new("unparked").within("ns");
+        let deleted = ObjectRef::<ExternalSecret>::new("deleted").within("ns");
+        for object in [&parked, &unparked, &deleted] {
+            triggers.park(object, true);
+        }
+        triggers.park(&unparked, false);
+        triggers.retain_parked(|o| o != &deleted);
+        let all = [parked.clone(), unparked.clone(), deleted.clone()];
+        assert_eq!(triggers.wake_parked(all.clone()), 1);
+        assert_eq!(stream.next().await, Some(parked));
+        assert_eq!(
+            triggers.wake_parked(all),
+            0,
+            "woken once, then no longer parked"
+        );
     }
 }

@@ -40,6 +40,9 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
     /// ExternalSecrets this process has reconciled at least once.
     seen: Mutex<HashSet<ObjectRef<ExternalSecret>>>,
+    /// The served CRD has no `status.syncedVersions` (ESO's CRDs): status is written without
+    /// it. Learnt from the apiserver's refusal of the first status write.
+    pub status_without_synced_versions: std::sync::atomic::AtomicBool,
 }
 
 /// What the command line decides for reconciles.
@@ -48,6 +51,8 @@ pub struct Settings {
     pub controller_class: Option<String>,
     /// `--namespaced-store-ambient-credentials`.
     pub namespaced_ambient_credentials: bool,
+    /// `--flood-gate`: do not sync through a store that is not `Ready`.
+    pub flood_gate: bool,
 }
 
 impl Context {
@@ -71,6 +76,7 @@ impl Context {
             settings,
             rollouts: Rollouts::disabled(),
             failures: Mutex::default(),
+            status_without_synced_versions: Default::default(),
             seen: Mutex::default(),
         }
     }

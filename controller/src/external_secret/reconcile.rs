@@ -24,6 +24,7 @@ use crate::external_secret::refresh::{self, RefreshPolicy};
 use crate::external_secret::target::{
     self, CreationPolicy, DeletionPolicy, Desired, TemplateSources,
 };
+use crate::store::flood_gate;
 use crate::store::resolve::ResolvedStore;
 use crate::telemetry::eso::EXTERNAL_SECRET_CONTROLLER;
 use crate::{Error, FIELD_MANAGER, MANAGED_LABEL, Result};
@@ -128,13 +129,33 @@ impl ExternalSecret {
             }) {
             Ok(store) if !store.is_served_by(ctx.settings.controller_class.as_deref()) => {
                 debug!(externalsecret = %ObjectRef::from_obj(self), store = %store.describe(), "store has another controller class; skipping");
+                ctx.triggers.park(&ObjectRef::from_obj(self), true);
                 return Ok(Next::OnChange);
             }
             Ok(store) => store,
+            // With a class, only a store found and of our class proves the ExternalSecret is
+            // ours: beside another controller, writing its status would fight over it. The
+            // store's first validation reconciles it if the store shows up later.
+            Err(error @ (Error::NotFound(_) | Error::Misconfigured(_)))
+                if ctx.settings.controller_class.is_some() =>
+            {
+                debug!(externalsecret = %ObjectRef::from_obj(self), %error, "store not proven ours; leaving it alone");
+                ctx.triggers.park(&ObjectRef::from_obj(self), true);
+                return Ok(Next::OnChange);
+            }
             Err(error) => return self.fail(ctx, error).await,
         };
         let namespace = self.namespace().unwrap_or_default();
         if let Err(error) = store.check_namespace_allowed(&ctx.client, &namespace).await {
+            return self.fail(ctx, error).await;
+        }
+        let gate = match ctx.settings.flood_gate {
+            true => flood_gate::check(&ctx.caches, &store, &namespace),
+            false => Ok(()),
+        };
+        // Held back by the gate, it waits for its store's next status change.
+        ctx.triggers.park(&ObjectRef::from_obj(self), gate.is_err());
+        if let Err(error) = gate {
             return self.fail(ctx, error).await;
         }
         match self.sync(ctx, &store, event, not_before).await {

@@ -3,6 +3,7 @@
 //! status is computed purely ([`next_status`]); writes go through server-side apply.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -11,13 +12,16 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::api::external_secret::{ExternalSecretStatus, LocalObjectReference};
 use crate::api::{Condition, ExternalSecret};
 use crate::external_secret::controller::Context;
 use crate::external_secret::target;
 use crate::{Error, FIELD_MANAGER, Result};
+
+/// Our status field that ESO's CRDs do not have.
+const SYNCED_VERSIONS: &str = "syncedVersions";
 
 /// A successful read of AWS, to record.
 pub struct Synced {
@@ -92,23 +96,49 @@ impl ExternalSecret {
             }),
             bound.then(|| self.target_name()),
         );
-        let patch = json!({
-            "apiVersion": ExternalSecret::api_version(&()),
-            "kind": ExternalSecret::kind(&()),
-            "status": status,
-        });
         let namespace = self.namespace().unwrap_or_default();
-        Api::<ExternalSecret>::namespaced(ctx.client.clone(), &namespace)
-            .patch_status(
-                &self.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(patch),
-            )
-            .await
-            .map_err(Error::kube(format!(
-                "writing status of ExternalSecret {namespace}/{}",
-                self.name_any()
-            )))?;
+        let api = Api::<ExternalSecret>::namespaced(ctx.client.clone(), &namespace);
+        let apply = |without_synced_versions: bool| {
+            let mut status = json!(status);
+            if without_synced_versions {
+                status.as_object_mut().map(|s| s.remove(SYNCED_VERSIONS));
+            }
+            let patch = json!({
+                "apiVersion": ExternalSecret::api_version(&()),
+                "kind": ExternalSecret::kind(&()),
+                "status": status,
+            });
+            let api = api.clone();
+            let name = self.name_any();
+            async move {
+                api.patch_status(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(patch),
+                )
+                .await
+            }
+        };
+        let learnt = &ctx.status_without_synced_versions;
+        let result = match apply(learnt.load(Ordering::Relaxed)).await {
+            // ESO's CRDs have no such field, and a 1.20 apiserver refuses the whole apply.
+            Err(kube::Error::Api(refusal))
+                if refusal.message.contains("field not declared in schema")
+                    && refusal.message.contains(SYNCED_VERSIONS) =>
+            {
+                if !learnt.swap(true, Ordering::Relaxed) {
+                    info!(
+                        "the ExternalSecret CRD has no status.syncedVersions (ESO's CRDs?): writing status without it"
+                    );
+                }
+                apply(true).await
+            }
+            other => other,
+        };
+        result.map_err(Error::kube(format!(
+            "writing status of ExternalSecret {namespace}/{}",
+            self.name_any()
+        )))?;
         Ok(())
     }
 

@@ -27,7 +27,9 @@ use crate::api::secret_store::{StoreSpec, StoreStatus};
 use crate::api::{ClusterSecretStore, Condition, SecretStore};
 use crate::aws::credentials::{ClientFactory, VerifyError};
 use crate::cache::{self, Caches};
+use crate::events::triggers::Triggers;
 use crate::store::resolve::{NamespaceConditions, ResolvedStore, StoreKind};
+use crate::store::{flood_gate, recheck};
 use crate::{Error, FIELD_MANAGER, Result};
 
 /// ESO's default `--store-requeue-interval`.
@@ -72,6 +74,9 @@ pub struct StoreStatusContext {
     controller_class: Option<String>,
     recorder: Recorder,
     namespaced_ambient_credentials: bool,
+    /// The ExternalSecret controller's triggers: a store whose status changed has its
+    /// ExternalSecrets reconciled at once (see [`flood_gate`]).
+    external_secrets: Option<Arc<Triggers>>,
 }
 
 impl StoreStatusContext {
@@ -84,6 +89,7 @@ impl StoreStatusContext {
         namespaced_ambient_credentials: bool,
     ) -> Self {
         StoreStatusContext {
+            external_secrets: None,
             namespaced_ambient_credentials,
             recorder,
             client,
@@ -91,6 +97,12 @@ impl StoreStatusContext {
             stores,
             controller_class,
         }
+    }
+
+    /// Reconciles the ExternalSecrets of a store whose status changed, through `triggers`.
+    pub fn reconciling(mut self, triggers: Arc<Triggers>) -> Self {
+        self.external_secrets = Some(triggers);
+        self
     }
 
     /// Validates `store` (found in `namespace` for a SecretStore).
@@ -213,6 +225,21 @@ async fn reconcile<K: StoreObject>(store: Arc<K>, ctx: Arc<StoreStatusContext>) 
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True");
     let changed = write_status(&ctx, &*store, &validation, previous).await?;
+    if let Some(triggers) = &ctx.external_secrets {
+        // Bounded by the cache: ExternalSecrets deleted while parked are dropped here, at
+        // every store validation.
+        let cached = &ctx.stores.external_secrets;
+        triggers.retain_parked(|object| cached.get(object).is_some());
+    }
+    if let Some(triggers) = ctx.external_secrets.as_ref().filter(|_| changed) {
+        tokio::spawn(flood_gate::reconcile_users_once_cached(
+            ctx.stores.clone(),
+            triggers.clone(),
+            resolved.clone(),
+            namespace.clone().unwrap_or_default(),
+            validation.ready,
+        ));
+    }
     if !validation.ready || validation.reason == reason::VALIDATION_UNKNOWN {
         warn!(store = %resolved.describe(), reason = validation.reason, message = %validation.message, "store not validated");
         publish(&ctx, &*store, EventType::Warning, &validation).await;
@@ -310,8 +337,9 @@ fn error_policy<K: StoreObject>(
 }
 
 /// Runs the SecretStore and ClusterSecretStore status controllers until `shutdown`, on the
-/// shared store watches. Only spec changes (a new generation) trigger a validation besides the
-/// periodic one, so our own status writes do not.
+/// shared store watches. Only spec changes (a new generation) and changes of the credentials
+/// Secrets a store names trigger a validation besides the periodic one, so our own status
+/// writes do not.
 pub async fn run(
     ctx: StoreStatusContext,
     secret_stores: cache::Subscription<SecretStore>,
@@ -334,10 +362,12 @@ async fn run_one<K: StoreObject>(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let reader = subscription.reader();
+    let credentials_changed = recheck::on_credentials_change(&ctx.stores, reader.clone());
     let changes = cache::changed(subscription, reader.clone(), |store: &K| {
         store.meta().generation.unwrap_or_default() as u64
     });
     Controller::for_shared_stream(changes, reader)
+        .reconcile_on(credentials_changed)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|result| async move {

@@ -1,10 +1,11 @@
 //! Bad references give `Ready=False` with a message that says what is wrong, while the other
-//! ExternalSecrets keep syncing — including by events.
+//! ExternalSecrets keep syncing — including by events; an ExternalSecret whose store is
+//! missing is left alone by a controller with a class.
 
 use std::time::Duration;
 
 use secret_bridge_tests::aws::Aws;
-use secret_bridge_tests::kube_helpers::secret_data;
+use secret_bridge_tests::kube_helpers::{external_secret, secret_data};
 use secret_bridge_tests::manifest::{self, Manifest};
 use secret_bridge_tests::wait::wait_for_ready;
 use secret_bridge_tests::{Stack, Tenant, unique};
@@ -66,10 +67,6 @@ async fn bad_references_report_clear_errors_while_others_keep_syncing() {
             // ESO's words: a secret that is not JSON just has no such key.
             vec!["key user does not exist in secret", plain.as_str()],
         ),
-        (
-            "missing-store",
-            vec!["SecretStore \"no-such-store\" not found"],
-        ),
         ("bad-interval", vec!["spec.refreshInterval", "\"soon\""]),
     ];
     for (name, expected) in expectations {
@@ -86,6 +83,18 @@ async fn bad_references_report_clear_errors_while_others_keep_syncing() {
             "{name} must not produce a Secret"
         );
     }
+    // A controller with a class has no proof that an ExternalSecret whose store is missing
+    // is its own (beside ESO it may not be): it leaves it alone. It was reconciled with the
+    // others above, which all have their status by now.
+    let untouched = external_secret(kube, ns, "missing-store")
+        .await
+        .expect("ExternalSecret missing-store");
+    assert!(
+        untouched.ready_condition().is_none(),
+        "missing-store: no status from a controller that cannot prove it is its own: {:?}",
+        untouched.status
+    );
+    assert!(secret_data(kube, ns, "missing-store").await.is_none());
 
     // The healthy one still follows events while the others fail.
     let rotated = aws
