@@ -6,9 +6,7 @@ use std::time::Duration;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use secret_bridge_tests::aws::Aws;
-use secret_bridge_tests::kube_helpers::{
-    apply_value, apply_yaml, ensure_namespace, external_secret, secret_data,
-};
+use secret_bridge_tests::kube_helpers::{apply_value, apply_yaml, external_secret, secret_data};
 use secret_bridge_tests::manifest::{self, Manifest};
 use secret_bridge_tests::wait::{wait_for_event, wait_for_ready, wait_for_secret_value};
 use secret_bridge_tests::{Stack, Tenant, unique, wait_for};
