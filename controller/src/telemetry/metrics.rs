@@ -6,6 +6,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -43,6 +44,8 @@ pub struct Metrics {
     pub event_lag_seconds: Histogram,
     /// Secrets Manager calls by operation and result: the cost (AWS bills per call).
     pub aws_calls: Family<AwsCallLabels, Counter>,
+    /// 1 while this process writes (it holds the Lease, or leader election is off).
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -86,8 +89,15 @@ impl Default for Metrics {
             "Time from an event's arrival in SQS until its Secrets were written",
             event_lag_seconds.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica writes (holds the Lease, or leader election is off); 0 on a standby",
+            leader.clone(),
+        );
         Metrics {
             registry,
+            leader,
             reconciles,
             reconcile_errors,
             reconcile_seconds,
