@@ -13,9 +13,12 @@ fn main() {
     let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=SECRET_BRIDGE_COMMIT={commit}");
     // Build again when HEAD moves: to another branch (HEAD) or to a new commit (the branch).
-    for path in [Some("HEAD".to_owned()), git(&["symbolic-ref", "-q", "HEAD"])]
-        .into_iter()
-        .flatten()
+    for path in [
+        Some("HEAD".to_owned()),
+        git(&["symbolic-ref", "-q", "HEAD"]),
+    ]
+    .into_iter()
+    .flatten()
     {
         if let Some(file) = git(&["rev-parse", "--path-format=absolute", "--git-path", &path]) {
             println!("cargo:rerun-if-changed={file}");

@@ -127,19 +127,33 @@ impl Subscriptions {
             }
         };
         self.discard_pending();
-        self.external_secrets.iter_mut().for_each(Subscription::replay_cache);
-        self.secret_stores.iter_mut().for_each(Subscription::replay_cache);
-        self.cluster_secret_stores.iter_mut().for_each(Subscription::replay_cache);
+        self.external_secrets
+            .iter_mut()
+            .for_each(Subscription::replay_cache);
+        self.secret_stores
+            .iter_mut()
+            .for_each(Subscription::replay_cache);
+        self.cluster_secret_stores
+            .iter_mut()
+            .for_each(Subscription::replay_cache);
         // The ClusterExternalSecret controller lists its own resources when it starts, and
         // re-reads namespaces from the cache: no replay of namespaces or owners is needed.
         (self, outcome)
     }
 
     fn discard_pending(&mut self) {
-        self.external_secrets.iter_mut().for_each(Subscription::discard_pending);
-        self.secret_stores.iter_mut().for_each(Subscription::discard_pending);
-        self.cluster_secret_stores.iter_mut().for_each(Subscription::discard_pending);
-        self.namespaces.iter_mut().for_each(Subscription::discard_pending);
+        self.external_secrets
+            .iter_mut()
+            .for_each(Subscription::discard_pending);
+        self.secret_stores
+            .iter_mut()
+            .for_each(Subscription::discard_pending);
+        self.cluster_secret_stores
+            .iter_mut()
+            .for_each(Subscription::discard_pending);
+        self.namespaces
+            .iter_mut()
+            .for_each(Subscription::discard_pending);
         if let Some(owners) = &mut self.cluster_external_secret_owners {
             while owners.try_recv().is_ok() {}
         }

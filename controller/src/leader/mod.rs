@@ -269,7 +269,12 @@ impl Elector {
 
     /// Renews every retry period until `released`; exits the process when a renewal has not
     /// succeeded within the renew deadline, or another holder took the Lease.
-    async fn renew(self, mut lease: Lease, mut renewed_at: Instant, released: oneshot::Receiver<()>) {
+    async fn renew(
+        self,
+        mut lease: Lease,
+        mut renewed_at: Instant,
+        released: oneshot::Receiver<()>,
+    ) {
         let mut released = std::pin::pin!(released);
         loop {
             tokio::select! {
@@ -290,9 +295,12 @@ impl Elector {
                     }
                     Ok(Renewal::Retry(fresh)) => {
                         lease = fresh.unwrap_or(lease);
-                        if tokio::time::timeout_at(deadline, tokio::time::sleep(self.timings.retry_period / 4))
-                            .await
-                            .is_err()
+                        if tokio::time::timeout_at(
+                            deadline,
+                            tokio::time::sleep(self.timings.retry_period / 4),
+                        )
+                        .await
+                        .is_err()
                         {
                             self.lost("no renewal succeeded within the renew deadline");
                         }
