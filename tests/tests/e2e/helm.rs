@@ -315,7 +315,10 @@ async fn replicas_elect_a_leader_with_a_lease_of_their_own() {
         .find(|doc| doc["kind"] == "Deployment")
         .expect("a Deployment");
     let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
-    assert!(env.contains(r#""name":"LEADER_ELECT","value":"false""#), "{env}");
+    assert!(
+        env.contains(r#""name":"LEADER_ELECT","value":"false""#),
+        "{env}"
+    );
 }
 
 #[test]

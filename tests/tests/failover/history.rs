@@ -12,16 +12,22 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::burst::Burst;
 
+/// What the watch saw of one Secret: the newest round, and every step back (from, to).
+#[derive(Default)]
+struct Rounds {
+    newest: u32,
+    back: Vec<(u32, u32)>,
+}
+
 /// Watches the burst's Secrets until dropped.
 pub struct History {
-    /// Per Secret: the newest round seen, and every step back (from round, to round).
-    seen: Arc<Mutex<BTreeMap<String, (u32, Vec<(u32, u32)>)>>>,
+    seen: Arc<Mutex<BTreeMap<String, Rounds>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl History {
     pub fn watch(burst: &Burst) -> History {
-        let seen: Arc<Mutex<BTreeMap<String, (u32, Vec<(u32, u32)>)>>> = Arc::default();
+        let seen: Arc<Mutex<BTreeMap<String, Rounds>>> = Arc::default();
         let api = Api::<Secret>::namespaced(burst.stack.kube.clone(), &burst.tenant.namespace);
         let record = seen.clone();
         let task = tokio::spawn(async move {
@@ -36,11 +42,11 @@ impl History {
                     continue;
                 };
                 let mut seen = record.lock().unwrap();
-                let (newest, back) = seen.entry(name).or_default();
-                if round < *newest {
-                    back.push((*newest, round));
+                let rounds = seen.entry(name).or_default();
+                if round < rounds.newest {
+                    rounds.back.push((rounds.newest, round));
                 } else {
-                    *newest = round;
+                    rounds.newest = round;
                 }
             }
         });
@@ -52,8 +58,8 @@ impl History {
         let seen = self.seen.lock().unwrap();
         let back: Vec<String> = seen
             .iter()
-            .filter(|(_, (_, back))| !back.is_empty())
-            .map(|(name, (_, back))| format!("{name}: {back:?}"))
+            .filter(|(_, rounds)| !rounds.back.is_empty())
+            .map(|(name, rounds)| format!("{name}: {:?}", rounds.back))
             .collect();
         assert!(
             back.is_empty(),
