@@ -93,8 +93,10 @@ async fn rolling_update_never_ends_on_an_older_value() {
         .await
         .run(async |burst: &Burst| {
             let history = History::watch(burst);
-            let old = [candidate(burst, "old-1"), candidate(burst, "old-2")];
-            wait_leading(&old[0], Duration::from_secs(30)).await;
+            // One after the other, so that the first one leads.
+            let first = candidate(burst, "old-1");
+            wait_leading(&first, Duration::from_secs(30)).await;
+            let old = [first, candidate(burst, "old-2")];
             wait_standing_by(&old[1]).await;
             assert_eq!(burst.wait_round(0, CONVERGE).await, burst.len());
 
