@@ -62,9 +62,11 @@ pub async fn wait_standing_by(controller: &ControllerProcess) {
         || async { controller.logs().contains(STANDING_BY).then_some(()) },
     )
     .await;
+    // Its caches list every ExternalSecret of the cluster: on a shared stack under load (a
+    // scale run's thousands), that takes a while.
     wait_for(
         "the standby to be ready (caches listed)",
-        Duration::from_secs(30),
+        Duration::from_secs(120),
         || async { (controller.probe_get("/readyz").await.0 == 200).then_some(()) },
     )
     .await;
