@@ -8,9 +8,18 @@ pub mod cluster_external_secret;
 mod error;
 pub mod events;
 pub mod external_secret;
+pub mod leader;
 pub mod rollout;
 pub mod store;
 pub mod telemetry;
+
+/// The version and the commit it was built from, as `--version` prints them.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SECRET_BRIDGE_COMMIT"),
+    ")"
+);
 
 /// The one field manager under which every write to Kubernetes is made (server-side apply).
 pub const FIELD_MANAGER: &str = "secret-bridge";

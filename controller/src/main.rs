@@ -12,6 +12,7 @@ use secret_bridge_controller::events::eso_trigger::EsoTrigger;
 use secret_bridge_controller::external_secret::controller::{
     Context, ExternalSecretController, Settings,
 };
+use secret_bridge_controller::leader::ElectionArgs;
 use secret_bridge_controller::rollout::Rollouts;
 use secret_bridge_controller::store::status as store_status;
 use secret_bridge_controller::telemetry::eso::{EXTERNAL_SECRET_CONTROLLER, Served};
@@ -24,7 +25,7 @@ use tracing::{info, warn};
 /// Syncs external-secrets.io ExternalSecrets from AWS Secrets Manager into Kubernetes Secrets,
 /// refreshed by Secrets Manager events from SQS and by periodic resyncs.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(version = secret_bridge_controller::VERSION)]
 struct Args {
     /// SQS queue with Secrets Manager events (EventBridge); without it, only periodic resyncs.
     #[arg(long, env = "SQS_QUEUE_URL")]
@@ -75,6 +76,9 @@ struct Args {
 
     #[command(flatten)]
     restarts: RestartArgs,
+
+    #[command(flatten)]
+    election: ElectionArgs,
 }
 
 /// Restarting the workloads that read a Secret whose data changed (sync mode only).
@@ -159,10 +163,37 @@ impl Args {
             queue = self.queue_url.as_deref().unwrap_or("none (periodic resync only)"),
             controller_class = self.controller_class.as_deref().unwrap_or(""),
             cluster_external_secrets = serve_cluster_secrets,
+            leader_elect = self.election.enabled,
             "starting secret-bridge controller"
         );
-        let (caches, mut subscriptions, watches) = Caches::new(&client, self.mode == Mode::Sync);
+        let (caches, subscriptions, watches) = Caches::new(&client, self.mode == Mode::Sync);
         tokio::spawn(watches);
+        let probe = tokio::spawn(http::serve(
+            listener,
+            caches.clone(),
+            health.clone(),
+            metrics.clone(),
+            served,
+            stopped(stop_rx.clone()),
+        ));
+        // Leader election: a standby serves its probes and keeps its caches warm, but runs
+        // no controller and no queue consumer until it holds the Lease.
+        let elector = (self.election)
+            .elector(&client, metrics.leader.clone())
+            .map_err(anyhow::Error::msg)?;
+        let (mut subscriptions, leadership) = match elector {
+            None => {
+                metrics.leader.set(1);
+                (subscriptions, None)
+            }
+            Some(elector) => {
+                let acquired = elector.acquire(stopped(stop_rx.clone()));
+                match subscriptions.hold_until(acquired).await {
+                    (_, None) => return Ok(()),
+                    (subscriptions, leadership) => (subscriptions, leadership),
+                }
+            }
+        };
         let recorder = telemetry::recorder(&client);
         let aws = ClientFactory::new(base.clone(), client.clone())
             .counting_calls_in(metrics.aws_calls.clone());
@@ -263,15 +294,11 @@ impl Args {
             };
             tasks.push(consumer.run(stopped(stop_rx.clone())).boxed());
         }
-        let probe = tokio::spawn(http::serve(
-            listener,
-            caches,
-            health,
-            metrics,
-            served,
-            stopped(stop_rx),
-        ));
         futures::future::join_all(tasks).await;
+        // Only once every writer has stopped: then a standby may start at once.
+        if let Some(leadership) = leadership {
+            leadership.release().await;
+        }
         if probe.is_finished() {
             // Say why the endpoint stopped, if it failed.
             probe.await??;

@@ -13,6 +13,7 @@
 pub mod namespaces;
 pub mod objects;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +63,8 @@ pub struct Caches {
 pub struct Subscription<K: kube::Resource<DynamicType = ()> + 'static> {
     changes: mpsc::UnboundedReceiver<Arc<K>>,
     reader: Store<K>,
+    /// Sent before `changes`: the cache's objects when a standby became leader.
+    replay: VecDeque<Arc<K>>,
 }
 
 impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Subscription<K> {
@@ -77,7 +80,20 @@ impl<K: kube::Resource<DynamicType = ()> + 'static> Stream for Subscription<K> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Arc<K>>> {
+        if let Some(object) = self.replay.pop_front() {
+            return std::task::Poll::Ready(Some(object));
+        }
         self.changes.poll_next_unpin(cx)
+    }
+}
+
+impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Subscription<K> {
+    fn discard_pending(&mut self) {
+        while self.changes.try_recv().is_ok() {}
+    }
+
+    fn replay_cache(&mut self) {
+        self.replay = self.reader.state().into();
     }
 }
 
@@ -96,6 +112,51 @@ pub struct Subscriptions {
 impl Subscriptions {
     pub fn take(&mut self) -> SubscriptionsTaken<'_> {
         SubscriptionsTaken(self)
+    }
+
+    /// For a standby (leader election): discards what the watches send until `start`
+    /// resolves (nothing consumes it yet, and it would pile up), then returns the
+    /// subscriptions, each beginning with every object its cache holds, and what `start` gave.
+    pub async fn hold_until<T>(mut self, start: impl Future<Output = T>) -> (Subscriptions, T) {
+        let mut start = std::pin::pin!(start);
+        let mut drain = tokio::time::interval(Duration::from_secs(1));
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut start => break outcome,
+                _ = drain.tick() => self.discard_pending(),
+            }
+        };
+        self.discard_pending();
+        self.external_secrets
+            .iter_mut()
+            .for_each(Subscription::replay_cache);
+        self.secret_stores
+            .iter_mut()
+            .for_each(Subscription::replay_cache);
+        self.cluster_secret_stores
+            .iter_mut()
+            .for_each(Subscription::replay_cache);
+        // The ClusterExternalSecret controller lists its own resources when it starts, and
+        // re-reads namespaces from the cache: no replay of namespaces or owners is needed.
+        (self, outcome)
+    }
+
+    fn discard_pending(&mut self) {
+        self.external_secrets
+            .iter_mut()
+            .for_each(Subscription::discard_pending);
+        self.secret_stores
+            .iter_mut()
+            .for_each(Subscription::discard_pending);
+        self.cluster_secret_stores
+            .iter_mut()
+            .for_each(Subscription::discard_pending);
+        self.namespaces
+            .iter_mut()
+            .for_each(Subscription::discard_pending);
+        if let Some(owners) = &mut self.cluster_external_secret_owners {
+            while owners.try_recv().is_ok() {}
+        }
     }
 }
 
@@ -158,6 +219,7 @@ where
     let subscription = Subscription {
         changes,
         reader: reader.clone(),
+        replay: VecDeque::new(),
     };
     (reader, subscription, stream)
 }

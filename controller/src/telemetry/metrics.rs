@@ -9,6 +9,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -51,6 +52,8 @@ pub struct Metrics {
     pub aws_calls: AwsCalls,
     /// Workload restarts (`rollout`), in their own file.
     pub rollout: RolloutMetrics,
+    /// 1 while this process writes (it holds the Lease, or leader election is off).
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -104,11 +107,18 @@ impl Default for Metrics {
             event_lag_seconds.clone(),
         );
         let rollout = RolloutMetrics::register(&mut registry);
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica writes (holds the Lease, or leader election is off); 0 on a standby",
+            leader.clone(),
+        );
         Metrics {
             rollout,
             registry,
             unprefixed,
             eso,
+            leader,
             reconciles,
             reconcile_errors,
             reconcile_seconds,

@@ -176,7 +176,16 @@ async fn each_mode_gets_exactly_its_rules() {
     )
     .await;
     assert_eq!(cluster_role_rules(&scoped), sync, "nothing cluster-wide");
-    let roles: Vec<&Value> = scoped.iter().filter(|doc| doc["kind"] == "Role").collect();
+    let tokens = |doc: &&Value| {
+        doc["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("-tokens"))
+    };
+    let roles: Vec<&Value> = scoped
+        .iter()
+        .filter(|doc| doc["kind"] == "Role")
+        .filter(tokens)
+        .collect();
     let namespaces: Vec<&str> = roles
         .iter()
         .map(|role| role["metadata"]["namespace"].as_str().unwrap())
@@ -191,6 +200,7 @@ async fn each_mode_gets_exactly_its_rules() {
         scoped
             .iter()
             .filter(|doc| doc["kind"] == "RoleBinding")
+            .filter(tokens)
             .count(),
         2
     );
@@ -227,6 +237,10 @@ async fn each_mode_gets_exactly_its_rules() {
             &["--set", "podDisruptionBudget.minAvailable=1"][..],
             "exactly one of minAvailable and maxUnavailable",
         ),
+        (
+            &["--set", "leaderElection.enabled=false"][..],
+            "replicaCount above 1 needs leaderElection.enabled",
+        ),
     ] {
         let mut args = vec!["template", "release", CHART];
         args.extend_from_slice(values);
@@ -238,4 +252,92 @@ async fn each_mode_gets_exactly_its_rules() {
             output.stderr
         );
     }
+}
+
+#[tokio::test]
+async fn replicas_elect_a_leader_with_a_lease_of_their_own() {
+    let stack = Stack::connect().await;
+    let documents = render(&stack, &[]).await;
+    let deployment = documents
+        .iter()
+        .find(|doc| doc["kind"] == "Deployment")
+        .expect("a Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2, "two replicas by default");
+    let env: BTreeMap<&str, &str> = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?)))
+        .collect();
+    for (name, value) in [
+        ("LEADER_ELECT", "true"),
+        ("LEADER_ELECT_RESOURCE_NAME", "release-secret-bridge"),
+        ("LEADER_ELECT_RESOURCE_NAMESPACE", "secret-bridge"),
+        ("LEADER_ELECT_LEASE_DURATION", "15s"),
+        ("LEADER_ELECT_RENEW_DEADLINE", "10s"),
+        ("LEADER_ELECT_RETRY_PERIOD", "2s"),
+    ] {
+        assert_eq!(env.get(name).copied(), Some(value), "{name}");
+    }
+    assert!(
+        documents
+            .iter()
+            .any(|doc| doc["kind"] == "PodDisruptionBudget"),
+        "replicas come with a PodDisruptionBudget"
+    );
+    let lease_roles: Vec<&Value> = documents
+        .iter()
+        .filter(|doc| doc["kind"] == "Role" || doc["kind"] == "RoleBinding")
+        .collect();
+    assert_eq!(lease_roles.len(), 2, "a Role and its binding for the Lease");
+    for doc in &lease_roles {
+        assert_eq!(doc["metadata"]["namespace"], "secret-bridge", "{doc}");
+    }
+    let role = lease_roles
+        .iter()
+        .find(|doc| doc["kind"] == "Role")
+        .expect("the Lease Role");
+    assert_eq!(
+        role["rules"],
+        json!([{
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "list", "watch", "create", "update"],
+        }]),
+        "only Leases, only in the release's namespace"
+    );
+
+    // One replica without election: no Lease, no Role.
+    let single = render(
+        &stack,
+        &[
+            "--set",
+            "leaderElection.enabled=false",
+            "--set",
+            "replicaCount=1",
+        ],
+    )
+    .await;
+    assert!(single.iter().all(|doc| doc["kind"] != "Role"));
+    let deployment = single
+        .iter()
+        .find(|doc| doc["kind"] == "Deployment")
+        .expect("a Deployment");
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+    assert!(
+        env.contains(r#""name":"LEADER_ELECT","value":"false""#),
+        "{env}"
+    );
+}
+
+#[test]
+fn chart_app_version_is_the_controller_version() {
+    let chart = std::fs::read_to_string(workspace_root().join(CHART).join("Chart.yaml"))
+        .expect("Chart.yaml");
+    let chart: Value = yaml_serde::from_str(&chart).expect("Chart.yaml is YAML");
+    assert_eq!(
+        chart["appVersion"].as_str(),
+        Some(secret_bridge_controller::VERSION.split(' ').next().unwrap()),
+        "Chart.yaml appVersion is the controller's version (the image tag scripts/image builds)"
+    );
 }

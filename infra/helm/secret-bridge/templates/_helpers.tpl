@@ -61,6 +61,9 @@ app.kubernetes.io/component: controller
 {{- if not (has .Values.logFormat (list "text" "json")) }}
 {{- fail (printf "logFormat must be text or json, not %q" (toString .Values.logFormat)) }}
 {{- end }}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "replicaCount above 1 needs leaderElection.enabled: replicas without it write the same Secrets at once, and an older value can win" }}
+{{- end }}
 {{- if .Values.podDisruptionBudget.enabled }}
 {{- $set := 0 }}
 {{- range $key := list "minAvailable" "maxUnavailable" }}
