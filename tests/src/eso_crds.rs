@@ -14,9 +14,9 @@ use crate::kube_helpers::install_crds;
 use crate::stack::workspace_root;
 use crate::{Stack, wait_for};
 
-/// Runs `body` with ESO's CRDs installed in place of ours, in `namespace` (which must exist),
-/// and restores ours afterwards, whether `body` passed or panicked.
-pub async fn with_eso_crds<F>(stack: &Stack, namespace: &str, body: F)
+/// Runs `body` with ESO's CRDs installed in place of ours, and restores ours afterwards,
+/// whether `body` passed or panicked.
+pub async fn with_eso_crds<F>(stack: &Stack, body: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
@@ -25,11 +25,11 @@ where
         &workspace_root().join("tests/fixtures/eso-crds"),
     )
     .await;
-    wait_for_schema(&stack.kube, namespace, Schema::Eso).await;
+    wait_for_schema(&stack.kube, Schema::Eso).await;
     let outcome = tokio::spawn(body).await;
     replace_crds(&stack.kube, &workspace_root().join("infra/crds")).await;
     install_crds(&stack.kube).await;
-    wait_for_schema(&stack.kube, namespace, Schema::Ours).await;
+    wait_for_schema(&stack.kube, Schema::Ours).await;
     if let Err(error) = outcome {
         std::panic::resume_unwind(error.into_panic());
     }
@@ -67,11 +67,13 @@ enum Schema {
 
 /// Waits until the apiserver validates ExternalSecrets with `schema`: ESO's refuses a
 /// `syncWindows.kind` of `Deny` (its enum is `allow`, `deny`), ours keeps `syncWindows` as is.
-async fn wait_for_schema(client: &Client, namespace: &str, schema: Schema) {
+/// The probe is a dry run in `default`, which always exists: the test's own namespace is
+/// deleted when its tenant goes, before ours are restored.
+async fn wait_for_schema(client: &Client, schema: Schema) {
     let gvk = GroupVersionKind::gvk("external-secrets.io", "v1", "ExternalSecret");
     let api: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
-        namespace,
+        "default",
         &ApiResource::from_gvk_with_plural(&gvk, "externalsecrets"),
     );
     let probe: DynamicObject = serde_json::from_value(json!({

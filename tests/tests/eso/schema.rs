@@ -21,13 +21,12 @@ async fn secret_bridge_syncs_on_esos_crds() {
     let stack = Stack::connect().await;
     let aws = Aws::new(&stack.aws);
     let tenant = Tenant::new(&stack, "eso-schema", "us-east-1").await;
-    let namespace = tenant.namespace.clone();
     let secret = unique("eso-schema");
     aws.upsert_secret(&secret, r#"{"user":"app","password":"eso-schema-1"}"#)
         .await;
 
     let inside = stack.clone();
-    with_eso_crds(&stack, &namespace, async move {
+    with_eso_crds(&stack, async move {
         let stack = inside;
         let kube = &stack.kube;
         let ns = tenant.namespace.as_str();
