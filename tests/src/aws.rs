@@ -254,6 +254,32 @@ impl Aws {
         let _ = self.sqs.delete_queue().queue_url(url).send().await;
     }
 
+    /// [`Aws::remove_event_queue`] by the queue's name: the rule and bus go even when the
+    /// queue is already gone.
+    pub async fn remove_event_queue_named(&self, name: &str, bus: &str) {
+        let url = self
+            .sqs
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await
+            .ok()
+            .and_then(|found| found.queue_url)
+            .unwrap_or_default();
+        self.remove_event_queue(name, bus, &url).await;
+    }
+
+    /// Deletes a secret at once (no recovery window); a secret already gone is fine.
+    pub async fn force_delete_secret(&self, name: &str) {
+        let _ = self
+            .secrets
+            .delete_secret()
+            .secret_id(name)
+            .force_delete_without_recovery(true)
+            .send()
+            .await;
+    }
+
     /// A queue without a rule (removed on drop). Returns its URL.
     pub async fn plain_queue(&self, name: &str) -> String {
         let url = self

@@ -235,17 +235,7 @@ async fn remove_one(stack: &Stack, clients: &HashMap<String, Clients>, leftover:
     match leftover {
         Leftover::Namespace(_) => {}
         Leftover::EventQueue { name, bus, .. } => {
-            // The rule and bus go even when the queue is already gone.
-            let url = aws
-                .sqs
-                .get_queue_url()
-                .queue_name(name)
-                .send()
-                .await
-                .ok()
-                .and_then(|found| found.queue_url)
-                .unwrap_or_default();
-            aws.remove_event_queue(name, bus, &url).await;
+            aws.remove_event_queue_named(name, bus).await;
         }
         Leftover::Queue { url, .. } => {
             let _ = aws.sqs.delete_queue().queue_url(url).send().await;
@@ -256,14 +246,6 @@ async fn remove_one(stack: &Stack, clients: &HashMap<String, Clients>, leftover:
         Leftover::CloudFormationStack { name, .. } => {
             let _ = cloudformation.delete_stack().stack_name(name).send().await;
         }
-        Leftover::Secret { name, .. } => {
-            let _ = aws
-                .secrets
-                .delete_secret()
-                .secret_id(name)
-                .force_delete_without_recovery(true)
-                .send()
-                .await;
-        }
+        Leftover::Secret { name, .. } => aws.force_delete_secret(name).await,
     }
 }

@@ -36,30 +36,12 @@ impl Cleanup {
             let _ = namespaces.delete(namespace, &Default::default()).await;
         }
         for (queue, bus) in &created.queues {
-            // The rule goes even when the queue is already gone.
-            let url = aws
-                .sqs
-                .get_queue_url()
-                .queue_name(queue)
-                .send()
-                .await
-                .ok()
-                .and_then(|found| found.queue_url)
-                .unwrap_or_default();
-            aws.remove_event_queue(queue, bus, &url).await;
+            aws.remove_event_queue_named(queue, bus).await;
         }
         stream::iter(&created.secrets)
             .for_each_concurrent(SETUP_CONCURRENCY, |name| {
                 let aws = &aws;
-                async move {
-                    let _ = aws
-                        .secrets
-                        .delete_secret()
-                        .secret_id(name)
-                        .force_delete_without_recovery(true)
-                        .send()
-                        .await;
-                }
+                async move { aws.force_delete_secret(name).await }
             })
             .await;
         println!(

@@ -436,14 +436,7 @@ impl CaseRun {
     /// namespaces.
     async fn clean_up(&self, values: &Values) {
         for name in &self.aws_names {
-            let _ = self
-                .aws
-                .secrets
-                .delete_secret()
-                .secret_id(name)
-                .force_delete_without_recovery(true)
-                .send()
-                .await;
+            self.aws.force_delete_secret(name).await;
         }
         let mut objects = self.cluster_objects.clone();
         objects.push(("Namespace".into(), values.namespace.clone()));
