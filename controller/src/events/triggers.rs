@@ -158,6 +158,11 @@ impl Triggers {
         woken.len()
     }
 
+    /// Whether an event waits for the refresh of some ExternalSecret.
+    pub fn has_waiting(&self) -> bool {
+        !self.waiters.lock().expect("waiters lock").is_empty()
+    }
+
     /// Called when a reconcile of `object` starts: the waiters it will answer.
     pub fn take(&self, object: &ObjectRef<ExternalSecret>) -> Waiters {
         self.waiters
@@ -198,9 +203,11 @@ mod tests {
         };
         assert_eq!(stream.next().await, Some(object.clone()));
         Triggers::answer(running, true);
+        assert!(triggers.has_waiting(), "the event still waits");
 
         // The next reconcile, scheduled by the trigger, answers it.
         let next = triggers.take(&object);
+        assert!(!triggers.has_waiting());
         assert_eq!(next.senders.len(), 1);
         assert!(next.since.is_some());
         Triggers::answer(next, false);

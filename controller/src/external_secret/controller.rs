@@ -230,7 +230,7 @@ impl ExternalSecretController {
             pacer
                 .run(
                     |object| reader.get(object).is_some(),
-                    || waiting.has_unseen(),
+                    || waiting.has_unseen() || waiting.triggers.has_waiting(),
                 )
                 .await
         });

@@ -7,7 +7,7 @@
 //! controller's queue stays short (a new ExternalSecret or an event waits behind at most
 //! `limit` resyncs), and a controller that cannot keep up delays every resync alike instead
 //! of starving some. While an ExternalSecret has not had its first reconcile (cold start, a
-//! burst of new ones), resyncs trickle one at a time.
+//! burst of new ones) or an event waits for its refresh, resyncs trickle one at a time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -83,18 +83,15 @@ impl Pacer {
         self.state.lock().expect("pacer lock").remove(object);
     }
 
-    /// A reconcile of `object` has finished: a released resync of it no longer holds a place.
+    /// A reconcile of `object` has finished: a released resync of it no longer holds a place,
+    /// and what holds resyncs back (see [`Pacer::run`]) may have ended.
     pub fn finished(&self, object: &Key) {
-        let freed = self
-            .state
+        self.state
             .lock()
             .expect("pacer lock")
             .released
-            .remove(object)
-            .is_some();
-        if freed {
-            self.wake.notify_one();
-        }
+            .remove(object);
+        self.wake.notify_one();
     }
 
     /// When the resync of `object` handed to the controller came due, if one was: a resync
@@ -111,7 +108,8 @@ impl Pacer {
     }
 
     /// Takes the resyncs due at `now` that fit under the limit (`1` while `held`); returns
-    /// them and when the next one comes due.
+    /// them and when the next one comes due, if one is not due yet. When due resyncs wait for
+    /// a place, there is no such time: the pacer waits for a reconcile to finish.
     fn release(&self, now: Instant, held: bool) -> (Vec<Key>, Option<Instant>) {
         let mut state = self.state.lock().expect("pacer lock");
         state
@@ -134,13 +132,17 @@ impl Pacer {
                 .insert(object.clone(), Released { at: now, due });
             ready.push(object);
         }
-        let next = state.queue.first_key_value().map(|((due, _), _)| *due);
+        let next = state
+            .queue
+            .first_key_value()
+            .map(|((due, _), _)| *due)
+            .filter(|due| *due > now);
         (ready, next)
     }
 
     /// Hands due resyncs to the controller until the controller's stream is gone. `exists`
-    /// says whether an ExternalSecret is still there; `held` whether one has not had its
-    /// first reconcile yet.
+    /// says whether an ExternalSecret is still there; `held` whether work that goes before
+    /// resyncs is waiting (an ExternalSecret not reconciled yet, an event's refresh).
     pub async fn run(&self, exists: impl Fn(&Key) -> bool, held: impl Fn() -> bool) {
         loop {
             let now = Instant::now();
@@ -207,8 +209,12 @@ mod tests {
             vec![es("a"), es("b")],
             "oldest due first, two at most"
         );
-        let (ready, _) = pacer.release(later, false);
+        let (ready, next) = pacer.release(later, false);
         assert!(ready.is_empty(), "no place until one finishes");
+        assert_eq!(
+            next, None,
+            "a due resync waiting for a place sets no timer (no spin)"
+        );
         pacer.finished(&es("a"));
         let (ready, next) = pacer.release(later, false);
         assert_eq!(ready, vec![es("c")]);
