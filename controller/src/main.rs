@@ -55,6 +55,12 @@ struct Args {
     #[arg(long, env = "FLOOD_GATE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     flood_gate: bool,
 
+    /// The shortest `refreshInterval` honoured: an ExternalSecret asking for less is resynced
+    /// at this interval and says so in its status (so that a tenant's `1ms` cannot keep the
+    /// controller and its AWS quota busy).
+    #[arg(long, env = "MIN_REFRESH_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    min_refresh_interval: Duration,
+
     /// Reconciles running at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 32)]
     concurrency: u16,
@@ -249,6 +255,7 @@ impl Args {
                             namespaced_ambient_credentials: self
                                 .namespaced_store_ambient_credentials,
                             flood_gate: self.flood_gate,
+                            min_refresh_interval: self.min_refresh_interval,
                         },
                     )
                     .with_rollouts(rollouts),

@@ -152,32 +152,6 @@ pub async fn refresh_time(client: &Client, namespace: &str, name: &str) -> Optio
         .refresh_time
 }
 
-/// Waits until the ExternalSecret's `status.refreshTime` is at least `after` plus `by`, i.e.
-/// until the controller read AWS for it again at least `by` later; returns the new time.
-pub async fn wait_for_refresh(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    after: &Time,
-    by: Duration,
-    timeout: Duration,
-) -> Time {
-    let at_least = after
-        .0
-        .checked_add(by)
-        .expect("a refresh time plus a few seconds");
-    wait_for(
-        &format!("ExternalSecret {namespace}/{name} refreshed again {by:?} after {after:?}"),
-        timeout,
-        || async {
-            refresh_time(client, namespace, name)
-                .await
-                .filter(|t| t.0 >= at_least)
-        },
-    )
-    .await
-}
-
 /// Waits until the queue holds no message, neither visible nor in flight.
 pub async fn wait_for_empty_queue(aws: &Aws, queue: &str, timeout: Duration) {
     wait_for(&format!("queue {queue} to be empty"), timeout, || async {

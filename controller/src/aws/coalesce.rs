@@ -5,9 +5,11 @@
 //! Every reconcile asks one [`Coalescer`] per region and credentials (one per AWS client, see
 //! [`crate::aws::credentials`]). A read that finds no call under way goes out at once (an
 //! event pays no added latency); reads that arrive while calls are under way wait and go out
-//! together in the next BatchGetSecretValue of up to 20 distinct secrets. A read answers every
-//! asker whose [`Freshness`] it meets for a while, so a rotation read by a thousand
-//! ExternalSecrets is read once.
+//! together in the next BatchGetSecretValue of up to 20 distinct secrets. Urgent reads (an
+//! event's, a first sync's) have calls of their own beside the resyncs', so that they never
+//! wait behind resyncs nor ride in their larger calls. A read answers every asker whose
+//! [`Freshness`] it meets for a while, so a rotation read by a thousand ExternalSecrets is
+//! read once.
 //!
 //! Periodic resyncs come due one by one, spread over their interval, so on their own they
 //! would rarely meet in a batch. A resync therefore accepts a value read a little before it
@@ -20,7 +22,7 @@
 //! the credentials may not call BatchGetSecretValue, reads fall back to GetSecretValue one by
 //! one (and nothing is prefetched).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,8 +35,14 @@ use crate::aws::{
     SecretValue, SecretsSource, VersionSelector,
 };
 
-/// Calls under way at once per coalescer; further reads wait and are batched.
+/// Calls of periodic resyncs under way at once per coalescer; further reads wait and are
+/// batched.
 const CALLS_AT_ONCE: usize = 4;
+/// Calls that only urgent reads (events, first syncs, retries) may make on top: those never
+/// wait behind resyncs' calls, nor ride in them.
+const URGENT_CALLS: usize = 2;
+/// How often reads no longer shared and secrets no longer asked for are forgotten.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How long a read is kept for later askers whose [`Freshness`] it meets: the longest
 /// tolerance a resync is given. Values stay in memory only this long.
 const SHARED_FOR: Duration = Duration::from_secs(60);
@@ -102,20 +110,34 @@ pub struct Coalescer<S> {
 struct State {
     /// Reads waiting for a call, by secret id.
     waiting: HashMap<String, Vec<oneshot::Sender<Answer>>>,
-    /// Ids in the order they started waiting.
-    order: Vec<String>,
+    /// Ids that an urgent read waits for, in the order they started waiting.
+    urgent: VecDeque<String>,
+    /// Ids only periodic resyncs wait for, in the order they started waiting.
+    routine: VecDeque<String>,
+    /// Calls under way, and how many of them carry periodic resyncs.
     calls: usize,
+    routine_calls: usize,
     /// The credentials may not call BatchGetSecretValue: read one by one.
     batch_refused: bool,
     /// Recent reads: when each started, and its answer.
     recent: HashMap<String, (Instant, Answer)>,
     /// Every secret asked for: when it was last read, and last asked for.
     known: HashMap<String, Known>,
-    /// A waiting read asked to fill its call with prefetches.
-    prefetch: bool,
+    swept: Option<Instant>,
 }
 
 impl State {
+    /// Forgets reads no longer shared and secrets no longer asked for, once a [`SWEEP_EVERY`].
+    fn sweep(&mut self) {
+        if self.swept.is_some_and(|at| at.elapsed() < SWEEP_EVERY) {
+            return;
+        }
+        self.swept = Some(Instant::now());
+        self.recent.retain(|_, (at, _)| at.elapsed() < SHARED_FOR);
+        self.known
+            .retain(|_, known| known.asked.elapsed() < KNOWN_FOR);
+    }
+
     /// Up to `room` known secrets whose resyncs come due next (never read first), other than
     /// `taken` and those waiting already: those due within half their resync's tolerance
     /// (a read now is what that resync will accept, resync jitter included), or, when no
@@ -202,15 +224,25 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
             {
                 return answer.clone();
             }
-            state.prefetch |= freshness.prefetch;
+            let urgent = !freshness.prefetch;
             let (sender, receiver) = oneshot::channel();
             let waiting = state.waiting.entry(id.to_owned()).or_default();
             let first = waiting.is_empty();
             waiting.push(sender);
             if first {
-                state.order.push(id.to_owned());
+                match urgent {
+                    true => state.urgent.push_back(id.to_owned()),
+                    false => state.routine.push_back(id.to_owned()),
+                }
+            } else if urgent && let Some(at) = state.routine.iter().position(|w| w == id) {
+                state.routine.remove(at);
+                state.urgent.push_back(id.to_owned());
             }
-            if state.calls < CALLS_AT_ONCE {
+            let room = match urgent {
+                true => state.calls < CALLS_AT_ONCE + URGENT_CALLS,
+                false => state.calls < CALLS_AT_ONCE && state.routine_calls < CALLS_AT_ONCE,
+            };
+            if room {
                 state.calls += 1;
                 tokio::spawn(self.clone().drain());
             }
@@ -226,22 +258,32 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
         })
     }
 
-    /// Makes calls while reads are waiting, up to 20 secrets each.
+    /// Makes calls while reads are waiting, up to 20 secrets each: urgent reads first, on
+    /// their own; then periodic resyncs' reads (at most [`CALLS_AT_ONCE`] such calls at once),
+    /// each call filled with the secrets whose resyncs come due next.
     async fn drain(self: Arc<Self>) {
         loop {
-            let (ids, one_by_one) = {
+            let (ids, one_by_one, routine) = {
                 let mut state = self.state.lock().expect("coalescer lock");
-                if state.order.is_empty() {
+                let routine = state.urgent.is_empty();
+                if routine && (state.routine.is_empty() || state.routine_calls >= CALLS_AT_ONCE) {
                     state.calls -= 1;
                     return;
                 }
-                let take = state.order.len().min(BATCH_SIZE);
-                let mut ids: Vec<String> = state.order.drain(..take).collect();
-                if std::mem::take(&mut state.prefetch) && !state.batch_refused {
-                    let room = BATCH_SIZE - ids.len();
-                    ids.extend(state.stalest(room, &ids));
+                let queue = match routine {
+                    true => &mut state.routine,
+                    false => &mut state.urgent,
+                };
+                let take = queue.len().min(BATCH_SIZE);
+                let mut ids: Vec<String> = queue.drain(..take).collect();
+                if routine {
+                    state.routine_calls += 1;
+                    if !state.batch_refused {
+                        let room = BATCH_SIZE - ids.len();
+                        ids.extend(state.stalest(room, &ids));
+                    }
                 }
-                (ids, state.batch_refused)
+                (ids, state.batch_refused, routine)
             };
             let started = Instant::now();
             let answers = if ids.len() == 1 || one_by_one {
@@ -250,10 +292,8 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
                 self.batch(&ids).await
             };
             let mut state = self.state.lock().expect("coalescer lock");
-            state.recent.retain(|_, (at, _)| at.elapsed() < SHARED_FOR);
-            state
-                .known
-                .retain(|_, known| known.asked.elapsed() < KNOWN_FOR);
+            state.routine_calls -= usize::from(routine);
+            state.sweep();
             for (id, answer) in ids.into_iter().zip(answers) {
                 for waiter in state.waiting.remove(&id).unwrap_or_default() {
                     let _ = waiter.send(answer.clone());

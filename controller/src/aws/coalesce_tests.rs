@@ -223,3 +223,66 @@ async fn a_resync_never_gets_an_earlier_error() {
     assert!(retry.is_err());
     assert_eq!(calls(&coalescer), 2, "the retry read AWS again");
 }
+
+#[tokio::test]
+async fn urgent_reads_never_wait_behind_resyncs_calls() {
+    let coalescer = Coalescer::new(Arc::new(source(100)));
+    let interval = Duration::from_secs(10);
+    let ids: Vec<String> = (0..100).map(|i| format!("app/{i}")).collect();
+    read_all(&coalescer, &ids, Instant::now()).await;
+    {
+        // Every secret's resync is due, and resyncs' calls are all under way.
+        let mut state = coalescer.state.lock().unwrap();
+        state.recent.clear();
+        let due = Instant::now().checked_sub(interval).unwrap();
+        for known in state.known.values_mut() {
+            known.read = Some(due);
+            known.asked = due;
+            known.every = Some(interval);
+        }
+        state.calls += CALLS_AT_ONCE;
+        state.routine_calls += CALLS_AT_ONCE;
+    }
+    let before = coalescer.source.calls().len();
+    let resync = |id: &'static str| {
+        let coalescer = coalescer.clone();
+        tokio::spawn(async move {
+            coalescer
+                .current(id, Freshness::resync(Instant::now(), interval))
+                .await
+        })
+    };
+    let waiting_resync = resync("app/1");
+    let shared_resync = resync("app/2");
+    tokio::task::yield_now().await;
+
+    // An event's read goes out at once, alone: no prefetches ride in its call.
+    let event = coalescer
+        .current("app/3", Freshness::strict(Instant::now()))
+        .await;
+    assert!(event.is_ok());
+    // Its read of a secret a resync waits for answers that resync too.
+    coalescer
+        .current("app/2", Freshness::strict(Instant::now()))
+        .await
+        .unwrap();
+    assert!(shared_resync.await.unwrap().is_ok());
+    assert_eq!(
+        coalescer.source.calls()[before..],
+        ["GetSecretValue app/3", "GetSecretValue app/2"]
+    );
+    assert!(
+        !waiting_resync.is_finished(),
+        "resyncs wait for their calls"
+    );
+
+    // When the resyncs' calls are done, the waiting resync goes out with prefetches.
+    {
+        let mut state = coalescer.state.lock().unwrap();
+        state.calls -= CALLS_AT_ONCE;
+        state.routine_calls -= CALLS_AT_ONCE;
+    }
+    resync("app/4").await.unwrap().unwrap();
+    assert!(waiting_resync.await.unwrap().is_ok());
+    assert_eq!(coalescer.source.count("BatchGetSecretValue"), 5 + 1);
+}

@@ -53,6 +53,8 @@ pub struct Settings {
     pub namespaced_ambient_credentials: bool,
     /// `--flood-gate`: do not sync through a store that is not `Ready`.
     pub flood_gate: bool,
+    /// `--min-refresh-interval`: no ExternalSecret resyncs more often than this.
+    pub min_refresh_interval: std::time::Duration,
 }
 
 impl Context {

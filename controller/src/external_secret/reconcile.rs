@@ -30,6 +30,8 @@ use crate::telemetry::eso::EXTERNAL_SECRET_CONTROLLER;
 use crate::{Error, FIELD_MANAGER, MANAGED_LABEL, Result};
 
 const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
+/// ESO's `Ready` message after a successful sync.
+const SYNCED: &str = "secret synced";
 
 /// Entry point for the controller: reconciles and answers any event waiting on this object.
 pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action> {
@@ -193,7 +195,7 @@ impl ExternalSecret {
         not_before: Instant,
     ) -> Result<Next> {
         self.check_supported_target()?;
-        let refresh = self.refresh_interval()?;
+        let (refresh, synced) = self.refresh_interval(ctx.settings.min_refresh_interval)?;
         let policy = RefreshPolicy::parse(self.spec.refresh_policy.as_deref())?;
         let target = self.spec.target.clone().unwrap_or_default();
         let creation = CreationPolicy::parse(target.creation_policy.as_deref())?;
@@ -271,15 +273,16 @@ impl ExternalSecret {
                         .map(|()| next);
                 }
                 DeletionPolicy::Retain => {
-                    self.write_status(
+                    self.write_synced_status(
                         ctx,
                         Condition::ready(
                             true,
                             "SecretSynced",
                             "secret retained due to DeletionPolicy=Retain",
                         ),
-                        Some(fetched.versions),
+                        fetched.versions,
                         false,
+                        refresh,
                     )
                     .await?;
                     return Ok(next);
@@ -290,25 +293,27 @@ impl ExternalSecret {
         match creation {
             CreationPolicy::None => {
                 debug!(externalsecret = %ObjectRef::from_obj(self), "creationPolicy None: no Secret written");
-                self.write_status(
+                self.write_synced_status(
                     ctx,
-                    Condition::ready(true, "SecretSynced", "secret synced"),
-                    Some(fetched.versions),
+                    Condition::ready(true, "SecretSynced", synced.clone()),
+                    fetched.versions,
                     false,
+                    refresh,
                 )
                 .await?;
                 return Ok(next);
             }
             CreationPolicy::Merge if existing.is_none() => {
-                self.write_status(
+                self.write_synced_status(
                     ctx,
                     Condition::ready(
                         true,
                         "SecretMissing",
                         "secret will not be created due to CreationPolicy=Merge",
                     ),
-                    Some(fetched.versions),
+                    fetched.versions,
                     false,
+                    refresh,
                 )
                 .await?;
                 return Ok(next);
@@ -345,11 +350,12 @@ impl ExternalSecret {
         } else {
             debug!(externalsecret = %ObjectRef::from_obj(self), secret = %name, "secret already up to date");
         }
-        self.write_status(
+        self.write_synced_status(
             ctx,
-            Condition::ready(true, "SecretSynced", "secret synced"),
-            Some(fetched.versions),
+            Condition::ready(true, "SecretSynced", synced.clone()),
+            fetched.versions,
             true,
+            refresh,
         )
         .await?;
         Ok(next)
@@ -404,14 +410,25 @@ impl ExternalSecret {
         Ok(sources)
     }
 
-    /// `None` means never refresh periodically (`refreshInterval: 0`).
-    fn refresh_interval(&self) -> Result<Option<Duration>> {
+    /// The resync interval (`None`: never refresh periodically, `refreshInterval: 0`), at
+    /// least `floor` (`--min-refresh-interval`), and the `Ready` message of a successful sync,
+    /// which says when the interval asked for was raised to the floor.
+    fn refresh_interval(&self, floor: Duration) -> Result<(Option<Duration>, String)> {
         let interval = match self.spec.refresh_interval.as_deref() {
             None | Some("") => DEFAULT_REFRESH_INTERVAL,
             Some(text) => secret_bridge::duration::parse(text)
                 .map_err(|e| Error::Misconfigured(format!("spec.refreshInterval: {e}")))?,
         };
-        Ok((!interval.is_zero()).then_some(interval))
+        if interval.is_zero() {
+            return Ok((None, SYNCED.into()));
+        }
+        if interval < floor {
+            let message = format!(
+                "{SYNCED}; spec.refreshInterval {interval:?} is below this controller's minimum: resynced every {floor:?}"
+            );
+            return Ok((Some(floor), message));
+        }
+        Ok((Some(interval), SYNCED.into()))
     }
 
     pub(super) fn target_name(&self) -> String {

@@ -28,6 +28,21 @@ pub fn print(settings: &Settings, event: &EventRun, polling: Option<&PollingRun>
         poll(&|p| secs(p.cold.took)),
         String::new(),
     );
+    if let Some(floor) = event.cold.floor {
+        row(
+            "cold",
+            format!(
+                "floor: {n} secrets read in BatchGetSecretValue calls of 20 + {n} SSA Secret writes by the bench, {CONCURRENCY} at once; cold start ÷ floor"
+            ),
+            format!(
+                "{}; ×{:.1}",
+                secs(floor),
+                event.cold.took.as_secs_f64() / floor.as_secs_f64()
+            ),
+            String::new(),
+            String::new(),
+        );
+    }
     row(
         "cold",
         "AWS calls by operation".into(),
@@ -48,6 +63,13 @@ pub fn print(settings: &Settings, event: &EventRun, polling: Option<&PollingRun>
         operations(&event.steady.calls),
         poll(&|p| operations(&p.steady.calls)),
         format!("GetSecretValue {}", n * STEADY_INTERVALS as usize),
+    );
+    row(
+        "steady",
+        "resyncs served per ExternalSecret per interval (1.0: keeping up)".into(),
+        format!("{:.2}", event.steady.resyncs_per_es_per_interval()),
+        poll(&|p| format!("{:.2}", p.steady.resyncs_per_es_per_interval())),
+        "1.0".into(),
     );
     row(
         "steady",

@@ -27,6 +27,11 @@ const SETTLE: Duration = Duration::from_millis(500);
 /// The longest the bench waits for one announced rotation before counting it as missed.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 const EVENT_LAG: &str = "secret_bridge_event_lag_seconds";
+const RECONCILED: &str = r#"secret_bridge_reconciles_total{result="success"}"#;
+/// Secrets per BatchGetSecretValue, as the controller reads them.
+const BATCH: usize = 20;
+/// BatchGetSecretValue calls under way at once, as the controller's coalescer makes them.
+const BATCH_CALLS: usize = 4;
 
 pub type Calls = BTreeMap<String, u64>;
 
@@ -40,18 +45,29 @@ pub struct Settings {
 
 pub struct Cold {
     pub took: Duration,
+    /// The same reads and writes done by the bench alone (event run only).
+    pub floor: Option<Duration>,
     pub calls: Calls,
     pub memory: Option<Memory>,
 }
 
 pub struct Steady {
     pub calls: Calls,
+    /// Reconciles the controller finished in the window: 1 per ExternalSecret per interval
+    /// when it keeps up with the resyncs asked for.
+    pub reconciles: f64,
     pub window: Duration,
     pub n: usize,
     pub interval: Duration,
 }
 
 impl Steady {
+    /// Resyncs served per ExternalSecret per interval (1.0: keeping up).
+    pub fn resyncs_per_es_per_interval(&self) -> f64 {
+        let intervals = self.window.as_secs_f64() / self.interval.as_secs_f64();
+        self.reconciles / self.n as f64 / intervals
+    }
+
     pub fn secrets_manager_per_es_per_interval(&self) -> f64 {
         let intervals = self.window.as_secs_f64() / self.interval.as_secs_f64();
         secrets_manager_calls(&self.calls) as f64 / self.n as f64 / intervals
@@ -123,7 +139,7 @@ struct Running {
 
 impl Running {
     /// Starts the controller on a ready fixture and waits until every Secret is written.
-    async fn cold_start(stack: &Stack, fixture: Fixture) -> Running {
+    async fn cold_start(stack: &Stack, fixture: Fixture, floor: Option<Duration>) -> Running {
         let watch = SecretWatch::start(&stack.kube, &fixture.namespace, "v").await;
         let proxy = AwsProxy::start(&stack.env["AWS_ENDPOINT_URL"]).await;
         let proxy_url = proxy.url();
@@ -144,6 +160,7 @@ impl Running {
         let pid = probe::controller_pid(&fixture.namespace);
         let cold = Cold {
             took,
+            floor,
             calls: proxy.take_calls(),
             memory: pid.and_then(probe::memory),
         };
@@ -168,18 +185,21 @@ impl Running {
     async fn steady(&self, interval: Duration) -> Steady {
         tokio::time::sleep(interval / 2).await;
         self.proxy.take_calls();
+        let reconciled = self.controller.metrics().await.value(RECONCILED);
         let start = Instant::now();
         tokio::time::sleep(interval * STEADY_INTERVALS).await;
         let steady = Steady {
             calls: self.proxy.take_calls(),
+            reconciles: self.controller.metrics().await.value(RECONCILED) - reconciled,
             window: start.elapsed(),
             n: self.fixture.keys.len(),
             interval,
         };
         println!(
-            "[{}] steady: {:.3} Secrets Manager calls per ExternalSecret per interval",
+            "[{}] steady: {:.3} Secrets Manager calls and {:.2} resyncs per ExternalSecret per interval",
             self.fixture.namespace,
-            steady.secrets_manager_per_es_per_interval()
+            steady.secrets_manager_per_es_per_interval(),
+            steady.resyncs_per_es_per_interval()
         );
         steady
     }
@@ -205,7 +225,8 @@ pub async fn event_run(stack: &Stack, cleanup: &Cleanup, settings: &Settings) ->
         true,
     )
     .await;
-    let running = Running::cold_start(stack, fixture).await;
+    let floor = cold_floor(stack, &aws, &fixture).await;
+    let running = Running::cold_start(stack, fixture, Some(floor)).await;
     let steady = running.steady(settings.interval).await;
     let events = events(&running, &aws, &steady, settings.rotations).await;
     let burst = bursts(stack, &running, &aws, &steady, settings.burst).await;
@@ -216,6 +237,52 @@ pub async fn event_run(stack: &Stack, cleanup: &Cleanup, settings: &Settings) ->
         events,
         burst,
     }
+}
+
+/// What the emulator and the apiserver alone need for a cold start's reads and writes, before
+/// the controller starts: every secret read in BatchGetSecretValue calls of [`BATCH`]
+/// ([`BATCH_CALLS`] at once, as the controller reads them) and one server-side-apply Secret
+/// write each, [`CONCURRENCY`] at once. (The controller also reads each target Secret, writes
+/// each status and records an Event.)
+async fn cold_floor(stack: &Stack, aws: &Aws, fixture: &Fixture) -> Duration {
+    let namespace = &fixture.namespace;
+    let start = Instant::now();
+    stream::iter(fixture.keys.chunks(BATCH).enumerate())
+        .map(|(c, chunk)| async move {
+            let page = aws
+                .secrets
+                .batch_get_secret_value()
+                .set_secret_id_list(Some(chunk.to_vec()))
+                .send()
+                .await
+                .expect("BatchGetSecretValue");
+            let values = page.secret_values.unwrap_or_default();
+            assert_eq!(values.len(), chunk.len(), "every secret read");
+            stream::iter(
+                values.into_iter().enumerate().map(move |(k, value)| {
+                    (c * BATCH + k, value.secret_string.unwrap_or_default())
+                }),
+            )
+        })
+        .buffer_unordered(BATCH_CALLS)
+        .flatten()
+        .for_each_concurrent(CONCURRENCY, |(j, value)| async move {
+            put_secret(
+                &stack.kube,
+                namespace,
+                &format!("cold-floor-{j}"),
+                &[("v", &value)],
+            )
+            .await;
+        })
+        .await;
+    let took = start.elapsed();
+    println!(
+        "[{namespace}] cold floor: {} reads and writes in {:.2} s",
+        fixture.keys.len(),
+        took.as_secs_f64()
+    );
+    took
 }
 
 /// Rotations one at a time, each announced with its event.
@@ -408,7 +475,7 @@ pub async fn polling_run(stack: &Stack, cleanup: &Cleanup, settings: &Settings) 
         false,
     )
     .await;
-    let running = Running::cold_start(stack, fixture).await;
+    let running = Running::cold_start(stack, fixture, None).await;
     let steady = running.steady(settings.interval).await;
     let keys = &running.fixture.keys;
     let aws = &aws;

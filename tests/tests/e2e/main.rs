@@ -22,6 +22,7 @@ mod monitoring;
 mod multi_cluster;
 mod queue;
 mod readme_deploy;
+mod refresh_floor;
 mod regions;
 mod rollout;
 mod signals;

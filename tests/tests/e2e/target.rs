@@ -13,7 +13,7 @@ use secret_bridge_tests::aws::Aws;
 use secret_bridge_tests::kube_helpers::*;
 use secret_bridge_tests::manifest::Manifest;
 use secret_bridge_tests::wait::{
-    refresh_time, wait_for_event, wait_for_ready, wait_for_refresh, wait_for_secret_gone,
+    refresh_time, wait_for_event, wait_for_ready, wait_for_secret_gone,
 };
 use secret_bridge_tests::{Stack, Tenant, unique, wait_for};
 use serde_json::json;
@@ -275,20 +275,18 @@ async fn refresh_policies_as_eso() {
     tenant
         .wait_for_value("periodic", "pass", "refresh-value-2", TIMEOUT)
         .await;
-    // The intervals keep coming and the controller acts on them: Periodic reads AWS again
-    // 3 s (by its refreshTime, in whole seconds) after it read the new value.
-    let read_new_value = refresh_time(kube, ns, "periodic")
-        .await
-        .expect("periodic has a refreshTime");
-    wait_for_refresh(
-        kube,
-        ns,
-        "periodic",
-        &read_new_value,
-        Duration::from_secs(3),
-        TIMEOUT,
-    )
-    .await;
+    // The intervals keep coming and the controller acts on them: Periodic syncs three more
+    // times. (Its `refreshTime` stays: those syncs changed nothing.)
+    let syncs = format!(r#"externalsecret_sync_calls_total{{name="periodic",namespace="{ns}"}}"#);
+    let synced = controller.wait_for_metric(&syncs, 1.0, TIMEOUT).await;
+    let synced = controller
+        .wait_for_metric(&syncs, synced + 3.0, TIMEOUT)
+        .await;
+    let refreshed = refresh_time(kube, ns, "periodic").await;
+    controller
+        .wait_for_metric(&syncs, synced + 2.0, TIMEOUT)
+        .await;
+    assert_eq!(refresh_time(kube, ns, "periodic").await, refreshed);
     for name in ["on-change", "once"] {
         assert_eq!(
             secret_data(kube, ns, name).await.unwrap()["pass"],
