@@ -160,7 +160,12 @@ impl Triggers {
 
     /// Whether an event waits for the refresh of some ExternalSecret.
     pub fn has_waiting(&self) -> bool {
-        !self.waiters.lock().expect("waiters lock").is_empty()
+        self.waiting() > 0
+    }
+
+    /// How many ExternalSecrets an event waits for.
+    pub fn waiting(&self) -> usize {
+        self.waiters.lock().expect("waiters lock").len()
     }
 
     /// Called when a reconcile of `object` starts: the waiters it will answer.

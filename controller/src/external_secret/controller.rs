@@ -225,6 +225,11 @@ impl ExternalSecretController {
         shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     ) {
         info!("controller started");
+        let (pacer, triggers) = (self.pacer.clone(), self.triggers.clone());
+        context
+            .metrics
+            .eso
+            .count_waiting(move || pacer.due_waiting() + triggers.waiting());
         let pacer = self.pacer.clone();
         let reader = self.reader.clone();
         let waiting = context.clone();

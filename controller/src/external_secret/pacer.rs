@@ -101,6 +101,13 @@ impl Pacer {
         state.released.get(object).map(|r| r.due.into_std())
     }
 
+    /// Resyncs due and not yet handed to the controller.
+    pub fn due_waiting(&self) -> usize {
+        let now = Instant::now();
+        let state = self.state.lock().expect("pacer lock");
+        state.queue.range(..=(now, u64::MAX)).count()
+    }
+
     /// Resyncs waiting, and resyncs handed to the controller and not finished.
     pub fn depth(&self) -> (usize, usize) {
         let state = self.state.lock().expect("pacer lock");
@@ -220,6 +227,7 @@ mod tests {
         assert_eq!(ready, vec![es("c")]);
         assert_eq!(next, Some(t0 + secs(30)));
         assert_eq!(pacer.depth(), (1, 2));
+        assert_eq!(pacer.due_waiting(), 0, "the one left is not due yet");
     }
 
     #[tokio::test]
@@ -243,6 +251,7 @@ mod tests {
         for name in ["a", "b", "c"] {
             pacer.schedule_at(&es(name), now);
         }
+        assert_eq!(pacer.due_waiting(), 3);
         assert_eq!(pacer.release(now, true).0, vec![es("a")]);
         assert!(
             pacer.release(now, true).0.is_empty(),

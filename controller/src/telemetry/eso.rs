@@ -118,6 +118,17 @@ pub struct EsoMetrics {
     syncs: Mutex<HashMap<ObjectRef<ExternalSecret>, SyncCounts>>,
     /// The ClusterExternalSecret controller's cache, when it runs.
     cluster_external_secrets: OnceLock<Store<ClusterExternalSecret>>,
+    /// What else waits to be reconciled (resyncs due, events), read at scrape time.
+    waiting: OnceLock<Waiting>,
+}
+
+/// Counts work waiting outside kube-runtime's queue.
+struct Waiting(Box<dyn Fn() -> usize + Send + Sync>);
+
+impl std::fmt::Debug for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Waiting")
+    }
 }
 
 impl Default for EsoMetrics {
@@ -134,6 +145,7 @@ impl Default for EsoMetrics {
             max_concurrent: Family::default(),
             syncs: Mutex::default(),
             cluster_external_secrets: OnceLock::new(),
+            waiting: OnceLock::new(),
         }
     }
 }
@@ -180,6 +192,12 @@ impl EsoMetrics {
     /// Reports the status of the ClusterExternalSecrets in `store` at each scrape.
     pub fn watch_cluster_external_secrets(&self, store: Store<ClusterExternalSecret>) {
         let _ = self.cluster_external_secrets.set(store);
+    }
+
+    /// Adds what `waiting` counts at each scrape to `workqueue_depth` (the resyncs due and the
+    /// events waiting, which our own queues hold).
+    pub fn count_waiting(&self, waiting: impl Fn() -> usize + Send + Sync + 'static) {
+        let _ = self.waiting.set(Waiting(Box::new(waiting)));
     }
 
     pub fn set_max_concurrent_reconciles(&self, controller: &'static str, workers: u16) {
@@ -273,7 +291,8 @@ impl EsoMetrics {
                     syncs.get(&object).map(|counts| (es.clone(), *counts))
                 })
                 .collect(),
-            never_reconciled: inventory.external_secrets.len() - syncs.len(),
+            queued: inventory.external_secrets.len().saturating_sub(syncs.len())
+                + self.waiting.get().map_or(0, |waiting| (waiting.0)()),
             inventory,
         }
     }
@@ -286,9 +305,10 @@ pub struct ObjectSeries {
     cluster_external_secrets: Vec<ObjectStatus>,
     /// The ExternalSecrets this process reconciled, with their counts.
     syncs: Vec<(ObjectStatus, SyncCounts)>,
-    /// ExternalSecrets in the cache this process has not reconciled yet: what waits in the
-    /// queue after a start, as controller-runtime's `workqueue_depth` shows it.
-    never_reconciled: usize,
+    /// What waits to be reconciled, as controller-runtime's `workqueue_depth` shows it:
+    /// ExternalSecrets in the cache this process has not reconciled yet (after a start, or
+    /// new), resyncs due and events waiting.
+    queued: usize,
 }
 
 impl Collector for ObjectSeries {
@@ -360,7 +380,7 @@ impl Collector for ObjectSeries {
             "The status condition of a specific Cluster External Secret",
             self.cluster_external_secrets.iter().collect(),
         )?;
-        let depth = ConstGauge::new(self.never_reconciled as i64);
+        let depth = ConstGauge::new(self.queued as i64);
         let mut metric = encoder.encode_descriptor(
             "workqueue_depth",
             "Current depth of workqueue",
