@@ -21,6 +21,7 @@ use crate::events::triggers::Triggers;
 use crate::external_secret::pacer::Pacer;
 use crate::external_secret::reconcile::{error_policy, reconcile};
 use crate::rollout::Rollouts;
+use crate::telemetry::event_sink::EventSink;
 use crate::telemetry::metrics::Metrics;
 use crate::{FIELD_MANAGER, MANAGED_LABEL};
 
@@ -28,7 +29,8 @@ use crate::{FIELD_MANAGER, MANAGED_LABEL};
 pub struct Context {
     pub client: Client,
     pub aws: ClientFactory,
-    pub recorder: Recorder,
+    /// Events about ExternalSecrets, published off the reconcile's path.
+    pub events: EventSink,
     pub triggers: Arc<Triggers>,
     /// Periodic resyncs.
     pub pacer: Arc<Pacer>,
@@ -68,7 +70,7 @@ impl Context {
         settings: Settings,
     ) -> Self {
         Context {
-            recorder,
+            events: EventSink::spawn(recorder),
             client,
             aws,
             triggers: controller.triggers.clone(),

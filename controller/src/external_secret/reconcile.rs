@@ -200,7 +200,6 @@ impl ExternalSecret {
         let target = self.spec.target.clone().unwrap_or_default();
         let creation = CreationPolicy::parse(target.creation_policy.as_deref())?;
         let deletion = DeletionPolicy::parse(target.deletion_policy.as_deref())?;
-        let existing = self.existing_secret(ctx).await?;
         let current_version = self.synced_resource_version();
         let decision = refresh::skip(&refresh::Inputs {
             policy,
@@ -210,44 +209,23 @@ impl ExternalSecret {
             event,
             now: k8s_openapi::jiff::Timestamp::now(),
         });
-        if let Some(after) = decision
-            && secret_is_valid(existing.as_ref(), creation)
-        {
-            debug!(externalsecret = %ObjectRef::from_obj(self), ?policy, "not due for a refresh");
-            return Ok(after.map_or(Next::OnChange, resync));
-        }
+        let read = || self.read_provider(ctx, store, refresh, event, not_before, deletion);
+        let (existing, fetched) = match decision {
+            // Possibly not due: only a Secret that is no longer what we wrote makes it so.
+            Some(after) => {
+                let existing = self.existing_secret(ctx).await?;
+                if secret_is_valid(existing.as_ref(), creation) {
+                    debug!(externalsecret = %ObjectRef::from_obj(self), ?policy, "not due for a refresh");
+                    return Ok(after.map_or(Next::OnChange, resync));
+                }
+                (existing, read().await?)
+            }
+            // Due: the Secret and AWS are read at once.
+            None => tokio::try_join!(self.existing_secret(ctx), read())?,
+        };
         let next = match refresh {
             Some(interval) => resync(interval),
             None => Next::OnChange,
-        };
-
-        let aws = store.aws()?;
-        let auth = store.auth(&ctx.client, self).await?;
-        let freshness = match refresh {
-            // A routine resync of an ExternalSecret that is in sync: a read from a little
-            // before is as good, and its call may carry the next resyncs' reads.
-            Some(interval)
-                if !event
-                    && refresh::is_ready(self.status.as_ref())
-                    && self
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.synced_resource_version.as_deref())
-                        == Some(current_version.as_str()) =>
-            {
-                // Late (a controller that cannot keep up), it accepts what it would have on time.
-                let due = ctx.pacer.due(&ObjectRef::from_obj(self));
-                Freshness::resync(due.map_or(not_before, |due| due.min(not_before)), interval)
-            }
-            _ => Freshness::strict(not_before),
-        };
-        let source = ctx.aws.source(&aws.region, &auth, freshness);
-        let prefix = aws.prefix.as_deref().unwrap_or_default();
-        let fetched = match deletion {
-            DeletionPolicy::Retain => sync::fetch(&self.spec, prefix, &source).await?,
-            DeletionPolicy::Delete | DeletionPolicy::Merge => {
-                sync::fetch_skipping_deleted(&self.spec, prefix, &source).await?
-            }
         };
         if !fetched.deleted.is_empty() {
             self.publish(
@@ -359,6 +337,45 @@ impl ExternalSecret {
         )
         .await?;
         Ok(next)
+    }
+
+    /// Reads what the ExternalSecret asks of AWS, through the shared reads of its store's
+    /// credentials and region (see `aws::coalesce`).
+    async fn read_provider(
+        &self,
+        ctx: &Context,
+        store: &ResolvedStore,
+        refresh: Option<Duration>,
+        event: bool,
+        not_before: Instant,
+        deletion: DeletionPolicy,
+    ) -> Result<sync::SecretData> {
+        let aws = store.aws()?;
+        let auth = store.auth(&ctx.client, self).await?;
+        let in_sync = refresh::is_ready(self.status.as_ref())
+            && self
+                .status
+                .as_ref()
+                .and_then(|s| s.synced_resource_version.as_deref())
+                == Some(self.synced_resource_version().as_str());
+        let freshness = match refresh {
+            // A routine resync of an ExternalSecret that is in sync: a read from a little
+            // before is as good, and its call may carry the next resyncs' reads.
+            Some(interval) if !event && in_sync => {
+                // Late (a controller that cannot keep up), it accepts what it would have on time.
+                let due = ctx.pacer.due(&ObjectRef::from_obj(self));
+                Freshness::resync(due.map_or(not_before, |due| due.min(not_before)), interval)
+            }
+            _ => Freshness::strict(not_before),
+        };
+        let source = ctx.aws.source(&aws.region, &auth, freshness);
+        let prefix = aws.prefix.as_deref().unwrap_or_default();
+        match deletion {
+            DeletionPolicy::Retain => sync::fetch(&self.spec, prefix, &source).await,
+            DeletionPolicy::Delete | DeletionPolicy::Merge => {
+                sync::fetch_skipping_deleted(&self.spec, prefix, &source).await
+            }
+        }
     }
 
     async fn existing_secret(&self, ctx: &Context) -> Result<Option<Secret>> {

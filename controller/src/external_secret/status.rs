@@ -237,9 +237,7 @@ impl ExternalSecret {
             action: "Sync".into(),
             secondary: None,
         };
-        if let Err(error) = ctx.recorder.publish(&event, &self.object_ref(&())).await {
-            debug!(externalsecret = %ObjectRef::from_obj(self), %error, "could not publish event");
-        }
+        ctx.events.publish(event, self.object_ref(&())).await;
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod aws_calls;
 pub mod eso;
+pub mod event_sink;
 pub mod health;
 pub mod inventory;
 pub mod logs;
