@@ -118,12 +118,33 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     secret_bridge::duration::parse(text).map_err(|e| e.to_string())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Threads for blocking work at most (DNS lookups, template rendering), beside the workers.
+const BLOCKING_THREADS: usize = 16;
+
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    limit_malloc_arenas();
     init_tracing(args.log_format);
     rustls_ring_default();
-    args.run().await
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()?
+        .block_on(args.run())
+}
+
+/// glibc gives each thread that allocates at once its own heap (up to eight per core), and
+/// memory freed in one is not reused by another: with 10,000 ExternalSecrets the controller
+/// held 190 MiB in 17 of them. Two are enough for two workers. (The `MALLOC_ARENA_MAX`
+/// environment variable, when set, still decides.)
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called before any other thread.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
 }
 
 impl Args {
