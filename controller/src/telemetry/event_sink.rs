@@ -28,14 +28,16 @@ impl EventSink {
         let events = futures::stream::unfold(receiver, |mut receiver| async move {
             receiver.recv().await.map(|event| (event, receiver))
         });
-        tokio::spawn(events.for_each_concurrent(AT_ONCE, move |(event, regarding)| {
-            let recorder = recorder.clone();
-            async move {
-                if let Err(error) = recorder.publish(&event, &regarding).await {
-                    debug!(%error, reason = %event.reason, "could not publish event");
+        tokio::spawn(
+            events.for_each_concurrent(AT_ONCE, move |(event, regarding)| {
+                let recorder = recorder.clone();
+                async move {
+                    if let Err(error) = recorder.publish(&event, &regarding).await {
+                        debug!(%error, reason = %event.reason, "could not publish event");
+                    }
                 }
-            }
-        }));
+            }),
+        );
         EventSink { sender }
     }
 

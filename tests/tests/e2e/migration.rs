@@ -34,7 +34,7 @@ async fn a_secret_written_by_eso_is_taken_over_without_a_write_and_handed_back_i
     let ns = tenant.namespace.as_str();
     let eso_class = format!("eso-{ns}");
     let secret = unique("migrate");
-    aws.upsert_secret(&secret, r#"{"user":"app","password":"migrate-1"}"#)
+    aws.upsert_secret(&secret, r#"{"user":"app","password":"migrated-pw-1"}"#)
         .await;
     let bus = unique("migrate-bus");
     let queue = aws.event_queue(&unique("migrate"), &bus, None, 30).await;
@@ -71,7 +71,7 @@ async fn a_secret_written_by_eso_is_taken_over_without_a_write_and_handed_back_i
         )
         .await;
     tenant
-        .wait_for_value("marker", "password", "migrate-1", TIMEOUT)
+        .wait_for_value("marker", "password", "migrated-pw-1", TIMEOUT)
         .await;
     assert_untouched(&stack, ns, &written_by_eso, &es).await;
 
@@ -108,11 +108,11 @@ async fn a_secret_written_by_eso_is_taken_over_without_a_write_and_handed_back_i
 
     // Ours now: a rotation by event reaches it.
     let rotated = aws
-        .rotate(&secret, r#"{"user":"app","password":"migrate-2"}"#)
+        .rotate(&secret, r#"{"user":"app","password":"migrated-pw-2"}"#)
         .await;
     aws.publish_label_updated(&bus, &secret, &rotated).await;
     tenant
-        .wait_for_value("app", "password", "migrate-2", TIMEOUT)
+        .wait_for_value("app", "password", "migrated-pw-2", TIMEOUT)
         .await;
     // The status write follows the Secret's: wait for it, so that it is not taken for a
     // write after the hand-back.
@@ -168,11 +168,11 @@ async fn a_secret_written_by_eso_is_taken_over_without_a_write_and_handed_back_i
         .await
         .expect("ExternalSecret");
     let rotated = aws
-        .rotate(&secret, r#"{"user":"app","password":"migrate-3"}"#)
+        .rotate(&secret, r#"{"user":"app","password":"migrated-pw-3"}"#)
         .await;
     aws.publish_label_updated(&bus, &secret, &rotated).await;
     tenant
-        .wait_for_value("marker", "password", "migrate-3", TIMEOUT)
+        .wait_for_value("marker", "password", "migrated-pw-3", TIMEOUT)
         .await;
     assert_untouched(&stack, ns, &handed_back, &es_back).await;
     assert_eq!(
@@ -180,7 +180,7 @@ async fn a_secret_written_by_eso_is_taken_over_without_a_write_and_handed_back_i
         handed_back.annotations()[eso::DATA_HASH_ANNOTATION],
         "the Secret handed back carries ESO's data-hash of its data, so ESO rewrites nothing"
     );
-    controller.assert_logs_hide(&["migrate-1", "migrate-2", "migrate-3"]);
+    controller.assert_logs_hide(&["migrated-pw-1", "migrated-pw-2", "migrated-pw-3"]);
 }
 
 /// Writes the Secret and the status that ESO would have written for `es`.
@@ -188,7 +188,7 @@ async fn write_as_eso(stack: &Stack, es: &ExternalSecret) -> Secret {
     let ns = es.namespace().expect("namespace");
     let values: BTreeMap<String, Vec<u8>> = [
         ("user".to_owned(), b"app".to_vec()),
-        ("password".to_owned(), b"migrate-1".to_vec()),
+        ("password".to_owned(), b"migrated-pw-1".to_vec()),
     ]
     .into();
     let secret = Secret {
