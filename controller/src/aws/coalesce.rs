@@ -117,6 +117,8 @@ struct State {
     /// Calls under way, and how many of them carry periodic resyncs.
     calls: usize,
     routine_calls: usize,
+    /// Calls under way that carry urgent reads.
+    urgent_calls: usize,
     /// The credentials may not call BatchGetSecretValue: read one by one.
     batch_refused: bool,
     /// Recent reads: when each started, and its answer.
@@ -278,10 +280,14 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
                 let mut ids: Vec<String> = queue.drain(..take).collect();
                 if routine {
                     state.routine_calls += 1;
-                    if !state.batch_refused {
+                    // Prefetches wait while urgent reads are under way: they would compete
+                    // with them for AWS's (or an emulator's) time.
+                    if !state.batch_refused && state.urgent_calls == 0 {
                         let room = BATCH_SIZE - ids.len();
                         ids.extend(state.stalest(room, &ids));
                     }
+                } else {
+                    state.urgent_calls += 1;
                 }
                 (ids, state.batch_refused, routine)
             };
@@ -293,6 +299,7 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
             };
             let mut state = self.state.lock().expect("coalescer lock");
             state.routine_calls -= usize::from(routine);
+            state.urgent_calls -= usize::from(!routine);
             state.sweep();
             for (id, answer) in ids.into_iter().zip(answers) {
                 for waiter in state.waiting.remove(&id).unwrap_or_default() {

@@ -286,3 +286,34 @@ async fn urgent_reads_never_wait_behind_resyncs_calls() {
     assert!(waiting_resync.await.unwrap().is_ok());
     assert_eq!(coalescer.source.count("BatchGetSecretValue"), 5 + 1);
 }
+
+#[tokio::test]
+async fn resyncs_prefetch_nothing_while_urgent_reads_are_under_way() {
+    let coalescer = Coalescer::new(Arc::new(source(100)));
+    let interval = Duration::from_secs(10);
+    let ids: Vec<String> = (0..100).map(|i| format!("app/{i}")).collect();
+    read_all(&coalescer, &ids, Instant::now()).await;
+    {
+        let mut state = coalescer.state.lock().unwrap();
+        state.recent.clear();
+        let due = Instant::now().checked_sub(interval).unwrap();
+        for known in state.known.values_mut() {
+            known.read = Some(due);
+            known.asked = due;
+            known.every = Some(interval);
+        }
+        // An event's call is under way.
+        state.calls += 1;
+        state.urgent_calls += 1;
+    }
+    let before = coalescer.source.calls().len();
+    coalescer
+        .current("app/1", Freshness::resync(Instant::now(), interval))
+        .await
+        .unwrap();
+    assert_eq!(
+        coalescer.source.calls()[before..],
+        ["GetSecretValue app/1"],
+        "the resync's own read only"
+    );
+}
