@@ -19,6 +19,19 @@ where
     coalescer.source.count("GetSecretValue") + coalescer.source.count("BatchGetSecretValue")
 }
 
+/// Every known secret was read, and last asked for by a resync, an `interval` ago: each
+/// resync is due now, and nothing read is still shared.
+fn resyncs_due(coalescer: &Coalescer<Arc<FakeSource>>, interval: Duration) {
+    let mut state = coalescer.state.lock().unwrap();
+    state.recent.clear();
+    let due = Instant::now().checked_sub(interval).unwrap();
+    for known in state.known.values_mut() {
+        known.read = Some(due);
+        known.asked = due;
+        known.every = Some(interval);
+    }
+}
+
 async fn read_all(
     coalescer: &Arc<Coalescer<Arc<FakeSource>>>,
     ids: &[String],
@@ -182,16 +195,7 @@ async fn resyncs_at_a_short_interval_prefetch_the_next_due() {
     read_all(&coalescer, &ids, Instant::now()).await;
     // A resync of each told the coalescer their interval; now they come due one at a time,
     // each read an interval ago (well within the shared window of a minute).
-    {
-        let mut state = coalescer.state.lock().unwrap();
-        state.recent.clear();
-        let due = Instant::now().checked_sub(interval).unwrap();
-        for known in state.known.values_mut() {
-            known.read = Some(due);
-            known.asked = due;
-            known.every = Some(interval);
-        }
-    }
+    resyncs_due(&coalescer, interval);
     let before = calls(&coalescer);
     for id in &ids {
         coalescer
@@ -230,16 +234,10 @@ async fn urgent_reads_never_wait_behind_resyncs_calls() {
     let interval = Duration::from_secs(10);
     let ids: Vec<String> = (0..100).map(|i| format!("app/{i}")).collect();
     read_all(&coalescer, &ids, Instant::now()).await;
+    // Every secret's resync is due, and resyncs' calls are all under way.
+    resyncs_due(&coalescer, interval);
     {
-        // Every secret's resync is due, and resyncs' calls are all under way.
         let mut state = coalescer.state.lock().unwrap();
-        state.recent.clear();
-        let due = Instant::now().checked_sub(interval).unwrap();
-        for known in state.known.values_mut() {
-            known.read = Some(due);
-            known.asked = due;
-            known.every = Some(interval);
-        }
         state.calls += CALLS_AT_ONCE;
         state.routine_calls += CALLS_AT_ONCE;
     }
@@ -293,15 +291,9 @@ async fn resyncs_prefetch_nothing_while_urgent_reads_are_under_way() {
     let interval = Duration::from_secs(10);
     let ids: Vec<String> = (0..100).map(|i| format!("app/{i}")).collect();
     read_all(&coalescer, &ids, Instant::now()).await;
+    resyncs_due(&coalescer, interval);
     {
         let mut state = coalescer.state.lock().unwrap();
-        state.recent.clear();
-        let due = Instant::now().checked_sub(interval).unwrap();
-        for known in state.known.values_mut() {
-            known.read = Some(due);
-            known.asked = due;
-            known.every = Some(interval);
-        }
         // An event's call is under way.
         state.calls += 1;
         state.urgent_calls += 1;
