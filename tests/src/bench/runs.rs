@@ -41,6 +41,8 @@ pub struct Settings {
     pub burst: usize,
     pub interval: Duration,
     pub interval_text: String,
+    /// More arguments for the controller (after `--` on the bench's command line).
+    pub controller_args: Vec<String>,
 }
 
 pub struct Cold {
@@ -139,7 +141,12 @@ struct Running {
 
 impl Running {
     /// Starts the controller on a ready fixture and waits until every Secret is written.
-    async fn cold_start(stack: &Stack, fixture: Fixture, floor: Option<Duration>) -> Running {
+    async fn cold_start(
+        stack: &Stack,
+        fixture: Fixture,
+        floor: Option<Duration>,
+        extra_args: &[String],
+    ) -> Running {
         let watch = SecretWatch::start(&stack.kube, &fixture.namespace, "v").await;
         let proxy = AwsProxy::start(&stack.env["AWS_ENDPOINT_URL"]).await;
         let proxy_url = proxy.url();
@@ -150,7 +157,11 @@ impl Running {
         let controller = ControllerProcess::start_with_env(
             stack,
             &fixture.namespace,
-            &fixture.controller_args(),
+            &fixture
+                .controller_args()
+                .into_iter()
+                .chain(extra_args.iter().map(String::as_str))
+                .collect::<Vec<_>>(),
             &[("AWS_ENDPOINT_URL", proxy_url.as_str())],
         );
         let timeout = Duration::from_secs(60 + fixture.keys.len() as u64 / 10);
@@ -226,7 +237,7 @@ pub async fn event_run(stack: &Stack, cleanup: &Cleanup, settings: &Settings) ->
     )
     .await;
     let floor = cold_floor(stack, &aws, &fixture).await;
-    let running = Running::cold_start(stack, fixture, Some(floor)).await;
+    let running = Running::cold_start(stack, fixture, Some(floor), &settings.controller_args).await;
     let steady = running.steady(settings.interval).await;
     let events = events(&running, &aws, &steady, settings.rotations).await;
     let burst = bursts(stack, &running, &aws, &steady, settings.burst).await;
@@ -475,7 +486,7 @@ pub async fn polling_run(stack: &Stack, cleanup: &Cleanup, settings: &Settings) 
         false,
     )
     .await;
-    let running = Running::cold_start(stack, fixture, None).await;
+    let running = Running::cold_start(stack, fixture, None, &settings.controller_args).await;
     let steady = running.steady(settings.interval).await;
     let keys = &running.fixture.keys;
     let aws = &aws;

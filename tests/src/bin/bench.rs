@@ -14,8 +14,9 @@
 //! beside ESO's one GetSecretValue per ExternalSecret per interval. No secret value is printed.
 //! Everything created is deleted at the end, also after a failure or Ctrl-C.
 //!
-//! Usage: `secret-bridge-bench [N] [R] [B] [INTERVAL] [--no-polling]` (defaults 1000 20 200
-//! 20s), after `scripts/stack up` and
+//! Usage: `secret-bridge-bench [N] [R] [B] [INTERVAL] [--no-polling] [-- CONTROLLER-ARGS]`
+//! (defaults 1000 20 200 20s; arguments after `--` go to the controller, e.g.
+//! `-- --concurrency 64`), after `scripts/stack up` and
 //! `cargo build --release -p secret-bridge-controller -p secret-bridge-tests --bins`.
 
 #[path = "../bench/fixture.rs"]
@@ -39,7 +40,11 @@ use crate::fixture::Cleanup;
 use crate::runs::Settings;
 
 fn settings() -> (Settings, bool) {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let controller_args = match args.iter().position(|a| a == "--") {
+        Some(at) => args.split_off(at).split_off(1),
+        None => Vec::new(),
+    };
     let polling = !args.iter().any(|a| a == "--no-polling");
     let mut positional = args.iter().filter(|a| !a.starts_with("--"));
     let mut number = |default: usize| {
@@ -62,6 +67,7 @@ fn settings() -> (Settings, bool) {
         burst,
         interval,
         interval_text,
+        controller_args,
     };
     (settings, polling)
 }
