@@ -209,7 +209,8 @@ impl ExternalSecret {
             event,
             now: k8s_openapi::jiff::Timestamp::now(),
         });
-        let read = || self.read_provider(ctx, store, refresh, event, not_before, deletion);
+        let freshness = self.freshness(ctx, refresh, event, not_before, &current_version);
+        let read = || self.read_provider(ctx, store, freshness, deletion);
         let (existing, fetched) = match decision {
             // Possibly not due: only a Secret that is no longer what we wrote makes it so.
             Some(after) => {
@@ -339,26 +340,23 @@ impl ExternalSecret {
         Ok(next)
     }
 
-    /// Reads what the ExternalSecret asks of AWS, through the shared reads of its store's
-    /// credentials and region (see `aws::coalesce`).
-    async fn read_provider(
+    /// What read of AWS this sync accepts. `current_version`: the ExternalSecret's
+    /// [`ExternalSecret::synced_resource_version`] now.
+    fn freshness(
         &self,
         ctx: &Context,
-        store: &ResolvedStore,
         refresh: Option<Duration>,
         event: bool,
         not_before: Instant,
-        deletion: DeletionPolicy,
-    ) -> Result<sync::SecretData> {
-        let aws = store.aws()?;
-        let auth = store.auth(&ctx.client, self).await?;
+        current_version: &str,
+    ) -> Freshness {
         let in_sync = refresh::is_ready(self.status.as_ref())
             && self
                 .status
                 .as_ref()
                 .and_then(|s| s.synced_resource_version.as_deref())
-                == Some(self.synced_resource_version().as_str());
-        let freshness = match refresh {
+                == Some(current_version);
+        match refresh {
             // A routine resync of an ExternalSecret that is in sync: a read from a little
             // before is as good, and its call may carry the next resyncs' reads.
             Some(interval) if !event && in_sync => {
@@ -367,7 +365,20 @@ impl ExternalSecret {
                 Freshness::resync(due.map_or(not_before, |due| due.min(not_before)), interval)
             }
             _ => Freshness::strict(not_before),
-        };
+        }
+    }
+
+    /// Reads what the ExternalSecret asks of AWS, through the shared reads of its store's
+    /// credentials and region (see `aws::coalesce`).
+    async fn read_provider(
+        &self,
+        ctx: &Context,
+        store: &ResolvedStore,
+        freshness: Freshness,
+        deletion: DeletionPolicy,
+    ) -> Result<sync::SecretData> {
+        let aws = store.aws()?;
+        let auth = store.auth(&ctx.client, self).await?;
         let source = ctx.aws.source(&aws.region, &auth, freshness);
         let prefix = aws.prefix.as_deref().unwrap_or_default();
         match deletion {
