@@ -169,8 +169,21 @@ pub async fn wait_for_event(
     reason: &str,
     timeout: Duration,
 ) -> Event {
+    wait_for_event_noting(client, namespace, name, reason, "", timeout).await
+}
+
+/// As [`wait_for_event`], for an Event whose note contains `noting` (several Events with the
+/// same reason may be about one object).
+pub async fn wait_for_event_noting(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    reason: &str,
+    noting: &str,
+    timeout: Duration,
+) -> Event {
     wait_for(
-        &format!("a {reason} Event on {namespace}/{name}"),
+        &format!("a {reason} Event on {namespace}/{name} noting {noting:?}"),
         timeout,
         || async {
             Api::<Event>::namespaced(client.clone(), namespace)
@@ -182,6 +195,7 @@ pub async fn wait_for_event(
                 .find(|e| {
                     e.reason.as_deref() == Some(reason)
                         && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                        && e.note.as_deref().unwrap_or_default().contains(noting)
                 })
         },
     )

@@ -8,14 +8,13 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, PodTemplateSpec, Secret};
-use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client, ResourceExt};
 use secret_bridge_controller::rollout::RESTARTED_FROM_ANNOTATION;
 use secret_bridge_tests::aws::Aws;
 use secret_bridge_tests::kube_helpers::apply_value;
 use secret_bridge_tests::manifest::Manifest;
-use secret_bridge_tests::wait::{wait_for_event, wait_until};
+use secret_bridge_tests::wait::{wait_for_event, wait_for_event_noting, wait_until};
 use secret_bridge_tests::{Stack, Tenant, unique, wait_for};
 use serde_json::{Value, json};
 
@@ -186,25 +185,13 @@ async fn a_rotation_restarts_the_workloads_that_opted_in_and_nothing_else() {
         note.contains(&app_hash) && note.contains("Secret app-secret"),
         "{note}"
     );
-    wait_for(
-        "a WorkloadRestarted Event naming deployment/api",
+    wait_for_event_noting(
+        kube,
+        &ns,
+        "app-secret",
+        "WorkloadRestarted",
+        "restarted deployment/api",
         WAIT,
-        || async {
-            Api::<Event>::namespaced(kube.clone(), &ns)
-                .list(&ListParams::default())
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some("WorkloadRestarted")
-                        && e.regarding.as_ref().and_then(|r| r.name.as_deref())
-                            == Some("app-secret")
-                        && e.note
-                            .as_deref()
-                            .is_some_and(|n| n.contains("restarted deployment/api"))
-                })
-        },
     )
     .await;
 
