@@ -325,9 +325,13 @@ impl DeploySteps {
 
     async fn run(&mut self, step: &Step) {
         let state = std::env::temp_dir().join(format!("{}.env", crate::unique("deploy-step")));
-        // `set -a`: what a step assigns stays set for the next step, as in one shell.
+        let trace = state.with_extension("trace");
+        // `set -a`: what a step assigns stays set for the next step, as in one shell. The
+        // trace (to its own file, so the step's output stays as the reader sees it) says which
+        // command of a failed step failed.
         let script = format!(
-            "set -euo pipefail -a\n{}\nenv -0 > '{}'\n",
+            "exec 7> '{}'\nBASH_XTRACEFD=7\nset -x -euo pipefail -a\n{}\nset +x\nenv -0 > '{}'\n",
+            trace.display(),
             step.script,
             state.display()
         );
@@ -342,9 +346,11 @@ impl DeploySteps {
             started.elapsed().as_secs_f64(),
             output.status
         );
+        let traced = std::fs::read_to_string(&trace).unwrap_or_default();
+        let _ = std::fs::remove_file(&trace);
         assert!(
             output.status.success(),
-            "deploy-step {} of {} failed ({}):\n--- script\n{}--- stdout\n{stdout}--- stderr\n{stderr}",
+            "deploy-step {} of {} failed ({}):\n--- script\n{}--- stdout\n{stdout}--- stderr\n{stderr}--- trace\n{traced}",
             step.name,
             self.guide,
             output.status,

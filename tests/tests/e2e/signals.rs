@@ -70,7 +70,11 @@ async fn metrics_and_logs_speak_esos_language() {
         r#"secretstore_status_condition{{name="{}",namespace="{ns}",condition="Ready",status="True"}}"#,
         tenant.store
     );
-    // The scrape reads conditions from the watch, which follows the status writes.
+    // The scrape reads conditions from the watch, which follows the status writes (the
+    // Secret is written before the status, so its value does not say the status is there).
+    controller
+        .wait_for_metric(&condition("syncing", "True"), 1.0, TIMEOUT)
+        .await;
     controller
         .wait_for_metric(&condition("failing", "False"), 1.0, TIMEOUT)
         .await;
