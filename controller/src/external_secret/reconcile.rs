@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Patch, PatchParams};
+use kube::api::{GetParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -389,13 +389,32 @@ impl ExternalSecret {
         }
     }
 
+    /// The target Secret. Before the first successful sync it is read from the apiserver's
+    /// watch cache (`resourceVersion=0`, no etcd read): 10,000 new ExternalSecrets cost 10,000
+    /// fewer etcd reads. That view may be a moment behind, as ESO's informer cache is; it can
+    /// only make a first write an apply that changes nothing. Later reads are consistent: a
+    /// reconcile triggered by someone deleting or editing the Secret must see that change.
     async fn existing_secret(&self, ctx: &Context) -> Result<Option<Secret>> {
         let namespace = self.namespace().unwrap_or_default();
         let name = self.target_name();
-        Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
-            .get_opt(&name)
+        let never_synced = self
+            .status
+            .as_ref()
+            .is_none_or(|s| s.synced_resource_version.is_none());
+        let params = match never_synced {
+            true => GetParams::any(),
+            false => GetParams::default(),
+        };
+        match Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+            .get_with(&name, &params)
             .await
-            .map_err(Error::kube(format!("reading Secret {namespace}/{name}")))
+        {
+            Ok(secret) => Ok(Some(secret)),
+            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(None),
+            Err(error) => Err(Error::kube(format!("reading Secret {namespace}/{name}"))(
+                error,
+            )),
+        }
     }
 
     /// The ConfigMaps and Secrets that `template.templateFrom` names, from this namespace.
