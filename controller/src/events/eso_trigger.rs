@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::{StreamExt, stream};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::api::ExternalSecret;
 use crate::events::triggers::Outcome;
+use crate::telemetry::recorder::EventRecorder;
 use crate::{Error, FIELD_MANAGER};
 
 /// The annotation ESO watches to refresh an ExternalSecret on demand.
@@ -25,11 +26,11 @@ const PATCHES_AT_ONCE: usize = 16;
 
 pub struct EsoTrigger {
     client: Client,
-    recorder: Recorder,
+    recorder: EventRecorder,
 }
 
 impl EsoTrigger {
-    pub fn new(client: Client, recorder: Recorder) -> Self {
+    pub fn new(client: Client, recorder: EventRecorder) -> Self {
         EsoTrigger { recorder, client }
     }
 

@@ -8,7 +8,6 @@ use futures::{StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -23,6 +22,7 @@ use crate::external_secret::reconcile::{error_policy, reconcile};
 use crate::rollout::Rollouts;
 use crate::telemetry::event_sink::EventSink;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::recorder::EventRecorder;
 use crate::{FIELD_MANAGER, MANAGED_LABEL};
 
 /// What every reconcile shares.
@@ -63,7 +63,7 @@ impl Context {
     pub fn new(
         client: Client,
         aws: ClientFactory,
-        recorder: Recorder,
+        recorder: EventRecorder,
         controller: &ExternalSecretController,
         metrics: Arc<Metrics>,
         caches: Caches,

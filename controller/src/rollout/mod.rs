@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
-use kube::runtime::events::Recorder;
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 use tracing::warn;
@@ -30,6 +29,7 @@ use crate::external_secret::target::DATA_HASH_ANNOTATION;
 use crate::rollout::index::WorkloadIndex;
 use crate::rollout::restart::Restarter;
 use crate::rollout::select::{RESTART_ANNOTATION, SecretFlags};
+use crate::telemetry::recorder::EventRecorder;
 use crate::telemetry::rollout_metrics::RolloutMetrics;
 
 /// The pod-template annotation a restart sets: `secret=data-hash` for each changed Secret.
@@ -71,7 +71,7 @@ impl Rollouts {
     /// shutdown). A workload is restarted at most once per `min_interval`.
     pub fn start(
         client: Client,
-        recorder: Recorder,
+        recorder: EventRecorder,
         metrics: RolloutMetrics,
         min_interval: Duration,
     ) -> (Rollouts, impl Future<Output = ()> + Send + 'static) {

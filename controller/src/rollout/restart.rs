@@ -9,7 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::{Api, Client};
 use serde_json::json;
 use sha3::{Digest, Sha3_224};
@@ -21,6 +21,7 @@ use crate::rollout::pending::{Batch, Cause, Pending};
 use crate::rollout::select::named_workloads;
 use crate::rollout::workload::{Kind, WorkloadKey};
 use crate::rollout::{COALESCE_WINDOW, Change, RESTARTED_FROM_ANNOTATION};
+use crate::telemetry::recorder::EventRecorder;
 use crate::telemetry::rollout_metrics::RolloutMetrics;
 use crate::{ApiError, FIELD_MANAGER};
 
@@ -33,7 +34,7 @@ const MAX_LISTED: usize = 16;
 
 pub(super) struct Restarter {
     client: Client,
-    recorder: Recorder,
+    recorder: EventRecorder,
     metrics: RolloutMetrics,
     index: WorkloadIndex,
     pending: Pending,
@@ -42,7 +43,7 @@ pub(super) struct Restarter {
 impl Restarter {
     pub(super) fn new(
         client: Client,
-        recorder: Recorder,
+        recorder: EventRecorder,
         metrics: RolloutMetrics,
         index: WorkloadIndex,
         min_interval: Duration,
@@ -245,7 +246,7 @@ impl Restarter {
         }
     }
 
-    /// Publishes an Event without holding up the restarts (the Recorder is a few requests).
+    /// Publishes an Event without holding up the restarts (the recorder is a few requests).
     fn publish(
         &self,
         regarding: &ObjectReference,

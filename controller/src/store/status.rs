@@ -15,7 +15,7 @@ use futures::{FutureExt, StreamExt};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::Controller;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -30,6 +30,7 @@ use crate::cache::{self, Caches};
 use crate::events::triggers::Triggers;
 use crate::store::resolve::{NamespaceConditions, ResolvedStore, StoreKind};
 use crate::store::{flood_gate, recheck};
+use crate::telemetry::recorder::EventRecorder;
 use crate::{Error, FIELD_MANAGER, Result};
 
 /// ESO's default `--store-requeue-interval`.
@@ -72,7 +73,7 @@ pub struct StoreStatusContext {
     aws: ClientFactory,
     stores: Caches,
     controller_class: Option<String>,
-    recorder: Recorder,
+    recorder: EventRecorder,
     namespaced_ambient_credentials: bool,
     /// The ExternalSecret controller's triggers: a store whose status changed has its
     /// ExternalSecrets reconciled at once (see [`flood_gate`]).
@@ -85,7 +86,7 @@ impl StoreStatusContext {
         aws: ClientFactory,
         stores: Caches,
         controller_class: Option<String>,
-        recorder: Recorder,
+        recorder: EventRecorder,
         namespaced_ambient_credentials: bool,
     ) -> Self {
         StoreStatusContext {

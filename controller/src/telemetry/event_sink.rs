@@ -6,9 +6,11 @@
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, Recorder};
+use kube::runtime::events::Event;
 use tokio::sync::mpsc;
 use tracing::debug;
+
+use crate::telemetry::recorder::EventRecorder;
 
 /// Events handed over and not yet published, at most.
 const BACKLOG: usize = 1024;
@@ -23,7 +25,7 @@ pub struct EventSink {
 impl EventSink {
     /// A sink publishing through `recorder` (kube's: it folds repeats into a series) from a
     /// background task, which ends when every clone of the sink is gone.
-    pub fn spawn(recorder: Recorder) -> Self {
+    pub fn spawn(recorder: EventRecorder) -> Self {
         let (sender, receiver) = mpsc::channel::<(Event, ObjectReference)>(BACKLOG);
         let events = futures::stream::unfold(receiver, |mut receiver| async move {
             receiver.recv().await.map(|event| (event, receiver))

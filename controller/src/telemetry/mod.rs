@@ -10,20 +10,23 @@ pub mod logs;
 pub mod metrics;
 pub mod probe;
 pub mod process;
+pub mod recorder;
 pub mod rollout_metrics;
 
 #[cfg(test)]
 mod monitoring_tests;
 
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
+
+use crate::telemetry::recorder::EventRecorder;
 
 /// The one Kubernetes Event recorder of the process, shared by every controller: Events name
 /// `secret-bridge` and, in a cluster, the pod (`POD_NAME`, from the downward API).
-pub fn recorder(client: &Client) -> Recorder {
+pub fn recorder(client: &Client) -> EventRecorder {
     let reporter = Reporter {
         controller: "secret-bridge".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    Recorder::new(client.clone(), reporter)
+    EventRecorder::new(client.clone(), reporter)
 }
