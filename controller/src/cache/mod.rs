@@ -398,6 +398,15 @@ fn notify_owners(
     }
 }
 
+/// `object`'s reference without its resourceVersion and uid (`ObjectRef::extra`, which
+/// equality and hashing ignore): the form the long-lived per-object maps keep, two heap
+/// allocations lighter per copy (10,000 ExternalSecrets are held in about seven such maps).
+pub fn reference<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef<K> {
+    let mut reference = ObjectRef::from_obj(object);
+    reference.extra = Default::default();
+    reference
+}
+
 /// Keeps only the objects whose `key` changed since last seen (or that are new), so that a
 /// controller is not triggered again by its own status writes.
 /// What is remembered of deleted objects is dropped once it outnumbers the live ones.
@@ -413,7 +422,7 @@ where
     let mut seen: std::collections::HashMap<ObjectRef<K>, (Option<String>, u64)> =
         std::collections::HashMap::new();
     stream.filter(move |object| {
-        let reference = ObjectRef::from_obj(&**object);
+        let reference = reference(&**object);
         let now = (object.meta().uid.clone(), key(object));
         let changed = seen.get(&reference) != Some(&now);
         if changed {

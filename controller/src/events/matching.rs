@@ -14,7 +14,7 @@ use secret_bridge::matching::{FindRule, MatchIndex};
 use secret_bridge::secret_id::{self, SecretArn};
 
 use crate::api::ExternalSecret;
-use crate::cache::Caches;
+use crate::cache::{self, Caches};
 
 /// Shared between the watch that fills it and the consumer that reads it.
 #[derive(Clone, Default)]
@@ -25,9 +25,9 @@ impl ExternalSecretIndex {
         let mut index = self.0.write().expect("index lock");
         match event {
             watcher::Event::Apply(es) | watcher::Event::InitApply(es) => {
-                index.upsert_with_finds(ObjectRef::from_obj(es), es.remote_keys(), find_rules(es));
+                index.upsert_with_finds(cache::reference(es), es.remote_keys(), find_rules(es));
             }
-            watcher::Event::Delete(es) => index.remove(&ObjectRef::from_obj(es)),
+            watcher::Event::Delete(es) => index.remove(&cache::reference(es)),
             watcher::Event::Init => index.begin_relist(),
             watcher::Event::InitDone => index.finish_relist(),
         }

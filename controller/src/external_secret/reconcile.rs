@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use crate::api::{Condition, ExternalSecret};
 use crate::aws::coalesce::{Freshness, tolerance};
+use crate::cache;
 use crate::events::triggers::Triggers;
 use crate::external_secret::controller::Context;
 use crate::external_secret::fetch as sync;
@@ -39,7 +40,7 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     ctx.caches.ready().await;
     let _worker = ctx.metrics.eso.worker_started(EXTERNAL_SECRET_CONTROLLER);
     let started = std::time::Instant::now();
-    let object = ObjectRef::from_obj(&*es);
+    let object = cache::reference(&*es);
     ctx.mark_seen(&object);
     let waiters = ctx.triggers.take(&object);
     // An event's refresh reads AWS after the event arrived; any other, after it started.
@@ -82,7 +83,7 @@ enum Next {
 /// 5 min), jittered so that ExternalSecrets failing together (a shared throttle, an AWS
 /// outage) do not all retry at the same moment.
 pub fn error_policy(es: Arc<ExternalSecret>, error: &Error, ctx: Arc<Context>) -> Action {
-    let object = ObjectRef::from_obj(&*es);
+    let object = cache::reference(&*es);
     let failures = ctx.record_failure(&object);
     let delay = retry_delay(failures, jitter(&object));
     warn!(
