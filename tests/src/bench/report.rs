@@ -57,12 +57,22 @@ pub fn print(settings: &Settings, event: &EventRun, polling: Option<&PollingRun>
         poll(&|p| memory(p.cold.memory)),
         String::new(),
     );
+    let (window, eso_reads) = match settings.steady_for {
+        Some(window) => (
+            format!("{} s", window.as_secs()),
+            (n as f64 * window.as_secs_f64() / settings.interval.as_secs_f64()).round() as usize,
+        ),
+        None => (
+            format!("{STEADY_INTERVALS} × {interval}"),
+            n * STEADY_INTERVALS as usize,
+        ),
+    };
     row(
         "steady",
-        format!("AWS calls by operation, {STEADY_INTERVALS} × {interval} with no change"),
+        format!("AWS calls by operation, {window} with no change"),
         operations(&event.steady.calls),
         poll(&|p| operations(&p.steady.calls)),
-        format!("GetSecretValue {}", n * STEADY_INTERVALS as usize),
+        format!("GetSecretValue {eso_reads}"),
     );
     row(
         "steady",

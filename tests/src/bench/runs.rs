@@ -43,6 +43,19 @@ pub struct Settings {
     pub interval_text: String,
     /// More arguments for the controller (after `--` on the bench's command line).
     pub controller_args: Vec<String>,
+    /// `--steady-for`: how long the steady phase watches, instead of [`STEADY_INTERVALS`]
+    /// intervals (to measure events with many ExternalSecrets at a long interval).
+    pub steady_for: Option<Duration>,
+}
+
+impl Settings {
+    /// How long the steady phase waits before counting, and then counts.
+    fn steady_window(&self) -> (Duration, Duration) {
+        match self.steady_for {
+            Some(window) => ((self.interval / 2).min(Duration::from_secs(10)), window),
+            None => (self.interval / 2, self.interval * STEADY_INTERVALS),
+        }
+    }
 }
 
 pub struct Cold {
@@ -176,10 +189,11 @@ impl Running {
             memory: pid.and_then(probe::memory),
         };
         println!(
-            "[{}] cold start: {} Secrets in {:.2} s",
+            "[{}] cold start: {} Secrets in {:.2} s; {}",
             fixture.namespace,
             fixture.keys.len(),
-            took.as_secs_f64()
+            took.as_secs_f64(),
+            probe::describe(cold.memory)
         );
         Running {
             fixture,
@@ -191,14 +205,17 @@ impl Running {
         }
     }
 
-    /// Nothing changes for [`STEADY_INTERVALS`] intervals; counting starts half an interval
-    /// in, so each ExternalSecret's resyncs fall into the window about that many times.
-    async fn steady(&self, interval: Duration) -> Steady {
-        tokio::time::sleep(interval / 2).await;
+    /// Nothing changes for [`STEADY_INTERVALS`] intervals (or `--steady-for`); counting starts
+    /// half an interval in, so each ExternalSecret's resyncs fall into the window about that
+    /// many times.
+    async fn steady(&self, settings: &Settings) -> Steady {
+        let interval = settings.interval;
+        let (wait, window) = settings.steady_window();
+        tokio::time::sleep(wait).await;
         self.proxy.take_calls();
         let reconciled = self.controller.metrics().await.value(RECONCILED);
         let start = Instant::now();
-        tokio::time::sleep(interval * STEADY_INTERVALS).await;
+        tokio::time::sleep(window).await;
         let steady = Steady {
             calls: self.proxy.take_calls(),
             reconciles: self.controller.metrics().await.value(RECONCILED) - reconciled,
@@ -207,10 +224,11 @@ impl Running {
             interval,
         };
         println!(
-            "[{}] steady: {:.3} Secrets Manager calls and {:.2} resyncs per ExternalSecret per interval",
+            "[{}] steady: {:.3} Secrets Manager calls and {:.2} resyncs per ExternalSecret per interval; {}",
             self.fixture.namespace,
             steady.secrets_manager_per_es_per_interval(),
-            steady.resyncs_per_es_per_interval()
+            steady.resyncs_per_es_per_interval(),
+            probe::describe(self.memory())
         );
         steady
     }
@@ -238,7 +256,7 @@ pub async fn event_run(stack: &Stack, cleanup: &Cleanup, settings: &Settings) ->
     .await;
     let floor = cold_floor(stack, &aws, &fixture).await;
     let running = Running::cold_start(stack, fixture, Some(floor), &settings.controller_args).await;
-    let steady = running.steady(settings.interval).await;
+    let steady = running.steady(settings).await;
     let events = events(&running, &aws, &steady, settings.rotations).await;
     let burst = bursts(stack, &running, &aws, &steady, settings.burst).await;
     EventRun {
@@ -487,7 +505,7 @@ pub async fn polling_run(stack: &Stack, cleanup: &Cleanup, settings: &Settings) 
     )
     .await;
     let running = Running::cold_start(stack, fixture, None, &settings.controller_args).await;
-    let steady = running.steady(settings.interval).await;
+    let steady = running.steady(settings).await;
     let keys = &running.fixture.keys;
     let aws = &aws;
     // All at once: resyncs find them spread over one interval, as they would one at a time.

@@ -14,9 +14,10 @@
 //! beside ESO's one GetSecretValue per ExternalSecret per interval. No secret value is printed.
 //! Everything created is deleted at the end, also after a failure or Ctrl-C.
 //!
-//! Usage: `secret-bridge-bench [N] [R] [B] [INTERVAL] [--no-polling] [-- CONTROLLER-ARGS]`
-//! (defaults 1000 20 200 20s; arguments after `--` go to the controller, e.g.
-//! `-- --concurrency 64`), after `scripts/stack up` and
+//! Usage: `secret-bridge-bench [N] [R] [B] [INTERVAL] [--no-polling] [--steady-for=DURATION]
+//! [-- CONTROLLER-ARGS]` (defaults 1000 20 200 20s; the steady phase watches three intervals
+//! unless `--steady-for` says how long, to measure events at a long interval; arguments after
+//! `--` go to the controller, e.g. `-- --concurrency 64`), after `scripts/stack up` and
 //! `cargo build --release -p secret-bridge-controller -p secret-bridge-tests --bins`.
 
 #[path = "../bench/fixture.rs"]
@@ -46,6 +47,13 @@ fn settings() -> (Settings, bool) {
         None => Vec::new(),
     };
     let polling = !args.iter().any(|a| a == "--no-polling");
+    let steady_for = args.iter().find_map(|a| {
+        let text = a.strip_prefix("--steady-for=")?;
+        Some(
+            secret_bridge::duration::parse(text)
+                .unwrap_or_else(|e| panic!("--steady-for {text:?}: {e}")),
+        )
+    });
     let mut positional = args.iter().filter(|a| !a.starts_with("--"));
     let mut number = |default: usize| {
         positional
@@ -68,6 +76,7 @@ fn settings() -> (Settings, bool) {
         interval,
         interval_text,
         controller_args,
+        steady_for,
     };
     (settings, polling)
 }
