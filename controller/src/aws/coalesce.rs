@@ -41,6 +41,10 @@ const CALLS_AT_ONCE: usize = 4;
 /// Calls that only urgent reads (events, first syncs, retries) may make on top: those never
 /// wait behind resyncs' calls, nor ride in them.
 const URGENT_CALLS: usize = 2;
+/// Calls of periodic resyncs under way at once while urgent reads wait or are under way: the
+/// rest of the room goes to the urgent ones (a burst of rotations gets AWS's, or an
+/// emulator's, time), and resyncs still move.
+const CALLS_AT_ONCE_BESIDE_URGENT: usize = 1;
 /// How often reads no longer shared and secrets no longer asked for are forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How long a read is kept for later askers whose [`Freshness`] it meets: the longest
@@ -129,6 +133,14 @@ struct State {
 }
 
 impl State {
+    /// How many calls periodic resyncs may have under way now.
+    fn routine_room(&self) -> usize {
+        match self.urgent_calls > 0 || !self.urgent.is_empty() {
+            true => CALLS_AT_ONCE_BESIDE_URGENT,
+            false => CALLS_AT_ONCE,
+        }
+    }
+
     /// Forgets reads no longer shared and secrets no longer asked for, once a [`SWEEP_EVERY`].
     fn sweep(&mut self) {
         if self.swept.is_some_and(|at| at.elapsed() < SWEEP_EVERY) {
@@ -242,11 +254,11 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
             }
             let room = match urgent {
                 true => state.calls < CALLS_AT_ONCE + URGENT_CALLS,
-                false => state.calls < CALLS_AT_ONCE && state.routine_calls < CALLS_AT_ONCE,
+                false => state.calls < CALLS_AT_ONCE && state.routine_calls < state.routine_room(),
             };
             if room {
                 state.calls += 1;
-                tokio::spawn(self.clone().drain());
+                self.spawn_drain();
             }
             receiver
         };
@@ -261,14 +273,17 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
     }
 
     /// Makes calls while reads are waiting, up to 20 secrets each: urgent reads first, on
-    /// their own; then periodic resyncs' reads (at most [`CALLS_AT_ONCE`] such calls at once),
-    /// each call filled with the secrets whose resyncs come due next.
+    /// their own; then periodic resyncs' reads (at most [`CALLS_AT_ONCE`] such calls at once,
+    /// [`CALLS_AT_ONCE_BESIDE_URGENT`] while urgent reads wait or are under way), each call
+    /// filled with the secrets whose resyncs come due next.
     async fn drain(self: Arc<Self>) {
         loop {
             let (ids, one_by_one, routine) = {
                 let mut state = self.state.lock().expect("coalescer lock");
                 let routine = state.urgent.is_empty();
-                if routine && (state.routine.is_empty() || state.routine_calls >= CALLS_AT_ONCE) {
+                if routine
+                    && (state.routine.is_empty() || state.routine_calls >= state.routine_room())
+                {
                     state.calls -= 1;
                     return;
                 }
@@ -310,7 +325,22 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
                 }
                 state.recent.insert(id, (started, answer));
             }
+            // The last urgent call is done: resyncs get their room back. This task goes on
+            // with one of their calls; more start beside it.
+            if !routine && state.routine_room() == CALLS_AT_ONCE && !state.routine.is_empty() {
+                let batches = state.routine.len().div_ceil(BATCH_SIZE);
+                let room = CALLS_AT_ONCE.saturating_sub(state.calls);
+                for _ in 1..batches.min(room + 1) {
+                    state.calls += 1;
+                    self.spawn_drain();
+                }
+            }
         }
+    }
+
+    /// Starts one more [`Coalescer::drain`] (its place in `calls` is taken already).
+    fn spawn_drain(self: &Arc<Self>) {
+        tokio::spawn(self.clone().drain());
     }
 
     async fn one_by_one(&self, ids: &[String]) -> Vec<Answer> {

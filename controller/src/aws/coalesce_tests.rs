@@ -309,3 +309,46 @@ async fn resyncs_prefetch_nothing_while_urgent_reads_are_under_way() {
         "the resync's own read only"
     );
 }
+
+#[tokio::test]
+async fn resyncs_make_one_call_at_a_time_while_urgent_reads_are_under_way() {
+    let coalescer = Coalescer::new(Arc::new(source(100)));
+    let interval = Duration::from_secs(10);
+    let ids: Vec<String> = (0..100).map(|i| format!("app/{i}")).collect();
+    read_all(&coalescer, &ids, Instant::now()).await;
+    resyncs_due(&coalescer, interval);
+    {
+        let mut state = coalescer.state.lock().unwrap();
+        // An event's call and one resyncs' call are under way.
+        state.calls += 2;
+        state.urgent_calls += 1;
+        state.routine_calls += 1;
+    }
+    let before = coalescer.source.calls().len();
+    let resync = |id: &'static str| {
+        let coalescer = coalescer.clone();
+        tokio::spawn(async move {
+            coalescer
+                .current(id, Freshness::resync(Instant::now(), interval))
+                .await
+        })
+    };
+    let waiting_resync = resync("app/1");
+    tokio::task::yield_now().await;
+    tokio::task::yield_now().await;
+    assert_eq!(
+        coalescer.source.calls().len(),
+        before,
+        "no second resyncs' call beside an urgent one"
+    );
+    assert!(!waiting_resync.is_finished());
+
+    // The urgent call is done: resyncs have their room again.
+    {
+        let mut state = coalescer.state.lock().unwrap();
+        state.calls -= 1;
+        state.urgent_calls -= 1;
+    }
+    resync("app/2").await.unwrap().unwrap();
+    assert!(waiting_resync.await.unwrap().is_ok());
+}
