@@ -44,6 +44,30 @@ async fn read_all(
     .await
 }
 
+/// A coalescer over 100 secrets `app/0`..`app/99`, each read once, whose resyncs (every
+/// `interval`) are all due now.
+async fn with_resyncs_due(interval: Duration) -> Arc<Coalescer<Arc<FakeSource>>> {
+    let coalescer = Coalescer::new(Arc::new(source(100)));
+    let ids: Vec<String> = (0..100).map(|i| format!("app/{i}")).collect();
+    read_all(&coalescer, &ids, Instant::now()).await;
+    resyncs_due(&coalescer, interval);
+    coalescer
+}
+
+/// A resync (every `interval`) of `id`, asking now, in its own task.
+fn spawn_resync(
+    coalescer: &Arc<Coalescer<Arc<FakeSource>>>,
+    id: &'static str,
+    interval: Duration,
+) -> tokio::task::JoinHandle<Answer> {
+    let coalescer = coalescer.clone();
+    tokio::spawn(async move {
+        coalescer
+            .current(id, Freshness::resync(Instant::now(), interval))
+            .await
+    })
+}
+
 #[tokio::test]
 async fn reads_of_many_external_secrets_go_out_twenty_at_a_time() {
     let coalescer = Coalescer::new(Arc::new(source(100)));
@@ -230,26 +254,16 @@ async fn a_resync_never_gets_an_earlier_error() {
 
 #[tokio::test]
 async fn urgent_reads_never_wait_behind_resyncs_calls() {
-    let coalescer = Coalescer::new(Arc::new(source(100)));
     let interval = Duration::from_secs(10);
-    let ids: Vec<String> = (0..100).map(|i| format!("app/{i}")).collect();
-    read_all(&coalescer, &ids, Instant::now()).await;
     // Every secret's resync is due, and resyncs' calls are all under way.
-    resyncs_due(&coalescer, interval);
+    let coalescer = with_resyncs_due(interval).await;
     {
         let mut state = coalescer.state.lock().unwrap();
         state.calls += CALLS_AT_ONCE;
         state.routine_calls += CALLS_AT_ONCE;
     }
     let before = coalescer.source.calls().len();
-    let resync = |id: &'static str| {
-        let coalescer = coalescer.clone();
-        tokio::spawn(async move {
-            coalescer
-                .current(id, Freshness::resync(Instant::now(), interval))
-                .await
-        })
-    };
+    let resync = |id: &'static str| spawn_resync(&coalescer, id, interval);
     let waiting_resync = resync("app/1");
     let shared_resync = resync("app/2");
     tokio::task::yield_now().await;
@@ -287,11 +301,8 @@ async fn urgent_reads_never_wait_behind_resyncs_calls() {
 
 #[tokio::test]
 async fn resyncs_prefetch_nothing_while_urgent_reads_are_under_way() {
-    let coalescer = Coalescer::new(Arc::new(source(100)));
     let interval = Duration::from_secs(10);
-    let ids: Vec<String> = (0..100).map(|i| format!("app/{i}")).collect();
-    read_all(&coalescer, &ids, Instant::now()).await;
-    resyncs_due(&coalescer, interval);
+    let coalescer = with_resyncs_due(interval).await;
     {
         let mut state = coalescer.state.lock().unwrap();
         // An event's call is under way.
@@ -312,11 +323,8 @@ async fn resyncs_prefetch_nothing_while_urgent_reads_are_under_way() {
 
 #[tokio::test]
 async fn resyncs_make_one_call_at_a_time_while_urgent_reads_are_under_way() {
-    let coalescer = Coalescer::new(Arc::new(source(100)));
     let interval = Duration::from_secs(10);
-    let ids: Vec<String> = (0..100).map(|i| format!("app/{i}")).collect();
-    read_all(&coalescer, &ids, Instant::now()).await;
-    resyncs_due(&coalescer, interval);
+    let coalescer = with_resyncs_due(interval).await;
     {
         let mut state = coalescer.state.lock().unwrap();
         // An event's call and one resyncs' call are under way.
@@ -325,14 +333,7 @@ async fn resyncs_make_one_call_at_a_time_while_urgent_reads_are_under_way() {
         state.routine_calls += 1;
     }
     let before = coalescer.source.calls().len();
-    let resync = |id: &'static str| {
-        let coalescer = coalescer.clone();
-        tokio::spawn(async move {
-            coalescer
-                .current(id, Freshness::resync(Instant::now(), interval))
-                .await
-        })
-    };
+    let resync = |id: &'static str| spawn_resync(&coalescer, id, interval);
     let waiting_resync = resync("app/1");
     tokio::task::yield_now().await;
     tokio::task::yield_now().await;
