@@ -26,6 +26,19 @@ struct Created {
 pub struct Cleanup(Arc<Mutex<Created>>);
 
 impl Cleanup {
+    /// A queue with its bus and a rule that sends it Secrets Manager events, removed by
+    /// [`Cleanup::run`]: (queue URL, bus).
+    pub async fn event_queue(&self, aws: &Aws) -> (String, String) {
+        let name = unique("bench");
+        let bus = unique("bench-bus");
+        self.0
+            .lock()
+            .unwrap()
+            .queues
+            .push((name.clone(), bus.clone()));
+        (aws.event_queue(&name, &bus, None, 30).await, bus)
+    }
+
     /// Deletes everything registered; errors are ignored (the thing may not exist yet).
     pub async fn run(&self, stack: &Stack) {
         let created = std::mem::take(&mut *self.0.lock().unwrap());
@@ -109,18 +122,9 @@ impl Fixture {
                 }
             })
             .await;
-        let queue = if with_queue {
-            let name = unique("bench");
-            let bus = unique("bench-bus");
-            cleanup
-                .0
-                .lock()
-                .unwrap()
-                .queues
-                .push((name.clone(), bus.clone()));
-            Some((aws.event_queue(&name, &bus, None, 30).await, bus))
-        } else {
-            None
+        let queue = match with_queue {
+            true => Some(cleanup.event_queue(&aws).await),
+            false => None,
         };
         stream::iter(keys.iter().enumerate())
             .for_each_concurrent(SETUP_CONCURRENCY, |(i, key)| {

@@ -173,6 +173,15 @@ pub fn print(settings: &Settings, event: &EventRun, polling: Option<&PollingRun>
     );
     row(
         "burst",
+        format!(
+            "event delivery alone: the same {b} events published to a bus of the bench's and received from its queue, 10 at a time (median of {BURST_REPEATS})"
+        ),
+        secs(median(&burst.delivery)),
+        String::new(),
+        String::new(),
+    );
+    row(
+        "burst",
         "burst / floor (median of per-burst ratios)".into(),
         format!("{:.2}×", median_f64(&ratios)),
         String::new(),

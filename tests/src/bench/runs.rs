@@ -113,6 +113,9 @@ pub struct Events {
 pub struct Burst {
     pub took: Vec<Duration>,
     pub floor: Vec<Duration>,
+    /// The emulator's event path alone: the same events published to a bus of the bench's
+    /// own and received from its queue by the bench, per burst.
+    pub delivery: Vec<Duration>,
     pub calls: Calls,
     pub per_rotation: f64,
     pub background: f64,
@@ -258,7 +261,7 @@ pub async fn event_run(stack: &Stack, cleanup: &Cleanup, settings: &Settings) ->
     let running = Running::cold_start(stack, fixture, Some(floor), &settings.controller_args).await;
     let steady = running.steady(settings).await;
     let events = events(&running, &aws, &steady, settings.rotations).await;
-    let burst = bursts(stack, &running, &aws, &steady, settings.burst).await;
+    let burst = bursts(stack, cleanup, &running, &aws, &steady, settings.burst).await;
     EventRun {
         memory_end: running.memory(),
         cold: running.cold,
@@ -370,7 +373,14 @@ async fn events(running: &Running, aws: &Aws, steady: &Steady, rotations: usize)
 
 /// `b` rotations announced at once, alternating with the floor: the same reads and writes
 /// done by the bench itself, straight to the emulator and the apiserver.
-async fn bursts(stack: &Stack, running: &Running, aws: &Aws, steady: &Steady, b: usize) -> Burst {
+async fn bursts(
+    stack: &Stack,
+    cleanup: &Cleanup,
+    running: &Running,
+    aws: &Aws,
+    steady: &Steady,
+    b: usize,
+) -> Burst {
     let (_, bus) = running
         .fixture
         .queue
@@ -379,6 +389,7 @@ async fn bursts(stack: &Stack, running: &Running, aws: &Aws, steady: &Steady, b:
     let keys = &running.fixture.keys;
     let namespace = &running.fixture.namespace;
     let b = b.min(keys.len());
+    let (delivery_queue, delivery_bus) = cleanup.event_queue(aws).await;
     stream::iter(0..b)
         .for_each_concurrent(CONCURRENCY, |j| async move {
             put_secret(&stack.kube, namespace, &format!("floor-{j}"), &[("v", "")]).await;
@@ -387,6 +398,7 @@ async fn bursts(stack: &Stack, running: &Running, aws: &Aws, steady: &Steady, b:
     let mut burst = Burst {
         took: Vec::new(),
         floor: Vec::new(),
+        delivery: Vec::new(),
         calls: Calls::new(),
         per_rotation: 0.0,
         background: 0.0,
@@ -423,11 +435,15 @@ async fn bursts(stack: &Stack, running: &Running, aws: &Aws, steady: &Steady, b:
         burst
             .floor
             .push(floor(stack, aws, namespace, keys, &indices).await);
+        burst
+            .delivery
+            .push(delivery(aws, &delivery_bus, &delivery_queue, keys, &rotated).await);
         println!(
-            "[{namespace}] burst {}: {b} rotations in {:.2} s, floor {:.2} s",
+            "[{namespace}] burst {}: {b} rotations in {:.2} s, floor {:.2} s, event delivery alone {:.2} s",
             repeat + 1,
             burst.took[repeat].as_secs_f64(),
-            burst.floor[repeat].as_secs_f64()
+            burst.floor[repeat].as_secs_f64(),
+            burst.delivery[repeat].as_secs_f64()
         );
     }
     burst.background = steady.background_per_second() * phase_time.as_secs_f64();
@@ -459,6 +475,32 @@ async fn publish_all(aws: &Aws, bus: &str, keys: &[String], rotated: &[(usize, S
             assert_eq!(out.failed_entry_count, 0, "PutEvents failed some entries");
         })
         .await;
+}
+
+/// The emulator's event path alone: the events of `rotated` published to `bus` (as the burst
+/// publishes them) and received from `queue`, whose rule takes them, and deleted, ten at a
+/// time as the controller receives them. The burst can be no faster than this.
+async fn delivery(
+    aws: &Aws,
+    bus: &str,
+    queue: &str,
+    keys: &[String],
+    rotated: &[(usize, String, Written)],
+) -> Duration {
+    let start = Instant::now();
+    let receive = async {
+        let mut received = 0;
+        while received < rotated.len() && start.elapsed() < EVENT_TIMEOUT * 5 {
+            received += aws.receive_and_delete(queue).await.len();
+        }
+        assert_eq!(
+            received,
+            rotated.len(),
+            "every event delivered to the bench's queue"
+        );
+    };
+    futures::join!(publish_all(aws, bus, keys, rotated), receive);
+    start.elapsed()
 }
 
 /// One GetSecretValue and one server-side-apply write per index, [`CONCURRENCY`] at once.
