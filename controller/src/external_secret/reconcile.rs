@@ -215,7 +215,7 @@ impl ExternalSecret {
         let (existing, fetched) = match decision {
             // Possibly not due: only a Secret that is no longer what we wrote makes it so.
             Some(after) => {
-                let existing = self.existing_secret(ctx).await?;
+                let existing = self.existing_secret(ctx, creation).await?;
                 if secret_is_valid(existing.as_ref(), creation) {
                     debug!(externalsecret = %ObjectRef::from_obj(self), ?policy, "not due for a refresh");
                     return Ok(after.map_or(Next::OnChange, resync));
@@ -223,7 +223,7 @@ impl ExternalSecret {
                 (existing, read().await?)
             }
             // Due: the Secret and AWS are read at once.
-            None => tokio::try_join!(self.existing_secret(ctx), read())?,
+            None => tokio::try_join!(self.existing_secret(ctx, creation), read())?,
         };
         let next = match refresh {
             Some(interval) => resync(interval),
@@ -390,19 +390,26 @@ impl ExternalSecret {
         }
     }
 
-    /// The target Secret. Before the first successful sync it is read from the apiserver's
-    /// watch cache (`resourceVersion=0`, no etcd read): 10,000 new ExternalSecrets cost 10,000
-    /// fewer etcd reads. That view may be a moment behind, as ESO's informer cache is; it can
-    /// only make a first write an apply that changes nothing. Later reads are consistent: a
-    /// reconcile triggered by someone deleting or editing the Secret must see that change.
-    async fn existing_secret(&self, ctx: &Context) -> Result<Option<Secret>> {
+    /// The target Secret. Before the first successful sync of an ExternalSecret that owns its
+    /// Secret (`creationPolicy: Owner`, the default) it is read from the apiserver's watch
+    /// cache (`resourceVersion=0`, no etcd read): 10,000 new ExternalSecrets cost 10,000 fewer
+    /// etcd reads. That view may be a moment behind, as ESO's informer cache is: a Secret
+    /// created by someone else within that moment is taken over by the apply as if it were
+    /// new (without the checks an existing Secret gets, and its Event says `Created`). Every
+    /// other read is consistent: a `Merge` target must exist, and a reconcile triggered by
+    /// someone deleting or editing the Secret must see that change.
+    async fn existing_secret(
+        &self,
+        ctx: &Context,
+        creation: CreationPolicy,
+    ) -> Result<Option<Secret>> {
         let namespace = self.namespace().unwrap_or_default();
         let name = self.target_name();
         let never_synced = self
             .status
             .as_ref()
             .is_none_or(|s| s.synced_resource_version.is_none());
-        let params = match never_synced {
+        let params = match never_synced && creation == CreationPolicy::Owner {
             true => GetParams::any(),
             false => GetParams::default(),
         };

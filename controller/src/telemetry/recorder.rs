@@ -4,9 +4,11 @@
 //! published for six minutes. 10,000 ExternalSecrets synced at start are 10,000 cached Events,
 //! and a tenant's thousands of failing ExternalSecrets as many more. Each cached Event takes
 //! about 2 KiB: at the peak of a bench with 3,000 ExternalSecrets, heaptrack found 6.9 MiB in
-//! that cache. Here the cache starts afresh after [`CACHED_EVENTS`] publishes, as client-go
-//! bounds its own with an LRU: a repeat that crosses a fresh start becomes a new Event
-//! instead of a series' next count.
+//! that cache. Here the cache starts afresh after [`CACHED_EVENTS`] publishes (client-go
+//! bounds its own with an LRU of 4,096): a repeat that crosses a fresh start becomes a new
+//! Event instead of a series' next count. So with more than about 1,024 ExternalSecrets
+//! failing at once, their repeated failures are separate Events (each expires with the
+//! apiserver's Event TTL) rather than counts of one series.
 
 use std::sync::{Arc, Mutex};
 
