@@ -326,6 +326,16 @@ impl DeploySteps {
     async fn run(&mut self, step: &Step) {
         let state = std::env::temp_dir().join(format!("{}.env", crate::unique("deploy-step")));
         let trace = state.with_extension("trace");
+        // Only this user may read it: a step's commands are traced as they ran.
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&trace)
+                .unwrap_or_else(|e| panic!("create {}: {e}", trace.display()));
+        }
         // `set -a`: what a step assigns stays set for the next step, as in one shell. The
         // trace (to its own file, so the step's output stays as the reader sees it) says which
         // command of a failed step failed.
