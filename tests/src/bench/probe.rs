@@ -40,16 +40,17 @@ pub fn memory(pid: u32) -> Option<Memory> {
     })
 }
 
-/// `controller RSS 120.5 MiB (peak 130.2 MiB)`, for a progress line.
-pub fn describe(memory: Option<Memory>) -> String {
-    match memory {
-        Some(m) => format!(
-            "controller RSS {:.1} MiB (peak {:.1} MiB)",
-            m.rss_kib as f64 / 1024.0,
-            m.peak_kib as f64 / 1024.0
-        ),
-        None => "controller RSS unknown".into(),
-    }
+/// `120.5 / 130.2 MiB` (RSS / peak), `?` when unknown.
+pub fn rss(memory: Option<Memory>) -> String {
+    memory
+        .map(|m| {
+            format!(
+                "{:.1} / {:.1} MiB",
+                m.rss_kib as f64 / 1024.0,
+                m.peak_kib as f64 / 1024.0
+            )
+        })
+        .unwrap_or_else(|| "?".into())
 }
 
 /// A Prometheus histogram: cumulative bucket counts by upper bound, sum and count.

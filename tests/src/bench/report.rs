@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::probe::Memory;
+use crate::probe::rss;
 use crate::runs::{
     BURST_REPEATS, CONCURRENCY, Calls, EVENT_TIMEOUT, EventRun, PollingRun, STEADY_INTERVALS,
     Settings, median, percentile, secrets_manager_calls,
@@ -53,8 +53,8 @@ pub fn print(settings: &Settings, event: &EventRun, polling: Option<&PollingRun>
     row(
         "cold",
         "controller RSS / peak (VmRSS / VmHWM)".into(),
-        memory(event.cold.memory),
-        poll(&|p| memory(p.cold.memory)),
+        rss(event.cold.memory),
+        poll(&|p| rss(p.cold.memory)),
         String::new(),
     );
     let (window, eso_reads) = match settings.steady_for {
@@ -202,8 +202,8 @@ pub fn print(settings: &Settings, event: &EventRun, polling: Option<&PollingRun>
     row(
         "end",
         "controller RSS / peak (VmRSS / VmHWM)".into(),
-        memory(event.memory_end),
-        poll(&|p| memory(p.memory_end)),
+        rss(event.memory_end),
+        poll(&|p| rss(p.memory_end)),
         String::new(),
     );
     let ours = event.steady.secrets_manager_per_es_per_interval();
@@ -270,17 +270,6 @@ fn millis(d: Duration) -> String {
 
 fn opt_millis(d: Option<Duration>) -> String {
     d.map(millis).unwrap_or_else(|| "–".into())
-}
-
-fn memory(m: Option<Memory>) -> String {
-    m.map(|m| {
-        format!(
-            "{:.1} / {:.1} MiB",
-            m.rss_kib as f64 / 1024.0,
-            m.peak_kib as f64 / 1024.0
-        )
-    })
-    .unwrap_or_else(|| "?".into())
 }
 
 fn dollars(calls_per_month: f64) -> String {

@@ -192,11 +192,11 @@ impl Running {
             memory: pid.and_then(probe::memory),
         };
         println!(
-            "[{}] cold start: {} Secrets in {:.2} s; {}",
+            "[{}] cold start: {} Secrets in {:.2} s; controller RSS / peak {}",
             fixture.namespace,
             fixture.keys.len(),
             took.as_secs_f64(),
-            probe::describe(cold.memory)
+            probe::rss(cold.memory)
         );
         Running {
             fixture,
@@ -208,9 +208,10 @@ impl Running {
         }
     }
 
-    /// Nothing changes for [`STEADY_INTERVALS`] intervals (or `--steady-for`); counting starts
-    /// half an interval in, so each ExternalSecret's resyncs fall into the window about that
-    /// many times.
+    /// Nothing changes for [`STEADY_INTERVALS`] intervals; counting starts half an interval
+    /// in, so each ExternalSecret's resyncs fall into the window about that many times. With
+    /// `--steady-for`, counting starts at most 10 s in and lasts that long: shorter than the
+    /// interval, it may see no resync at all.
     async fn steady(&self, settings: &Settings) -> Steady {
         let interval = settings.interval;
         let (wait, window) = settings.steady_window();
@@ -227,11 +228,11 @@ impl Running {
             interval,
         };
         println!(
-            "[{}] steady: {:.3} Secrets Manager calls and {:.2} resyncs per ExternalSecret per interval; {}",
+            "[{}] steady: {:.3} Secrets Manager calls and {:.2} resyncs per ExternalSecret per interval; controller RSS / peak {}",
             self.fixture.namespace,
             steady.secrets_manager_per_es_per_interval(),
             steady.resyncs_per_es_per_interval(),
-            probe::describe(self.memory())
+            probe::rss(self.memory())
         );
         steady
     }
