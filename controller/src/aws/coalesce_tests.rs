@@ -353,3 +353,65 @@ async fn resyncs_make_one_call_at_a_time_while_urgent_reads_are_under_way() {
     resync("app/2").await.unwrap().unwrap();
     assert!(waiting_resync.await.unwrap().is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resyncs_get_their_calls_back_when_the_last_urgent_read_is_done() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let fake = source(400)
+        .holding("app/0", release.clone())
+        .batch_latency(Duration::from_millis(200));
+    let coalescer = Coalescer::new(Arc::new(fake));
+    let interval = Duration::from_secs(10);
+    // Known, read long ago, read one by one (a batch would take the latency).
+    for i in 1..400 {
+        let id = format!("app/{i}");
+        coalescer
+            .current(&id, Freshness::strict(Instant::now()))
+            .await
+            .unwrap();
+    }
+    resyncs_due(&coalescer, interval);
+    // An event's read is under way, and held there.
+    let event = {
+        let coalescer = coalescer.clone();
+        tokio::spawn(async move {
+            coalescer
+                .current("app/0", Freshness::strict(Instant::now()))
+                .await
+        })
+    };
+    while !coalescer
+        .source
+        .calls()
+        .contains(&"GetSecretValue app/0".to_owned())
+    {
+        tokio::task::yield_now().await;
+    }
+    // 300 resyncs come due: beside the event's read, their calls go one at a time.
+    let ids: Vec<&'static str> = (100..400)
+        .map(|i| &*Box::leak(format!("app/{i}").into_boxed_str()))
+        .collect();
+    let resyncs: Vec<_> = ids
+        .iter()
+        .map(|id| spawn_resync(&coalescer, id, interval))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(coalescer.source.most_batches_at_once(), 1);
+
+    // The event's read is done: the resyncs' calls go several at once again.
+    coalescer.source.count_batches_at_once_afresh();
+    assert!(
+        coalescer.state.lock().unwrap().routine.len() > 3 * 20,
+        "more than three calls' worth still waits"
+    );
+    release.notify_one();
+    assert!(event.await.unwrap().is_ok());
+    for resync in resyncs {
+        assert!(resync.await.unwrap().is_ok());
+    }
+    assert!(
+        coalescer.source.most_batches_at_once() >= 3,
+        "{} at once",
+        coalescer.source.most_batches_at_once()
+    );
+}

@@ -32,6 +32,13 @@ pub struct FakeSource {
     /// Page size of ListSecrets and filtered BatchGetSecretValue.
     page_size: Option<usize>,
     calls: Mutex<Vec<String>>,
+    /// GetSecretValue of this secret waits until the `Notify` is notified.
+    held: Option<(String, std::sync::Arc<tokio::sync::Notify>)>,
+    /// How long each BatchGetSecretValue takes.
+    batch_latency: std::time::Duration,
+    /// BatchGetSecretValue calls under way now, and the most at once so far.
+    batches_under_way: std::sync::atomic::AtomicUsize,
+    most_batches_at_once: std::sync::atomic::AtomicUsize,
 }
 
 pub const ACCOUNT_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:";
@@ -112,6 +119,32 @@ impl FakeSource {
     pub fn page_size(mut self, size: usize) -> Self {
         self.page_size = Some(size);
         self
+    }
+
+    /// GetSecretValue of `name` waits until `release` is notified.
+    pub fn holding(mut self, name: &str, release: std::sync::Arc<tokio::sync::Notify>) -> Self {
+        self.held = Some((name.into(), release));
+        self
+    }
+
+    /// Each BatchGetSecretValue takes `latency`.
+    pub fn batch_latency(mut self, latency: std::time::Duration) -> Self {
+        self.batch_latency = latency;
+        self
+    }
+
+    /// The most BatchGetSecretValue calls under way at once since the start, or since
+    /// [`FakeSource::count_batches_at_once_afresh`].
+    pub fn most_batches_at_once(&self) -> usize {
+        self.most_batches_at_once
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Counts the most at once from the calls under way now.
+    pub fn count_batches_at_once_afresh(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.most_batches_at_once
+            .store(self.batches_under_way.load(SeqCst), SeqCst);
     }
 
     /// Every call made, as `Operation argument`.
@@ -221,6 +254,11 @@ impl SecretsSource for FakeSource {
         version: &VersionSelector,
     ) -> Result<SecretValue, AwsError> {
         self.record(format!("GetSecretValue {key}"));
+        if let Some((held, release)) = &self.held
+            && held == key
+        {
+            release.notified().await;
+        }
         self.value("GetSecretValue", key, version)
     }
 
@@ -240,6 +278,13 @@ impl SecretsSource for FakeSource {
         next_token: Option<&str>,
     ) -> Result<BatchPage, AwsError> {
         self.record(format!("BatchGetSecretValue {}", described(selection)));
+        if !self.batch_latency.is_zero() {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.batches_under_way.fetch_add(1, SeqCst) + 1;
+            self.most_batches_at_once.fetch_max(now, SeqCst);
+            tokio::time::sleep(self.batch_latency).await;
+            self.batches_under_way.fetch_sub(1, SeqCst);
+        }
         if self.batch_denied {
             return Err(AwsError {
                 operation: "BatchGetSecretValue",
