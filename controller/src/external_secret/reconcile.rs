@@ -132,7 +132,7 @@ impl ExternalSecret {
             }) {
             Ok(store) if !store.is_served_by(ctx.settings.controller_class.as_deref()) => {
                 debug!(externalsecret = %ObjectRef::from_obj(self), store = %store.describe(), "store has another controller class; skipping");
-                ctx.triggers.park(&ObjectRef::from_obj(self), true);
+                ctx.triggers.park(&cache::reference(self), true);
                 return Ok(Next::OnChange);
             }
             Ok(store) => store,
@@ -143,7 +143,7 @@ impl ExternalSecret {
                 if ctx.settings.controller_class.is_some() =>
             {
                 debug!(externalsecret = %ObjectRef::from_obj(self), %error, "store not proven ours; leaving it alone");
-                ctx.triggers.park(&ObjectRef::from_obj(self), true);
+                ctx.triggers.park(&cache::reference(self), true);
                 return Ok(Next::OnChange);
             }
             Err(error) => return self.fail(ctx, error).await,
@@ -157,7 +157,7 @@ impl ExternalSecret {
             false => Ok(()),
         };
         // Held back by the gate, it waits for its store's next status change.
-        ctx.triggers.park(&ObjectRef::from_obj(self), gate.is_err());
+        ctx.triggers.park(&cache::reference(self), gate.is_err());
         if let Err(error) = gate {
             return self.fail(ctx, error).await;
         }
