@@ -328,9 +328,9 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
             // The last urgent call is done: resyncs get their room back. This task goes on
             // with one of their calls; more start beside it.
             if !routine && state.routine_room() == CALLS_AT_ONCE && !state.routine.is_empty() {
-                let batches = state.routine.len().div_ceil(BATCH_SIZE);
+                let more_batches = state.routine.len().div_ceil(BATCH_SIZE) - 1;
                 let room = CALLS_AT_ONCE.saturating_sub(state.calls);
-                for _ in 1..batches.min(room + 1) {
+                for _ in 0..more_batches.min(room) {
                     state.calls += 1;
                     self.spawn_drain();
                 }

@@ -54,18 +54,23 @@ async fn with_resyncs_due(interval: Duration) -> Arc<Coalescer<Arc<FakeSource>>>
     coalescer
 }
 
+/// A read of `id` that accepts `freshness`, in its own task.
+fn spawn_read(
+    coalescer: &Arc<Coalescer<Arc<FakeSource>>>,
+    id: &str,
+    freshness: Freshness,
+) -> tokio::task::JoinHandle<Answer> {
+    let (coalescer, id) = (coalescer.clone(), id.to_owned());
+    tokio::spawn(async move { coalescer.current(&id, freshness).await })
+}
+
 /// A resync (every `interval`) of `id`, asking now, in its own task.
 fn spawn_resync(
     coalescer: &Arc<Coalescer<Arc<FakeSource>>>,
-    id: &'static str,
+    id: &str,
     interval: Duration,
 ) -> tokio::task::JoinHandle<Answer> {
-    let coalescer = coalescer.clone();
-    tokio::spawn(async move {
-        coalescer
-            .current(id, Freshness::resync(Instant::now(), interval))
-            .await
-    })
+    spawn_read(coalescer, id, Freshness::resync(Instant::now(), interval))
 }
 
 #[tokio::test]
@@ -372,14 +377,7 @@ async fn resyncs_get_their_calls_back_when_the_last_urgent_read_is_done() {
     }
     resyncs_due(&coalescer, interval);
     // An event's read is under way, and held there.
-    let event = {
-        let coalescer = coalescer.clone();
-        tokio::spawn(async move {
-            coalescer
-                .current("app/0", Freshness::strict(Instant::now()))
-                .await
-        })
-    };
+    let event = spawn_read(&coalescer, "app/0", Freshness::strict(Instant::now()));
     while !coalescer
         .source
         .calls()
@@ -388,12 +386,8 @@ async fn resyncs_get_their_calls_back_when_the_last_urgent_read_is_done() {
         tokio::task::yield_now().await;
     }
     // 300 resyncs come due: beside the event's read, their calls go one at a time.
-    let ids: Vec<&'static str> = (100..400)
-        .map(|i| &*Box::leak(format!("app/{i}").into_boxed_str()))
-        .collect();
-    let resyncs: Vec<_> = ids
-        .iter()
-        .map(|id| spawn_resync(&coalescer, id, interval))
+    let resyncs: Vec<_> = (100..400)
+        .map(|i| spawn_resync(&coalescer, &format!("app/{i}"), interval))
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(coalescer.source.most_batches_at_once(), 1);
