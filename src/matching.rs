@@ -54,12 +54,56 @@ impl FindRule {
 
 #[derive(Debug)]
 pub struct MatchIndex<K> {
-    by_name: HashMap<String, HashSet<K>>,
+    by_name: HashMap<String, Holders<K>>,
     names_of: HashMap<K, Vec<String>>,
     /// The find rules of the objects that have any.
     finds: HashMap<K, Vec<FindRule>>,
     /// Objects seen during a re-list in progress.
     relist: Option<HashMap<K, Vec<String>>>,
+}
+
+/// The objects that reference one name. Most names are referenced by one object, which is
+/// then kept inline: a set of one allocates room for several (10,000 ExternalSecrets with a
+/// key each cost about 3 MiB more as sets).
+#[derive(Debug)]
+enum Holders<K> {
+    One(K),
+    Many(HashSet<K>),
+}
+
+impl<K: Clone + Eq + Hash> Holders<K> {
+    fn insert(&mut self, object: K) {
+        match self {
+            Holders::One(one) if *one == object => {}
+            Holders::One(one) => *self = Holders::Many(HashSet::from([one.clone(), object])),
+            Holders::Many(set) => {
+                set.insert(object);
+            }
+        }
+    }
+
+    /// Removes `object`; returns whether no object is left.
+    fn remove(&mut self, object: &K) -> bool {
+        match self {
+            Holders::One(one) => one == object,
+            Holders::Many(set) => {
+                // A set holds two or more: down to one, it is kept inline again.
+                set.remove(object);
+                if set.len() == 1 {
+                    let last = set.drain().next().expect("one object left");
+                    *self = Holders::One(last);
+                }
+                false
+            }
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = &K> + '_> {
+        match self {
+            Holders::One(one) => Box::new(std::iter::once(one)),
+            Holders::Many(set) => Box::new(set.iter()),
+        }
+    }
 }
 
 impl<K> Default for MatchIndex<K> {
@@ -100,10 +144,13 @@ impl<K: Clone + Eq + Hash> MatchIndex<K> {
         if self.names_of.get(&object) != Some(&names) {
             self.forget(&object);
             for name in &names {
-                self.by_name
-                    .entry(name.clone())
-                    .or_default()
-                    .insert(object.clone());
+                match self.by_name.get_mut(name) {
+                    Some(holders) => holders.insert(object.clone()),
+                    None => {
+                        self.by_name
+                            .insert(name.clone(), Holders::One(object.clone()));
+                    }
+                }
             }
             self.names_of.insert(object.clone(), names);
         }
@@ -127,11 +174,10 @@ impl<K: Clone + Eq + Hash> MatchIndex<K> {
             return;
         };
         for name in names {
-            if let Some(set) = self.by_name.get_mut(&name) {
-                set.remove(object);
-                if set.is_empty() {
-                    self.by_name.remove(&name);
-                }
+            if let Some(holders) = self.by_name.get_mut(&name)
+                && holders.remove(object)
+            {
+                self.by_name.remove(&name);
             }
         }
     }
@@ -163,7 +209,7 @@ impl<K: Clone + Eq + Hash> MatchIndex<K> {
         let mut found: HashSet<K> = names
             .iter()
             .filter_map(|name| self.by_name.get(*name))
-            .flatten()
+            .flat_map(Holders::iter)
             .cloned()
             .collect();
         for (object, rules) in &self.finds {
@@ -229,6 +275,26 @@ mod tests {
         index.remove(&"es");
         assert!(index.lookup(["b"]).is_empty());
         assert!(index.is_empty());
+    }
+
+    #[test]
+    fn a_name_shared_by_several_objects_keeps_the_others_when_one_goes() {
+        let mut index = MatchIndex::default();
+        index.upsert("a", ["shared"]);
+        index.upsert("b", ["shared"]);
+        index.upsert("c", ["shared", "own"]);
+        assert_eq!(sorted(index.lookup(["shared"])), ["a", "b", "c"]);
+        index.remove(&"b");
+        index.upsert("c", ["own"]);
+        assert_eq!(sorted(index.lookup(["shared"])), ["a"]);
+        assert_eq!(sorted(index.lookup(["own"])), ["c"]);
+        index.upsert("b", ["shared"]);
+        assert_eq!(sorted(index.lookup(["shared"])), ["a", "b"]);
+        index.remove(&"a");
+        index.remove(&"b");
+        index.remove(&"c");
+        assert!(index.lookup(["shared"]).is_empty());
+        assert!(index.by_name.is_empty(), "no name is kept for nobody");
     }
 
     fn rule(name: Option<&str>, path: Option<&str>) -> FindRule {

@@ -7,7 +7,9 @@
 //! event pays no added latency); reads that arrive while calls are under way wait and go out
 //! together in the next BatchGetSecretValue of up to 20 distinct secrets. Urgent reads (an
 //! event's, a first sync's) have calls of their own beside the resyncs', so that they never
-//! wait behind resyncs nor ride in their larger calls. A read answers every asker whose
+//! wait behind resyncs nor ride in their larger calls. Of those, only an event's read starts
+//! a call whenever one is free; the others wait while two urgent calls are under way, and so
+//! go out twenty at a time when thousands of ExternalSecrets sync at once. A read answers every asker whose
 //! [`Freshness`] it meets for a while, so a rotation read by a thousand ExternalSecrets is
 //! read once.
 //!
@@ -41,6 +43,11 @@ const CALLS_AT_ONCE: usize = 4;
 /// Calls that only urgent reads (events, first syncs, retries) may make on top: those never
 /// wait behind resyncs' calls, nor ride in them.
 const URGENT_CALLS: usize = 2;
+/// Calls that urgent reads which may gather (first syncs, spec changes, retries: not events)
+/// start while other urgent calls are under way. Those reads then wait for a call under way to
+/// end and go out together, up to 20 a call: a cold start of 10,000 ExternalSecrets reads in
+/// batches instead of a GetSecretValue each time a call happens to be free.
+const GATHERING_CALLS: usize = 2;
 /// Calls of periodic resyncs under way at once while urgent reads wait or are under way: the
 /// rest of the room goes to the urgent ones (a burst of rotations gets AWS's, or an
 /// emulator's, time), and resyncs still move.
@@ -65,6 +72,9 @@ pub struct Freshness {
     pub prefetch: bool,
     /// The asker's resync interval: when its secret's next resync comes due.
     pub every: Option<Duration>,
+    /// An urgent read that may wait for a call under way, to go out with others (see
+    /// [`GATHERING_CALLS`]); an event's read never waits.
+    pub gather: bool,
 }
 
 impl Freshness {
@@ -76,6 +86,17 @@ impl Freshness {
             errors_since: since,
             prefetch: false,
             every: None,
+            gather: false,
+        }
+    }
+
+    /// A read that must see AWS as it is at `since` but is not an event's (a first sync, a
+    /// changed spec, a retry): it goes out at once when few calls are under way, and otherwise
+    /// waits to go out with others.
+    pub fn gathered(since: Instant) -> Self {
+        Freshness {
+            gather: true,
+            ..Freshness::strict(since)
         }
     }
 
@@ -86,6 +107,7 @@ impl Freshness {
             errors_since: started,
             prefetch: true,
             every: Some(interval),
+            gather: false,
         }
     }
 
@@ -114,7 +136,10 @@ pub struct Coalescer<S> {
 struct State {
     /// Reads waiting for a call, by secret id.
     waiting: HashMap<String, Vec<oneshot::Sender<Answer>>>,
-    /// Ids that an urgent read waits for, in the order they started waiting.
+    /// Ids that an event's read waits for, in the order they started waiting: they go first.
+    prompt: VecDeque<String>,
+    /// Ids that other urgent reads wait for (and no event's), in the order they started
+    /// waiting.
     urgent: VecDeque<String>,
     /// Ids only periodic resyncs wait for, in the order they started waiting.
     routine: VecDeque<String>,
@@ -133,9 +158,18 @@ struct State {
 }
 
 impl State {
+    /// Where a read that accepts `freshness` waits for a call.
+    fn queue(&mut self, freshness: Freshness) -> &mut VecDeque<String> {
+        match (freshness.prefetch, freshness.gather) {
+            (true, _) => &mut self.routine,
+            (false, true) => &mut self.urgent,
+            (false, false) => &mut self.prompt,
+        }
+    }
+
     /// How many calls periodic resyncs may have under way now.
     fn routine_room(&self) -> usize {
-        match self.urgent_calls > 0 || !self.urgent.is_empty() {
+        match self.urgent_calls > 0 || !self.urgent.is_empty() || !self.prompt.is_empty() {
             true => CALLS_AT_ONCE_BESIDE_URGENT,
             false => CALLS_AT_ONCE,
         }
@@ -243,16 +277,32 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
             let waiting = state.waiting.entry(id.to_owned()).or_default();
             let first = waiting.is_empty();
             waiting.push(sender);
+            let state = &mut *state;
             if first {
-                match urgent {
-                    true => state.urgent.push_back(id.to_owned()),
-                    false => state.routine.push_back(id.to_owned()),
+                state.queue(freshness).push_back(id.to_owned());
+            } else if urgent {
+                // Already waiting in a later queue: it moves up to this asker's.
+                let later = match freshness.gather {
+                    true => vec![&mut state.routine],
+                    false => vec![&mut state.routine, &mut state.urgent],
+                };
+                let mut moved = false;
+                for waiting in later {
+                    if let Some(at) = waiting.iter().position(|w| w == id) {
+                        waiting.remove(at);
+                        moved = true;
+                    }
                 }
-            } else if urgent && let Some(at) = state.routine.iter().position(|w| w == id) {
-                state.routine.remove(at);
-                state.urgent.push_back(id.to_owned());
+                if moved {
+                    state.queue(freshness).push_back(id.to_owned());
+                }
             }
             let room = match urgent {
+                true if freshness.gather => {
+                    // Calls under way or starting that do not carry resyncs.
+                    let urgent_calls = state.calls - state.routine_calls;
+                    state.calls < CALLS_AT_ONCE + URGENT_CALLS && urgent_calls < GATHERING_CALLS
+                }
                 true => state.calls < CALLS_AT_ONCE + URGENT_CALLS,
                 false => state.calls < CALLS_AT_ONCE && state.routine_calls < state.routine_room(),
             };
@@ -280,16 +330,22 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
         loop {
             let (ids, one_by_one, routine) = {
                 let mut state = self.state.lock().expect("coalescer lock");
-                let routine = state.urgent.is_empty();
+                let state = &mut *state;
+                let routine = state.prompt.is_empty() && state.urgent.is_empty();
                 if routine
                     && (state.routine.is_empty() || state.routine_calls >= state.routine_room())
                 {
                     state.calls -= 1;
                     return;
                 }
-                let queue = match routine {
-                    true => &mut state.routine,
-                    false => &mut state.urgent,
+                // Events' reads first, in calls of their own (a batch of others' would slow
+                // them down); then the other urgent reads; then resyncs'.
+                let queue = if !state.prompt.is_empty() {
+                    &mut state.prompt
+                } else if !state.urgent.is_empty() {
+                    &mut state.urgent
+                } else {
+                    &mut state.routine
                 };
                 let take = queue.len().min(BATCH_SIZE);
                 let mut ids: Vec<String> = queue.drain(..take).collect();

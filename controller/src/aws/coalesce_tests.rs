@@ -386,9 +386,19 @@ async fn resyncs_get_their_calls_back_when_the_last_urgent_read_is_done() {
         tokio::task::yield_now().await;
     }
     // 300 resyncs come due: beside the event's read, their calls go one at a time.
+    let asking = Instant::now();
     let resyncs: Vec<_> = (100..400)
         .map(|i| spawn_resync(&coalescer, &format!("app/{i}"), interval))
         .collect();
+    // (Waits for every resync to have asked and their first call to start, however loaded
+    // the machine, then gives a second call time to start.)
+    let all_asked = || {
+        let state = coalescer.state.lock().unwrap();
+        (100..400).all(|i| state.known[&format!("app/{i}")].asked >= asking)
+    };
+    while coalescer.source.count("BatchGetSecretValue") == 0 || !all_asked() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(coalescer.source.most_batches_at_once(), 1);
 
@@ -408,4 +418,56 @@ async fn resyncs_get_their_calls_back_when_the_last_urgent_read_is_done() {
         "{} at once",
         coalescer.source.most_batches_at_once()
     );
+}
+
+#[tokio::test]
+async fn first_syncs_wait_for_calls_under_way_and_go_out_together_while_events_go_at_once() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let fake = source(40)
+        .holding("app/0", release.clone())
+        .batch_latency(Duration::from_millis(300));
+    let coalescer = Coalescer::new(Arc::new(fake));
+    let sync = |id: &str| spawn_read(&coalescer, id, Freshness::gathered(Instant::now()));
+    let seen = |call: &str| coalescer.source.calls().contains(&call.to_owned());
+    // Two urgent calls under way: a first sync's read, held, and a batch of three.
+    let held = sync("app/0");
+    while !seen("GetSecretValue app/0") {
+        tokio::task::yield_now().await;
+    }
+    let first: Vec<_> = (1..4).map(|i| sync(&format!("app/{i}"))).collect();
+    while coalescer.source.count("BatchGetSecretValue") == 0 {
+        tokio::task::yield_now().await;
+    }
+    // First syncs arriving one by one wait for those calls instead of starting their own.
+    let mut later = Vec::new();
+    for i in 4..30 {
+        later.push(sync(&format!("app/{i}")));
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        coalescer.source.calls().len(),
+        2,
+        "the waiting first syncs started no call"
+    );
+    // An event's read does not wait, and goes out on its own (its call then goes on with
+    // the first syncs that wait).
+    let event = spawn_read(&coalescer, "app/39", Freshness::strict(Instant::now()));
+    assert!(event.await.unwrap().is_ok());
+    assert!(seen("GetSecretValue app/39"));
+    for read in first.into_iter().chain(later) {
+        assert!(read.await.unwrap().is_ok());
+    }
+    assert_eq!(
+        coalescer.source.count("GetSecretValue"),
+        2,
+        "only the held read and the event's read went alone: {:?}",
+        coalescer.source.calls()
+    );
+    assert_eq!(
+        coalescer.source.count("BatchGetSecretValue"),
+        3,
+        "26 waiting first syncs in two calls of at most 20"
+    );
+    release.notify_one();
+    assert!(held.await.unwrap().is_ok());
 }

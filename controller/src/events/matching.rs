@@ -16,18 +16,20 @@ use secret_bridge::secret_id::{self, SecretArn};
 use crate::api::ExternalSecret;
 use crate::cache::{self, Caches};
 
-/// Shared between the watch that fills it and the consumer that reads it.
+/// Shared between the watch that fills it and the consumer that reads it. Each ExternalSecret
+/// is held once, behind an `Arc`, however many names (and maps) refer to it.
 #[derive(Clone, Default)]
-pub struct ExternalSecretIndex(Arc<RwLock<MatchIndex<ObjectRef<ExternalSecret>>>>);
+pub struct ExternalSecretIndex(Arc<RwLock<MatchIndex<Arc<ObjectRef<ExternalSecret>>>>>);
 
 impl ExternalSecretIndex {
     pub fn apply(&self, event: &watcher::Event<ExternalSecret>) {
         let mut index = self.0.write().expect("index lock");
         match event {
             watcher::Event::Apply(es) | watcher::Event::InitApply(es) => {
-                index.upsert_with_finds(cache::reference(es), es.remote_keys(), find_rules(es));
+                let object = Arc::new(cache::reference(es));
+                index.upsert_with_finds(object, es.remote_keys(), find_rules(es));
             }
-            watcher::Event::Delete(es) => index.remove(&cache::reference(es)),
+            watcher::Event::Delete(es) => index.remove(&Arc::new(cache::reference(es))),
             watcher::Event::Init => index.begin_relist(),
             watcher::Event::InitDone => index.finish_relist(),
         }
@@ -43,6 +45,7 @@ impl ExternalSecretIndex {
             .expect("index lock")
             .lookup(secret_ids)
             .into_iter()
+            .map(Arc::unwrap_or_clone)
             .collect()
     }
 }

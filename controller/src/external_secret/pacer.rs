@@ -10,7 +10,7 @@
 //! burst of new ones) or an event waits for its refresh, resyncs trickle one at a time.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::Stream;
@@ -37,14 +37,16 @@ pub struct Pacer {
     sender: mpsc::UnboundedSender<Key>,
 }
 
+/// What the pacer knows of each ExternalSecret (one waiting resync, or one released) is held
+/// by two maps: they share one reference.
 #[derive(Default)]
 struct State {
     /// Due time and arrival order → ExternalSecret: the oldest due first.
-    queue: BTreeMap<(Instant, u64), Key>,
+    queue: BTreeMap<(Instant, u64), Arc<Key>>,
     /// Each waiting ExternalSecret's place in `queue`.
-    places: HashMap<Key, (Instant, u64)>,
+    places: HashMap<Arc<Key>, (Instant, u64)>,
     /// Handed to the controller and not finished yet: when, and when it was due.
-    released: HashMap<Key, Released>,
+    released: HashMap<Arc<Key>, Released>,
     arrivals: u64,
 }
 
@@ -72,8 +74,9 @@ impl Pacer {
         state.remove(object);
         state.arrivals += 1;
         let place = (due, state.arrivals);
+        let object = Arc::new(object.clone());
         state.queue.insert(place, object.clone());
-        state.places.insert(object.clone(), place);
+        state.places.insert(object, place);
         drop(state);
         self.wake.notify_one();
     }
@@ -137,7 +140,7 @@ impl Pacer {
             state
                 .released
                 .insert(object.clone(), Released { at: now, due });
-            ready.push(object);
+            ready.push(Arc::unwrap_or_clone(object));
         }
         let next = state
             .queue

@@ -365,7 +365,10 @@ impl ExternalSecret {
                 let due = ctx.pacer.due(&ObjectRef::from_obj(self));
                 Freshness::resync(due.map_or(not_before, |due| due.min(not_before)), interval)
             }
-            _ => Freshness::strict(not_before),
+            // An event's read goes out at once; a first sync (a cold start reads thousands),
+            // a changed spec or a retry may wait a moment to share a call.
+            _ if event => Freshness::strict(not_before),
+            _ => Freshness::gathered(not_before),
         }
     }
 

@@ -32,6 +32,8 @@ const RECONCILED: &str = r#"secret_bridge_reconciles_total{result="success"}"#;
 const BATCH: usize = 20;
 /// BatchGetSecretValue calls under way at once, as the controller's coalescer makes them.
 const BATCH_CALLS: usize = 4;
+/// The Secret the floor of single events writes.
+const EVENT_FLOOR_SECRET: &str = "event-floor";
 
 pub type Calls = BTreeMap<String, u64>;
 
@@ -97,6 +99,8 @@ impl Steady {
 pub struct Events {
     /// PutEvents → Secret seen by the bench's watch, one rotation at a time.
     pub latencies: Vec<Duration>,
+    /// The same path done by the bench alone after each rotation ([`event_floor`]), sorted.
+    pub floors: Vec<Duration>,
     /// Rotations whose Secret was not written within [`EVENT_TIMEOUT`] (not in `latencies`).
     pub missed: usize,
     /// The controller's own `secret_bridge_event_lag_seconds` over the phase.
@@ -261,8 +265,26 @@ pub async fn event_run(stack: &Stack, cleanup: &Cleanup, settings: &Settings) ->
     let floor = cold_floor(stack, &aws, &fixture).await;
     let running = Running::cold_start(stack, fixture, Some(floor), &settings.controller_args).await;
     let steady = running.steady(settings).await;
-    let events = events(&running, &aws, &steady, settings.rotations).await;
-    let burst = bursts(stack, cleanup, &running, &aws, &steady, settings.burst).await;
+    // A queue and bus of the bench's own, for the floors of the emulator's event path.
+    let bench_events = cleanup.event_queue(&aws).await;
+    let events = events(
+        stack,
+        &running,
+        &aws,
+        &bench_events,
+        &steady,
+        settings.rotations,
+    )
+    .await;
+    let burst = bursts(
+        stack,
+        &running,
+        &aws,
+        &bench_events,
+        &steady,
+        settings.burst,
+    )
+    .await;
     EventRun {
         memory_end: running.memory(),
         cold: running.cold,
@@ -318,8 +340,15 @@ async fn cold_floor(stack: &Stack, aws: &Aws, fixture: &Fixture) -> Duration {
     took
 }
 
-/// Rotations one at a time, each announced with its event.
-async fn events(running: &Running, aws: &Aws, steady: &Steady, rotations: usize) -> Events {
+/// Rotations one at a time, each announced with its event, each followed by its floor.
+async fn events(
+    stack: &Stack,
+    running: &Running,
+    aws: &Aws,
+    bench_events: &(String, String),
+    steady: &Steady,
+    rotations: usize,
+) -> Events {
     let (_, bus) = running
         .fixture
         .queue
@@ -330,6 +359,7 @@ async fn events(running: &Running, aws: &Aws, steady: &Steady, rotations: usize)
     running.proxy.take_calls();
     let start = Instant::now();
     let mut latencies = Vec::new();
+    let mut floors = Vec::new();
     let mut missed = 0;
     for r in 0..rotations {
         let i = (r * 7919) % keys.len();
@@ -339,7 +369,7 @@ async fn events(running: &Running, aws: &Aws, steady: &Steady, rotations: usize)
         aws.publish_label_updated(bus, &keys[i], &written).await;
         let seen = running
             .watch
-            .wait_within(&[(format!("es{i}"), value)], EVENT_TIMEOUT)
+            .wait_within(&[(format!("es{i}"), value.clone())], EVENT_TIMEOUT)
             .await;
         match seen {
             Ok(seen) => latencies.push(seen.saturating_duration_since(sent)),
@@ -351,19 +381,25 @@ async fn events(running: &Running, aws: &Aws, steady: &Steady, rotations: usize)
                 missed += 1;
             }
         }
+        let rotated = (i, value, written);
+        floors.push(event_floor(stack, running, aws, bench_events, &rotated).await);
     }
     tokio::time::sleep(SETTLE).await;
+    // The floors' calls went straight to the emulator, not through the controller's proxy.
     let calls = running.proxy.take_calls();
     let background = steady.background_per_second() * start.elapsed().as_secs_f64();
     let lag = running.metrics_histogram().await.since(&lag_before);
     latencies.sort();
+    floors.sort();
     println!(
-        "[{}] events: {rotations} rotations, median {:.1} ms",
+        "[{}] events: {rotations} rotations, median {:.1} ms, the same path by the bench alone {:.1} ms",
         running.fixture.namespace,
-        percentile(&latencies, 50).as_secs_f64() * 1000.0
+        percentile(&latencies, 50).as_secs_f64() * 1000.0,
+        percentile(&floors, 50).as_secs_f64() * 1000.0
     );
     Events {
         latencies,
+        floors,
         missed,
         lag,
         per_rotation: secrets_manager_calls(&calls) as f64 / rotations as f64,
@@ -376,9 +412,9 @@ async fn events(running: &Running, aws: &Aws, steady: &Steady, rotations: usize)
 /// done by the bench itself, straight to the emulator and the apiserver.
 async fn bursts(
     stack: &Stack,
-    cleanup: &Cleanup,
     running: &Running,
     aws: &Aws,
+    (delivery_queue, delivery_bus): &(String, String),
     steady: &Steady,
     b: usize,
 ) -> Burst {
@@ -390,7 +426,6 @@ async fn bursts(
     let keys = &running.fixture.keys;
     let namespace = &running.fixture.namespace;
     let b = b.min(keys.len());
-    let (delivery_queue, delivery_bus) = cleanup.event_queue(aws).await;
     stream::iter(0..b)
         .for_each_concurrent(CONCURRENCY, |j| async move {
             put_secret(&stack.kube, namespace, &format!("floor-{j}"), &[("v", "")]).await;
@@ -438,7 +473,7 @@ async fn bursts(
             .push(floor(stack, aws, namespace, keys, &indices).await);
         burst
             .delivery
-            .push(delivery(aws, &delivery_bus, &delivery_queue, keys, &rotated).await);
+            .push(delivery(aws, delivery_bus, delivery_queue, keys, &rotated).await);
         println!(
             "[{namespace}] burst {}: {b} rotations in {:.2} s, floor {:.2} s, event delivery alone {:.2} s",
             repeat + 1,
@@ -502,6 +537,65 @@ async fn delivery(
     };
     futures::join!(publish_all(aws, bus, keys, rotated), receive);
     start.elapsed()
+}
+
+/// One rotation's path done by the bench alone, as the controller does it: its event
+/// published to the bench's bus while the bench's long poll waits on the bench's queue (as the
+/// controller's always does), one GetSecretValue, the value taken from its JSON, one
+/// server-side-apply Secret write seen through the same watch, and only then the message
+/// deleted. What an event costs without the controller: matching, coalescing and its queue.
+async fn event_floor(
+    stack: &Stack,
+    running: &Running,
+    aws: &Aws,
+    (queue, bus): &(String, String),
+    rotated: &(usize, String, Written),
+) -> Duration {
+    let keys = &running.fixture.keys;
+    let (i, value, _) = rotated;
+    let published = async {
+        // Time for the long poll to reach the emulator and wait there.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let sent = Instant::now();
+        publish_all(aws, bus, keys, std::slice::from_ref(rotated)).await;
+        sent
+    };
+    let received = async {
+        let start = Instant::now();
+        while start.elapsed() < EVENT_TIMEOUT {
+            let messages = aws.receive(queue).await;
+            if !messages.is_empty() {
+                return messages;
+            }
+        }
+        panic!(
+            "the bench's event for {} not delivered within {EVENT_TIMEOUT:?}",
+            keys[*i]
+        );
+    };
+    let (sent, messages) = futures::join!(published, received);
+    let text = aws
+        .secrets
+        .get_secret_value()
+        .secret_id(&keys[*i])
+        .send()
+        .await
+        .expect("GetSecretValue")
+        .secret_string
+        .unwrap_or_default();
+    let read: serde_json::Value = serde_json::from_str(&text).expect("the secret is JSON");
+    let read = read["v"].as_str().expect("the secret has \"v\"");
+    let namespace = &running.fixture.namespace;
+    put_secret(&stack.kube, namespace, EVENT_FLOOR_SECRET, &[("v", read)]).await;
+    let seen = running
+        .watch
+        .wait_within(&[(EVENT_FLOOR_SECRET.into(), value.clone())], EVENT_TIMEOUT)
+        .await
+        .unwrap_or_else(|_| panic!("{EVENT_FLOOR_SECRET} not seen by the watch"));
+    for message in &messages {
+        aws.delete_message(queue, message).await;
+    }
+    seen.saturating_duration_since(sent)
 }
 
 /// One GetSecretValue and one server-side-apply write per index, [`CONCURRENCY`] at once.
