@@ -121,8 +121,9 @@ pub struct ExternalSecretTarget {
     #[schemars(extend("enum" = ["Delete", "Merge", "Retain"], "default" = "Retain"))]
     pub deletion_policy: Option<String>,
     /// How the Secret is built from the values read (type, metadata, templated data).
+    // Boxed: most ExternalSecrets have none, and each cached one would hold its room inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<ExternalSecretTemplate>,
+    pub template: Option<Box<ExternalSecretTemplate>>,
     /// Makes the Secret immutable once written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub immutable: Option<bool>,
@@ -272,8 +273,9 @@ pub struct ExternalSecretDataFrom {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extract: Option<RemoteRef>,
     /// Every secret whose name, path and tags match becomes a Secret key.
+    // Boxed, as `target.template`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub find: Option<ExternalSecretFind>,
+    pub find: Option<Box<ExternalSecretFind>>,
     /// Applied in order to the keys that `extract` or `find` produced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rewrite: Vec<ExternalSecretRewrite>,

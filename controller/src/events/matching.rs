@@ -164,13 +164,13 @@ mod tests {
 
     fn finding(regexp: Option<&str>, path: Option<&str>) -> ExternalSecretDataFrom {
         ExternalSecretDataFrom {
-            find: Some(ExternalSecretFind {
+            find: Some(Box::new(ExternalSecretFind {
                 name: regexp.map(|r| FindName {
                     regexp: Some(r.into()),
                 }),
                 path: path.map(Into::into),
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         }
     }
@@ -304,7 +304,7 @@ mod tests {
                 "es",
                 crate::api::ExternalSecretSpec {
                     data_from: vec![ExternalSecretDataFrom {
-                        find: Some(ExternalSecretFind {
+                        find: Some(Box::new(ExternalSecretFind {
                             name: regexp.map(|r| FindName {
                                 regexp: Some(r.into()),
                             }),
@@ -314,7 +314,7 @@ mod tests {
                                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                                 .collect(),
                             ..Default::default()
-                        }),
+                        })),
                         ..Default::default()
                     }],
                     ..Default::default()

@@ -28,7 +28,7 @@ fn spec(find: ExternalSecretFind) -> ExternalSecretSpec {
 fn spec_with(find: ExternalSecretFind, rewrite: Vec<ExternalSecretRewrite>) -> ExternalSecretSpec {
     ExternalSecretSpec {
         data_from: vec![ExternalSecretDataFrom {
-            find: Some(find),
+            find: Some(Box::new(find)),
             rewrite,
             ..Default::default()
         }],

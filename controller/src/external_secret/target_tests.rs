@@ -23,7 +23,7 @@ fn es(template: Option<ExternalSecretTemplate>) -> ExternalSecret {
         "app",
         ExternalSecretSpec {
             target: Some(ExternalSecretTarget {
-                template,
+                template: template.map(Box::new),
                 ..Default::default()
             }),
             ..Default::default()

@@ -58,6 +58,103 @@ pub fn rss(memory: Option<Memory>) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// CPU time (user + system, in seconds) used so far by the local stack's processes and the
+/// controller, by name: where the time of a phase went.
+#[derive(Debug, Clone, Default)]
+pub struct Cpu(Vec<(&'static str, f64)>);
+
+/// The stack's processes, by the file name of their program (or of the script it runs).
+const STACK_PROCESSES: [&str; 4] = [
+    "moto_server",
+    "kube-apiserver",
+    "etcd",
+    "kube-controller-manager",
+];
+
+/// `/proc` counts CPU time in clock ticks of 1/100 s (USER_HZ) on Linux.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+impl Cpu {
+    /// The CPU time of every process of the stack (summed by name) and of `controller`.
+    pub fn now(controller: Option<u32>) -> Cpu {
+        let mut used: Vec<(&'static str, f64)> = Vec::new();
+        let mut add =
+            |name: &'static str, seconds: f64| match used.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, total)) => *total += seconds,
+                None => used.push((name, seconds)),
+            };
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let program = |arg: Option<&[u8]>| {
+                arg.map(|a| a.rsplit(|b| *b == b'/').next().unwrap_or(a).to_vec())
+            };
+            let mut args = cmdline.split(|b| *b == 0);
+            let (first, second) = (program(args.next()), program(args.next()));
+            let name = STACK_PROCESSES.iter().find(|name| {
+                first.as_deref() == Some(name.as_bytes())
+                    || second.as_deref() == Some(name.as_bytes())
+            });
+            if let Some(name) = name
+                && let Some(seconds) = cpu_seconds(pid)
+            {
+                add(name, seconds);
+            }
+        }
+        if let Some(seconds) = controller.and_then(cpu_seconds) {
+            add("controller", seconds);
+        }
+        Cpu(used)
+    }
+
+    /// What was used since `earlier` (a process absent then counts from zero).
+    pub fn since(&self, earlier: &Cpu) -> Cpu {
+        Cpu(self
+            .0
+            .iter()
+            .map(|(name, seconds)| {
+                let before = earlier
+                    .0
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(0.0, |(_, s)| *s);
+                (*name, seconds - before)
+            })
+            .collect())
+    }
+}
+
+/// `moto_server 81.2 s, kube-apiserver 30.1 s, …`, busiest first.
+impl std::fmt::Display for Cpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut used = self.0.clone();
+        used.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let text: Vec<String> = used
+            .iter()
+            .map(|(name, s)| format!("{name} {s:.1} s"))
+            .collect();
+        f.write_str(&text.join(", "))
+    }
+}
+
+/// User + system CPU time of `pid` (fields 14 and 15 of `/proc/PID/stat`, after the
+/// parenthesised command name, which may hold spaces).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / TICKS_PER_SECOND)
+}
+
 /// A Prometheus histogram: cumulative bucket counts by upper bound, sum and count.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Histogram {

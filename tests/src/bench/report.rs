@@ -28,7 +28,14 @@ pub fn print(settings: &Settings, event: &EventRun, polling: Option<&PollingRun>
         poll(&|p| secs(p.cold.took)),
         String::new(),
     );
-    if let Some(floor) = event.cold.floor {
+    row(
+        "cold",
+        "CPU time used during the cold start, by process".into(),
+        event.cold.cpu.to_string(),
+        poll(&|p| p.cold.cpu.to_string()),
+        String::new(),
+    );
+    if let Some((floor, cpu)) = &event.cold.floor {
         row(
             "cold",
             format!(
@@ -36,9 +43,16 @@ pub fn print(settings: &Settings, event: &EventRun, polling: Option<&PollingRun>
             ),
             format!(
                 "{}; ×{:.1}",
-                secs(floor),
+                secs(*floor),
                 event.cold.took.as_secs_f64() / floor.as_secs_f64()
             ),
+            String::new(),
+            String::new(),
+        );
+        row(
+            "cold",
+            "CPU time used during the floor, by process".into(),
+            cpu.to_string(),
             String::new(),
             String::new(),
         );

@@ -13,7 +13,7 @@ use secret_bridge_tests::{ControllerProcess, Stack, unique};
 use serde_json::json;
 
 use crate::fixture::{Cleanup, Fixture};
-use crate::probe::{self, Histogram, Memory};
+use crate::probe::{self, Cpu, Histogram, Memory};
 use crate::watch::SecretWatch;
 
 /// The controller's default `--concurrency`; the floor of a burst uses the same.
@@ -62,8 +62,11 @@ impl Settings {
 
 pub struct Cold {
     pub took: Duration,
-    /// The same reads and writes done by the bench alone (event run only).
-    pub floor: Option<Duration>,
+    /// The same reads and writes done by the bench alone (event run only), and the CPU time
+    /// each process used for them.
+    pub floor: Option<(Duration, Cpu)>,
+    /// The CPU time each process used during the cold start.
+    pub cpu: Cpu,
     pub calls: Calls,
     pub memory: Option<Memory>,
 }
@@ -164,7 +167,7 @@ impl Running {
     async fn cold_start(
         stack: &Stack,
         fixture: Fixture,
-        floor: Option<Duration>,
+        floor: Option<(Duration, Cpu)>,
         extra_args: &[String],
     ) -> Running {
         let watch = SecretWatch::start(&stack.kube, &fixture.namespace, "v").await;
@@ -173,6 +176,7 @@ impl Running {
         let expected: Vec<(String, String)> = (0..fixture.keys.len())
             .map(|i| (format!("es{i}"), "initial".to_owned()))
             .collect();
+        let cpu_before = Cpu::now(None);
         let start = Instant::now();
         let controller = ControllerProcess::start_with_env(
             stack,
@@ -192,15 +196,17 @@ impl Running {
         let cold = Cold {
             took,
             floor,
+            cpu: Cpu::now(pid).since(&cpu_before),
             calls: proxy.take_calls(),
             memory: pid.and_then(probe::memory),
         };
         println!(
-            "[{}] cold start: {} Secrets in {:.2} s; controller RSS / peak {}",
+            "[{}] cold start: {} Secrets in {:.2} s; controller RSS / peak {}; CPU: {}",
             fixture.namespace,
             fixture.keys.len(),
             took.as_secs_f64(),
-            probe::rss(cold.memory)
+            probe::rss(cold.memory),
+            cold.cpu
         );
         Running {
             fixture,
@@ -299,8 +305,9 @@ pub async fn event_run(stack: &Stack, cleanup: &Cleanup, settings: &Settings) ->
 /// ([`BATCH_CALLS`] at once, as the controller reads them) and one server-side-apply Secret
 /// write each, [`CONCURRENCY`] at once. (The controller also reads each target Secret, writes
 /// each status and records an Event.)
-async fn cold_floor(stack: &Stack, aws: &Aws, fixture: &Fixture) -> Duration {
+async fn cold_floor(stack: &Stack, aws: &Aws, fixture: &Fixture) -> (Duration, Cpu) {
     let namespace = &fixture.namespace;
+    let cpu_before = Cpu::now(None);
     let start = Instant::now();
     stream::iter(fixture.keys.chunks(BATCH).enumerate())
         .map(|(c, chunk)| async move {
@@ -332,12 +339,13 @@ async fn cold_floor(stack: &Stack, aws: &Aws, fixture: &Fixture) -> Duration {
         })
         .await;
     let took = start.elapsed();
+    let cpu = Cpu::now(None).since(&cpu_before);
     println!(
-        "[{namespace}] cold floor: {} reads and writes in {:.2} s",
+        "[{namespace}] cold floor: {} reads and writes in {:.2} s; CPU: {cpu}",
         fixture.keys.len(),
         took.as_secs_f64()
     );
-    took
+    (took, cpu)
 }
 
 /// Rotations one at a time, each announced with its event, each followed by its floor.
