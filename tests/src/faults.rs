@@ -192,7 +192,7 @@ impl Drop for ApiserverOutage {
 }
 
 /// The pid in a `scripts/stack` pid file ("PID STARTTIME"), if that process still runs.
-fn recorded_pid(pid_file: &Path) -> Option<u32> {
+pub fn recorded_pid(pid_file: &Path) -> Option<u32> {
     let text = std::fs::read_to_string(pid_file).ok()?;
     let mut fields = text.split_whitespace();
     let pid: u32 = fields.next()?.parse().ok()?;

@@ -9,9 +9,12 @@
 //! event's, a first sync's) have calls of their own beside the resyncs', so that they never
 //! wait behind resyncs nor ride in their larger calls. Of those, only an event's read starts
 //! a call whenever one is free; the others wait while two urgent calls are under way, and so
-//! go out twenty at a time when thousands of ExternalSecrets sync at once. A read answers every asker whose
-//! [`Freshness`] it meets for a while, so a rotation read by a thousand ExternalSecrets is
-//! read once.
+//! go out twenty at a time when thousands of ExternalSecrets sync at once. A read answers
+//! every asker whose [`Freshness`] it meets for a while, so a rotation read by a thousand
+//! ExternalSecrets is read once. A read joins a call of its secret under way only if that
+//! call started late enough for it: an event that arrives while an older read is under way
+//! waits for the next call, or it could be answered with the value from before the rotation
+//! it announces.
 //!
 //! Periodic resyncs come due one by one, spread over their interval, so on their own they
 //! would rarely meet in a batch. A resync therefore accepts a value read a little before it
@@ -46,7 +49,9 @@ const URGENT_CALLS: usize = 2;
 /// Calls that urgent reads which may gather (first syncs, spec changes, retries: not events)
 /// start while other urgent calls are under way. Those reads then wait for a call under way to
 /// end and go out together, up to 20 a call: a cold start of 10,000 ExternalSecrets reads in
-/// batches instead of a GetSecretValue each time a call happens to be free.
+/// batches instead of a GetSecretValue each time a call happens to be free. The bound is on
+/// starting calls: any call that ends (an event's, a resync's) goes on with the reads waiting,
+/// urgent ones first, so more calls may carry them at once.
 const GATHERING_CALLS: usize = 2;
 /// Calls of periodic resyncs under way at once while urgent reads wait or are under way: the
 /// rest of the room goes to the urgent ones (a burst of rotations gets AWS's, or an
@@ -134,8 +139,13 @@ pub struct Coalescer<S> {
 
 #[derive(Default)]
 struct State {
-    /// Reads waiting for a call, by secret id.
+    /// Reads waiting for the next call of their secret, by secret id.
     waiting: HashMap<String, Vec<oneshot::Sender<Answer>>>,
+    /// The latest call of each secret under way: reads that accept a read started then join
+    /// it; the others wait for the next call.
+    under_way: HashMap<String, UnderWay>,
+    /// Calls started so far: each call's number.
+    started_calls: u64,
     /// Ids that an event's read waits for, in the order they started waiting: they go first.
     prompt: VecDeque<String>,
     /// Ids that other urgent reads wait for (and no event's), in the order they started
@@ -198,7 +208,10 @@ impl State {
             .known
             .iter()
             .filter(|(id, known)| {
-                !taken.contains(id) && !self.waiting.contains_key(*id) && known.due_soon()
+                !taken.contains(id)
+                    && !self.waiting.contains_key(*id)
+                    && !self.under_way.contains_key(*id)
+                    && known.due_soon()
             })
             .map(|(id, known)| (known.due(), id))
             .collect();
@@ -208,6 +221,13 @@ impl State {
         }
         candidates.into_iter().map(|(_, id)| id.clone()).collect()
     }
+}
+
+/// A call of one secret under way, and the reads that joined it after it started.
+struct UnderWay {
+    call: u64,
+    started: Instant,
+    joined: Vec<oneshot::Sender<Answer>>,
 }
 
 #[derive(Clone, Copy)]
@@ -272,54 +292,67 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
             {
                 return answer.clone();
             }
-            let urgent = !freshness.prefetch;
             let (sender, receiver) = oneshot::channel();
-            let waiting = state.waiting.entry(id.to_owned()).or_default();
-            let first = waiting.is_empty();
-            waiting.push(sender);
-            let state = &mut *state;
-            if first {
-                state.queue(freshness).push_back(id.to_owned());
-            } else if urgent {
-                // Already waiting in a later queue: it moves up to this asker's.
-                let later = match freshness.gather {
-                    true => vec![&mut state.routine],
-                    false => vec![&mut state.routine, &mut state.urgent],
-                };
-                let mut moved = false;
-                for waiting in later {
-                    if let Some(at) = waiting.iter().position(|w| w == id) {
-                        waiting.remove(at);
-                        moved = true;
-                    }
+            // A call that started before this read may not see what this read must (an event
+            // that came after it started): such a read waits for the next call.
+            match state.under_way.get_mut(id) {
+                Some(call)
+                    if call.started >= freshness.values_since.max(freshness.errors_since) =>
+                {
+                    call.joined.push(sender)
                 }
-                if moved {
-                    state.queue(freshness).push_back(id.to_owned());
-                }
-            }
-            let room = match urgent {
-                true if freshness.gather => {
-                    // Calls under way or starting that do not carry resyncs.
-                    let urgent_calls = state.calls - state.routine_calls;
-                    state.calls < CALLS_AT_ONCE + URGENT_CALLS && urgent_calls < GATHERING_CALLS
-                }
-                true => state.calls < CALLS_AT_ONCE + URGENT_CALLS,
-                false => state.calls < CALLS_AT_ONCE && state.routine_calls < state.routine_room(),
-            };
-            if room {
-                state.calls += 1;
-                self.spawn_drain();
+                _ => self.wait_for_next_call(&mut state, id, freshness, sender),
             }
             receiver
         };
-        receiver.await.unwrap_or_else(|_| {
-            Err(AwsError {
-                operation: "GetSecretValue",
-                secret: id.to_owned(),
-                code: "RequestFailed".into(),
-                message: "the read was abandoned (shutting down)".into(),
-            })
-        })
+        receiver.await.unwrap_or_else(|_| abandoned(id))
+    }
+
+    /// Queues a read of `id` for the next call of its secret, and starts a call if there is
+    /// room for one.
+    fn wait_for_next_call(
+        self: &Arc<Self>,
+        state: &mut State,
+        id: &str,
+        freshness: Freshness,
+        sender: oneshot::Sender<Answer>,
+    ) {
+        let urgent = !freshness.prefetch;
+        let waiting = state.waiting.entry(id.to_owned()).or_default();
+        let first = waiting.is_empty();
+        waiting.push(sender);
+        if first {
+            state.queue(freshness).push_back(id.to_owned());
+        } else if urgent {
+            // Already waiting in a later queue: it moves up to this asker's.
+            let later = match freshness.gather {
+                true => vec![&mut state.routine],
+                false => vec![&mut state.routine, &mut state.urgent],
+            };
+            let mut moved = false;
+            for waiting in later {
+                if let Some(at) = waiting.iter().position(|w| w == id) {
+                    waiting.remove(at);
+                    moved = true;
+                }
+            }
+            if moved {
+                state.queue(freshness).push_back(id.to_owned());
+            }
+        }
+        let room = match urgent {
+            true if freshness.gather => {
+                // Calls under way or starting that do not carry resyncs.
+                let urgent_calls = state.calls - state.routine_calls;
+                state.calls < CALLS_AT_ONCE + URGENT_CALLS && urgent_calls < GATHERING_CALLS
+            }
+            true => state.calls < CALLS_AT_ONCE + URGENT_CALLS,
+            false => state.calls < CALLS_AT_ONCE && state.routine_calls < state.routine_room(),
+        };
+        if room {
+            state.calls += 1;
+            self.spawn_drain();
+        }
     }
 
     /// Makes calls while reads are waiting, up to 20 secrets each: urgent reads first, on
@@ -328,7 +361,7 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
     /// filled with the secrets whose resyncs come due next.
     async fn drain(self: Arc<Self>) {
         loop {
-            let (ids, one_by_one, routine) = {
+            let (ids, one_by_one, routine, call, started, waiters) = {
                 let mut state = self.state.lock().expect("coalescer lock");
                 let state = &mut *state;
                 let routine = state.prompt.is_empty() && state.urgent.is_empty();
@@ -360,9 +393,27 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
                 } else {
                     state.urgent_calls += 1;
                 }
-                (ids, state.batch_refused, routine)
+                // The reads waiting for these secrets go with this call, and so do those that
+                // joined an earlier call of one of them still under way: this read is newer.
+                state.started_calls += 1;
+                let (call, started) = (state.started_calls, Instant::now());
+                let waiters: Vec<Vec<oneshot::Sender<Answer>>> = ids
+                    .iter()
+                    .map(|id| {
+                        let mut waiters = state.waiting.remove(id).unwrap_or_default();
+                        let this = UnderWay {
+                            call,
+                            started,
+                            joined: Vec::new(),
+                        };
+                        if let Some(earlier) = state.under_way.insert(id.clone(), this) {
+                            waiters.extend(earlier.joined);
+                        }
+                        waiters
+                    })
+                    .collect();
+                (ids, state.batch_refused, routine, call, started, waiters)
             };
-            let started = Instant::now();
             let answers = if ids.len() == 1 || one_by_one {
                 self.one_by_one(&ids).await
             } else {
@@ -372,14 +423,21 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
             state.routine_calls -= usize::from(routine);
             state.urgent_calls -= usize::from(!routine);
             state.sweep();
-            for (id, answer) in ids.into_iter().zip(answers) {
-                for waiter in state.waiting.remove(&id).unwrap_or_default() {
+            for ((id, answer), mut waiters) in ids.into_iter().zip(answers).zip(waiters) {
+                if state.under_way.get(&id).is_some_and(|c| c.call == call) {
+                    let this = state.under_way.remove(&id).expect("this call");
+                    waiters.extend(this.joined);
+                }
+                for waiter in waiters {
                     let _ = waiter.send(answer.clone());
                 }
                 if let Some(known) = state.known.get_mut(&id) {
-                    known.read = Some(started);
+                    known.read = Some(known.read.map_or(started, |read| read.max(started)));
                 }
-                state.recent.insert(id, (started, answer));
+                // A later call of this secret may have finished first.
+                if state.recent.get(&id).is_none_or(|(at, _)| *at <= started) {
+                    state.recent.insert(id, (started, answer));
+                }
             }
             // The last urgent call is done: resyncs get their room back. This task goes on
             // with one of their calls; more start beside it.
@@ -524,3 +582,13 @@ impl<S: SecretsSource + 'static> SecretsSource for CoalescingSource<S> {
 #[cfg(test)]
 #[path = "coalesce_tests.rs"]
 mod tests;
+
+/// The answer of a read whose call was dropped (the process is shutting down).
+fn abandoned(id: &str) -> Answer {
+    Err(AwsError {
+        operation: "GetSecretValue",
+        secret: id.to_owned(),
+        code: "RequestFailed".into(),
+        message: "the read was abandoned (shutting down)".into(),
+    })
+}

@@ -423,9 +423,11 @@ async fn resyncs_get_their_calls_back_when_the_last_urgent_read_is_done() {
 #[tokio::test]
 async fn first_syncs_wait_for_calls_under_way_and_go_out_together_while_events_go_at_once() {
     let release = Arc::new(tokio::sync::Notify::new());
+    // (Batches take long enough that none ends while the test queues its reads, however
+    // loaded the machine.)
     let fake = source(40)
         .holding("app/0", release.clone())
-        .batch_latency(Duration::from_millis(300));
+        .batch_latency(Duration::from_secs(1));
     let coalescer = Coalescer::new(Arc::new(fake));
     let sync = |id: &str| spawn_read(&coalescer, id, Freshness::gathered(Instant::now()));
     let seen = |call: &str| coalescer.source.calls().contains(&call.to_owned());
@@ -470,4 +472,83 @@ async fn first_syncs_wait_for_calls_under_way_and_go_out_together_while_events_g
     );
     release.notify_one();
     assert!(held.await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_read_never_takes_the_answer_of_a_call_that_started_before_it() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let coalescer = Coalescer::new(Arc::new(source(1).holding("app/0", release.clone())));
+    let reads = |coalescer: &Coalescer<Arc<FakeSource>>| coalescer.source.count("GetSecretValue");
+    // A resync's read is under way, from before a rotation.
+    let resync = spawn_resync(&coalescer, "app/0", Duration::from_secs(3600));
+    while reads(&coalescer) == 0 {
+        tokio::task::yield_now().await;
+    }
+    // The rotation's event arrives: its read may not take that call's answer, and makes a
+    // call of its own at once.
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let event = spawn_read(&coalescer, "app/0", Freshness::strict(Instant::now()));
+    let own_call = tokio::time::timeout(Duration::from_secs(10), async {
+        while reads(&coalescer) < 2 {
+            tokio::task::yield_now().await;
+        }
+    });
+    assert!(
+        own_call.await.is_ok(),
+        "the event's read made a call of its own"
+    );
+    // A read that accepts what a call under way will answer joins it: no third call.
+    let earlier = spawn_read(
+        &coalescer,
+        "app/0",
+        Freshness::strict(Instant::now() - Duration::from_secs(1)),
+    );
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!event.is_finished() && !resync.is_finished() && !earlier.is_finished());
+    release.notify_one();
+    assert!(resync.await.unwrap().is_ok());
+    release.notify_one();
+    assert!(event.await.unwrap().is_ok());
+    assert!(earlier.await.unwrap().is_ok());
+    assert_eq!(reads(&coalescer), 2);
+}
+
+#[tokio::test]
+async fn an_events_read_takes_a_waiting_first_sync_of_its_secret_along_at_once() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let fake = source(10)
+        .holding("app/0", release.clone())
+        .batch_latency(Duration::from_secs(1));
+    let coalescer = Coalescer::new(Arc::new(fake));
+    let sync = |id: &str| spawn_read(&coalescer, id, Freshness::gathered(Instant::now()));
+    let seen = |call: &str| coalescer.source.calls().contains(&call.to_owned());
+    // Two urgent calls under way: a held read and a slow batch.
+    let held = sync("app/0");
+    while !seen("GetSecretValue app/0") {
+        tokio::task::yield_now().await;
+    }
+    let batch: Vec<_> = (1..3).map(|i| sync(&format!("app/{i}"))).collect();
+    while coalescer.source.count("BatchGetSecretValue") == 0 {
+        tokio::task::yield_now().await;
+    }
+    let waiting = sync("app/5");
+    for _ in 0..5 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(coalescer.source.calls().len(), 2, "the first sync waits");
+    // An event for the same secret: the waiting read moves up with it, and both are answered
+    // by the event's call, before the batch is done.
+    let event = spawn_read(&coalescer, "app/5", Freshness::strict(Instant::now()));
+    assert!(event.await.unwrap().is_ok());
+    assert!(waiting.await.unwrap().is_ok());
+    assert!(seen("GetSecretValue app/5"));
+    assert!(batch.iter().all(|read| !read.is_finished()));
+    for read in batch {
+        assert!(read.await.unwrap().is_ok());
+    }
+    release.notify_one();
+    assert!(held.await.unwrap().is_ok());
+    assert_eq!(coalescer.source.calls().len(), 3);
 }

@@ -51,7 +51,7 @@ pub fn next_status(
             synced_resource_version: Some(synced.resource_version),
             conditions,
             binding,
-            synced_versions: synced.versions,
+            synced_versions: synced.versions.into(),
         },
         None => ExternalSecretStatus {
             conditions,
@@ -91,7 +91,7 @@ pub fn only_refresh_time_advances(
     let comparable = |status: &ExternalSecretStatus| ExternalSecretStatus {
         refresh_time: None,
         synced_versions: if without_versions {
-            BTreeMap::new()
+            Default::default()
         } else {
             status.synced_versions.clone()
         },

@@ -1,7 +1,11 @@
 //! What the bench reads from the controller process: its memory (Linux /proc) and its
 //! Prometheus histograms (/metrics).
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+use secret_bridge_tests::faults::recorded_pid;
+use secret_bridge_tests::stack::workspace_root;
 
 /// Resident memory now and at its peak, in KiB (`VmRSS`, `VmHWM`), and the anonymous part of
 /// it now (`RssAnon`: the heap and stacks, without the binary's code pages, which are
@@ -10,7 +14,8 @@ use std::time::Duration;
 pub struct Memory {
     pub rss_kib: u64,
     pub peak_kib: u64,
-    pub anon_kib: u64,
+    /// `None` on kernels without `RssAnon` (before 4.5).
+    pub anon_kib: Option<u64>,
 }
 
 /// The controller started for `class`: the only process whose command line is the controller
@@ -40,7 +45,7 @@ pub fn memory(pid: u32) -> Option<Memory> {
     Some(Memory {
         rss_kib: field("VmRSS:")?,
         peak_kib: field("VmHWM:")?,
-        anon_kib: field("RssAnon:")?,
+        anon_kib: field("RssAnon:"),
     })
 }
 
@@ -48,11 +53,14 @@ pub fn memory(pid: u32) -> Option<Memory> {
 pub fn rss(memory: Option<Memory>) -> String {
     memory
         .map(|m| {
+            let anon = m
+                .anon_kib
+                .map(|kib| format!(" (anonymous {:.1})", kib as f64 / 1024.0))
+                .unwrap_or_default();
             format!(
-                "{:.1} / {:.1} MiB (anonymous {:.1})",
+                "{:.1} / {:.1} MiB{anon}",
                 m.rss_kib as f64 / 1024.0,
-                m.peak_kib as f64 / 1024.0,
-                m.anon_kib as f64 / 1024.0
+                m.peak_kib as f64 / 1024.0
             )
         })
         .unwrap_or_else(|| "?".into())
@@ -61,78 +69,51 @@ pub fn rss(memory: Option<Memory>) -> String {
 /// CPU time (user + system, in seconds) used so far by the local stack's processes and the
 /// controller, by name: where the time of a phase went.
 #[derive(Debug, Clone, Default)]
-pub struct Cpu(Vec<(&'static str, f64)>);
-
-/// The stack's processes, by the file name of their program (or of the script it runs).
-const STACK_PROCESSES: [&str; 4] = [
-    "moto_server",
-    "kube-apiserver",
-    "etcd",
-    "kube-controller-manager",
-];
-
-/// `/proc` counts CPU time in clock ticks of 1/100 s (USER_HZ) on Linux.
-const TICKS_PER_SECOND: f64 = 100.0;
+pub struct Cpu(Vec<(String, f64)>);
 
 impl Cpu {
-    /// The CPU time of every process of the stack (summed by name) and of `controller`.
+    /// The CPU time of each process `scripts/stack` started for this stack (its pid files in
+    /// `$STACK_DIR/pids`, default `target/stack/pids`, named by them) and of `controller`.
     pub fn now(controller: Option<u32>) -> Cpu {
-        let mut used: Vec<(&'static str, f64)> = Vec::new();
-        let mut add =
-            |name: &'static str, seconds: f64| match used.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, total)) => *total += seconds,
-                None => used.push((name, seconds)),
-            };
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|p| p.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            let program = |arg: Option<&[u8]>| {
-                arg.map(|a| a.rsplit(|b| *b == b'/').next().unwrap_or(a).to_vec())
-            };
-            let mut args = cmdline.split(|b| *b == 0);
-            let (first, second) = (program(args.next()), program(args.next()));
-            let name = STACK_PROCESSES.iter().find(|name| {
-                first.as_deref() == Some(name.as_bytes())
-                    || second.as_deref() == Some(name.as_bytes())
-            });
-            if let Some(name) = name
-                && let Some(seconds) = cpu_seconds(pid)
-            {
-                add(name, seconds);
-            }
-        }
+        let stack_dir = std::env::var_os("STACK_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target/stack"));
+        let mut used: Vec<(String, f64)> = std::fs::read_dir(stack_dir.join("pids"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let path = entry.path();
+                let name = path.file_name()?.to_str()?.strip_suffix(".pid")?.to_owned();
+                let seconds = cpu_seconds(recorded_pid(&path)?)?;
+                Some((name, seconds))
+            })
+            .collect();
         if let Some(seconds) = controller.and_then(cpu_seconds) {
-            add("controller", seconds);
+            used.push(("controller".into(), seconds));
         }
         Cpu(used)
     }
 
-    /// What was used since `earlier` (a process absent then counts from zero).
+    /// What was used since `earlier`: a process absent then counts from zero, and one that
+    /// was restarted in between (less time than before) is left out.
     pub fn since(&self, earlier: &Cpu) -> Cpu {
         Cpu(self
             .0
             .iter()
-            .map(|(name, seconds)| {
+            .filter_map(|(name, seconds)| {
                 let before = earlier
                     .0
                     .iter()
                     .find(|(n, _)| n == name)
                     .map_or(0.0, |(_, s)| *s);
-                (*name, seconds - before)
+                (*seconds >= before).then(|| (name.clone(), seconds - before))
             })
             .collect())
     }
 }
 
-/// `moto_server 81.2 s, kube-apiserver 30.1 s, …`, busiest first.
+/// `moto 81.2 s, kube-apiserver 30.1 s, …`, busiest first.
 impl std::fmt::Display for Cpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut used = self.0.clone();
@@ -144,6 +125,9 @@ impl std::fmt::Display for Cpu {
         f.write_str(&text.join(", "))
     }
 }
+
+/// `/proc` counts CPU time in clock ticks of 1/100 s (USER_HZ) on Linux.
+const TICKS_PER_SECOND: f64 = 100.0;
 
 /// User + system CPU time of `pid` (fields 14 and 15 of `/proc/PID/stat`, after the
 /// parenthesised command name, which may hold spaces).
