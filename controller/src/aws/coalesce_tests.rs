@@ -420,30 +420,52 @@ async fn resyncs_get_their_calls_back_when_the_last_urgent_read_is_done() {
     );
 }
 
-#[tokio::test]
-async fn first_syncs_wait_for_calls_under_way_and_go_out_together_while_events_go_at_once() {
-    let release = Arc::new(tokio::sync::Notify::new());
-    // (Batches take long enough that none ends while the test queues its reads, however
-    // loaded the machine.)
-    let fake = source(40)
-        .holding("app/0", release.clone())
+type Read = tokio::task::JoinHandle<Answer>;
+
+/// A first sync's read of `id`, in its own task.
+fn spawn_sync(coalescer: &Arc<Coalescer<Arc<FakeSource>>>, id: &str) -> Read {
+    spawn_read(coalescer, id, Freshness::gathered(Instant::now()))
+}
+
+fn seen(coalescer: &Coalescer<Arc<FakeSource>>, call: &str) -> bool {
+    coalescer.source.calls().contains(&call.to_owned())
+}
+
+/// A coalescer over `count` secrets with two urgent calls under way: a first sync's read of
+/// `app/0`, held until `release` is notified, and a batch of the first syncs of `app/1` to
+/// `app/{batched}`. Batches take a second: long enough that none ends while a test queues its
+/// reads, however loaded the machine. Returns the held read and the batched ones.
+async fn with_two_urgent_calls_under_way(
+    count: usize,
+    batched: usize,
+    release: Arc<tokio::sync::Notify>,
+) -> (Arc<Coalescer<Arc<FakeSource>>>, Read, Vec<Read>) {
+    let fake = source(count)
+        .holding("app/0", release)
         .batch_latency(Duration::from_secs(1));
     let coalescer = Coalescer::new(Arc::new(fake));
-    let sync = |id: &str| spawn_read(&coalescer, id, Freshness::gathered(Instant::now()));
-    let seen = |call: &str| coalescer.source.calls().contains(&call.to_owned());
-    // Two urgent calls under way: a first sync's read, held, and a batch of three.
-    let held = sync("app/0");
-    while !seen("GetSecretValue app/0") {
+    let held = spawn_sync(&coalescer, "app/0");
+    while !seen(&coalescer, "GetSecretValue app/0") {
         tokio::task::yield_now().await;
     }
-    let first: Vec<_> = (1..4).map(|i| sync(&format!("app/{i}"))).collect();
+    let batch = (1..=batched)
+        .map(|i| spawn_sync(&coalescer, &format!("app/{i}")))
+        .collect();
     while coalescer.source.count("BatchGetSecretValue") == 0 {
         tokio::task::yield_now().await;
     }
+    (coalescer, held, batch)
+}
+
+#[tokio::test]
+async fn first_syncs_wait_for_calls_under_way_and_go_out_together_while_events_go_at_once() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    // Two urgent calls under way: a first sync's read, held, and a batch of three.
+    let (coalescer, held, first) = with_two_urgent_calls_under_way(40, 3, release.clone()).await;
     // First syncs arriving one by one wait for those calls instead of starting their own.
     let mut later = Vec::new();
     for i in 4..30 {
-        later.push(sync(&format!("app/{i}")));
+        later.push(spawn_sync(&coalescer, &format!("app/{i}")));
         tokio::task::yield_now().await;
     }
     assert_eq!(
@@ -455,7 +477,7 @@ async fn first_syncs_wait_for_calls_under_way_and_go_out_together_while_events_g
     // the first syncs that wait).
     let event = spawn_read(&coalescer, "app/39", Freshness::strict(Instant::now()));
     assert!(event.await.unwrap().is_ok());
-    assert!(seen("GetSecretValue app/39"));
+    assert!(seen(&coalescer, "GetSecretValue app/39"));
     for read in first.into_iter().chain(later) {
         assert!(read.await.unwrap().is_ok());
     }
@@ -518,22 +540,9 @@ async fn a_read_never_takes_the_answer_of_a_call_that_started_before_it() {
 #[tokio::test]
 async fn an_events_read_takes_a_waiting_first_sync_of_its_secret_along_at_once() {
     let release = Arc::new(tokio::sync::Notify::new());
-    let fake = source(10)
-        .holding("app/0", release.clone())
-        .batch_latency(Duration::from_secs(1));
-    let coalescer = Coalescer::new(Arc::new(fake));
-    let sync = |id: &str| spawn_read(&coalescer, id, Freshness::gathered(Instant::now()));
-    let seen = |call: &str| coalescer.source.calls().contains(&call.to_owned());
     // Two urgent calls under way: a held read and a slow batch.
-    let held = sync("app/0");
-    while !seen("GetSecretValue app/0") {
-        tokio::task::yield_now().await;
-    }
-    let batch: Vec<_> = (1..3).map(|i| sync(&format!("app/{i}"))).collect();
-    while coalescer.source.count("BatchGetSecretValue") == 0 {
-        tokio::task::yield_now().await;
-    }
-    let waiting = sync("app/5");
+    let (coalescer, held, batch) = with_two_urgent_calls_under_way(10, 2, release.clone()).await;
+    let waiting = spawn_sync(&coalescer, "app/5");
     for _ in 0..5 {
         tokio::task::yield_now().await;
     }
@@ -543,7 +552,7 @@ async fn an_events_read_takes_a_waiting_first_sync_of_its_secret_along_at_once()
     let event = spawn_read(&coalescer, "app/5", Freshness::strict(Instant::now()));
     assert!(event.await.unwrap().is_ok());
     assert!(waiting.await.unwrap().is_ok());
-    assert!(seen("GetSecretValue app/5"));
+    assert!(seen(&coalescer, "GetSecretValue app/5"));
     assert!(batch.iter().all(|read| !read.is_finished()));
     for read in batch {
         assert!(read.await.unwrap().is_ok());
