@@ -325,17 +325,8 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
             state.queue(freshness).push_back(id.to_owned());
         } else if urgent {
             // Already waiting in a later queue: it moves up to this asker's.
-            let later = match freshness.gather {
-                true => vec![&mut state.routine],
-                false => vec![&mut state.routine, &mut state.urgent],
-            };
-            let mut moved = false;
-            for waiting in later {
-                if let Some(at) = waiting.iter().position(|w| w == id) {
-                    waiting.remove(at);
-                    moved = true;
-                }
-            }
+            let moved =
+                take(&mut state.routine, id) || (!freshness.gather && take(&mut state.urgent, id));
             if moved {
                 state.queue(freshness).push_back(id.to_owned());
             }
@@ -582,6 +573,12 @@ impl<S: SecretsSource + 'static> SecretsSource for CoalescingSource<S> {
 #[cfg(test)]
 #[path = "coalesce_tests.rs"]
 mod tests;
+
+/// Takes `id` out of `queue`; returns whether it was there.
+fn take(queue: &mut VecDeque<String>, id: &str) -> bool {
+    let at = queue.iter().position(|waiting| waiting == id);
+    at.map(|at| queue.remove(at)).is_some()
+}
 
 /// The answer of a read whose call was dropped (the process is shutting down).
 fn abandoned(id: &str) -> Answer {
