@@ -389,7 +389,7 @@ pub struct SyncedVersions(Vec<(String, String)>);
 impl SyncedVersions {
     /// Sets the version of `key`.
     pub fn insert(&mut self, key: String, version: String) {
-        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+        match self.find(&key) {
             Ok(at) => self.0[at].1 = version,
             Err(at) => self.0.insert(at, (key, version)),
         }
@@ -401,8 +401,12 @@ impl SyncedVersions {
 
     /// The version of `key`.
     pub fn get(&self, key: &str) -> Option<&String> {
-        let at = self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok()?;
-        Some(&self.0[at].1)
+        Some(&self.0[self.find(key).ok()?].1)
+    }
+
+    /// Where `key` is, or where it would go.
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
     }
 }
 
