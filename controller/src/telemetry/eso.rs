@@ -19,7 +19,7 @@
 //! Cardinality: one set of series per ExternalSecret or store at most, and the series of an
 //! object that is gone are dropped at the next scrape.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -255,12 +255,26 @@ impl EsoMetrics {
     /// registry. Forgets ExternalSecrets that are gone.
     pub fn scrape(&self, inventory: Inventory) -> ObjectSeries {
         let mut syncs = self.syncs.lock().expect("eso metrics lock");
-        let live: HashSet<ObjectRef<ExternalSecret>> = inventory
+        // Borrowed from the inventory: a scrape copies no name.
+        let live: HashMap<(&str, &str), usize> = inventory
             .external_secrets
             .iter()
-            .map(|es| ObjectRef::new(&es.name).within(&es.namespace))
+            .enumerate()
+            .map(|(index, es)| ((es.namespace.as_str(), es.name.as_str()), index))
             .collect();
-        syncs.retain(|object, _| live.contains(object));
+        fn key(object: &ObjectRef<ExternalSecret>) -> (&str, &str) {
+            (
+                object.namespace.as_deref().unwrap_or(""),
+                object.name.as_str(),
+            )
+        }
+        syncs.retain(|object, _| live.contains_key(&key(object)));
+        let mut reconciled: Vec<(usize, SyncCounts)> = syncs
+            .iter()
+            .filter_map(|(object, counts)| Some((*live.get(&key(object))?, *counts)))
+            .collect();
+        reconciled.sort_unstable_by_key(|(index, _)| *index);
+        drop(live);
         let cluster_external_secrets = self
             .cluster_external_secrets
             .get()
@@ -283,14 +297,7 @@ impl EsoMetrics {
             .unwrap_or_default();
         ObjectSeries {
             cluster_external_secrets,
-            syncs: inventory
-                .external_secrets
-                .iter()
-                .filter_map(|es| {
-                    let object = ObjectRef::new(&es.name).within(&es.namespace);
-                    syncs.get(&object).map(|counts| (es.clone(), *counts))
-                })
-                .collect(),
+            syncs: reconciled,
             queued: inventory.external_secrets.len().saturating_sub(syncs.len())
                 + self.waiting.get().map_or(0, |waiting| (waiting.0)()),
             inventory,
@@ -303,8 +310,9 @@ impl EsoMetrics {
 pub struct ObjectSeries {
     inventory: Inventory,
     cluster_external_secrets: Vec<ObjectStatus>,
-    /// The ExternalSecrets this process reconciled, with their counts.
-    syncs: Vec<(ObjectStatus, SyncCounts)>,
+    /// The ExternalSecrets this process reconciled (their index in `inventory`, in its order),
+    /// with their counts.
+    syncs: Vec<(usize, SyncCounts)>,
     /// What waits to be reconciled, as controller-runtime's `workqueue_depth` shows it:
     /// ExternalSecrets in the cache this process has not reconciled yet (after a start, or
     /// new), resyncs due and events waiting.
@@ -313,10 +321,12 @@ pub struct ObjectSeries {
 
 impl Collector for ObjectSeries {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let labels = |es: &ObjectStatus| {
+        let external_secrets = &self.inventory.external_secrets;
+        let labels = |index: usize| {
+            let es = &external_secrets[index];
             [
-                ("name", es.name.clone()),
-                ("namespace", es.namespace.clone()),
+                ("name", es.name.as_str()),
+                ("namespace", es.namespace.as_str()),
             ]
         };
         {
@@ -326,7 +336,7 @@ impl Collector for ObjectSeries {
                 None,
                 MetricType::Counter,
             )?;
-            for (es, counts) in &self.syncs {
+            for &(es, counts) in &self.syncs {
                 ConstCounter::new(counts.calls).encode(metric.encode_family(&labels(es))?)?;
             }
         }
@@ -337,7 +347,7 @@ impl Collector for ObjectSeries {
                 None,
                 MetricType::Unknown,
             )?;
-            for (es, counts) in &self.syncs {
+            for &(es, counts) in &self.syncs {
                 metric
                     .encode_family(&labels(es))?
                     .encode_gauge(&counts.errors)?;
@@ -350,12 +360,16 @@ impl Collector for ObjectSeries {
                 None,
                 MetricType::Gauge,
             )?;
-            for (es, counts) in &self.syncs {
+            for &(es, counts) in &self.syncs {
                 let nanos = counts.last_duration.as_nanos() as f64;
                 ConstGauge::new(nanos).encode(metric.encode_family(&labels(es))?)?;
             }
         }
-        let reconciled: Vec<&ObjectStatus> = self.syncs.iter().map(|(es, _)| es).collect();
+        let reconciled: Vec<&ObjectStatus> = self
+            .syncs
+            .iter()
+            .map(|&(index, _)| &external_secrets[index])
+            .collect();
         encode_conditions(
             &mut encoder,
             "externalsecret_status_condition",
