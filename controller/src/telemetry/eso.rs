@@ -254,27 +254,24 @@ impl EsoMetrics {
     /// The series read at scrape time, for `inventory`, as a collector for a per-scrape
     /// registry. Forgets ExternalSecrets that are gone.
     pub fn scrape(&self, inventory: Inventory) -> ObjectSeries {
-        let mut syncs = self.syncs.lock().expect("eso metrics lock");
-        // Borrowed from the inventory: a scrape copies no name.
+        // Borrowed from the inventory (a scrape copies no name), and built before taking the
+        // lock that reconciles take.
         let live: HashMap<(&str, &str), usize> = inventory
             .external_secrets
             .iter()
             .enumerate()
             .map(|(index, es)| ((es.namespace.as_str(), es.name.as_str()), index))
             .collect();
-        fn key(object: &ObjectRef<ExternalSecret>) -> (&str, &str) {
-            (
-                object.namespace.as_deref().unwrap_or(""),
-                object.name.as_str(),
-            )
-        }
-        syncs.retain(|object, _| live.contains_key(&key(object)));
-        let mut reconciled: Vec<(usize, SyncCounts)> = syncs
-            .iter()
-            .filter_map(|(object, counts)| Some((*live.get(&key(object))?, *counts)))
-            .collect();
+        let mut reconciled: Vec<(usize, SyncCounts)> = {
+            let mut syncs = self.syncs.lock().expect("eso metrics lock");
+            syncs.retain(|object, _| live.contains_key(&name_key(object)));
+            syncs
+                .iter()
+                .filter_map(|(object, counts)| Some((*live.get(&name_key(object))?, *counts)))
+                .collect()
+        };
+        // In the inventory's order.
         reconciled.sort_unstable_by_key(|(index, _)| *index);
-        drop(live);
         let cluster_external_secrets = self
             .cluster_external_secrets
             .get()
@@ -297,12 +294,23 @@ impl EsoMetrics {
             .unwrap_or_default();
         ObjectSeries {
             cluster_external_secrets,
-            syncs: reconciled,
-            queued: inventory.external_secrets.len().saturating_sub(syncs.len())
+            queued: inventory
+                .external_secrets
+                .len()
+                .saturating_sub(reconciled.len())
                 + self.waiting.get().map_or(0, |waiting| (waiting.0)()),
+            syncs: reconciled,
             inventory,
         }
     }
+}
+
+/// `(namespace, name)`, as an [`ObjectStatus`] holds them.
+fn name_key(object: &ObjectRef<ExternalSecret>) -> (&str, &str) {
+    (
+        object.namespace.as_deref().unwrap_or(""),
+        object.name.as_str(),
+    )
 }
 
 /// The per-object series of one scrape.

@@ -213,3 +213,37 @@ fn cluster_external_secrets_report_their_ready_condition() {
         ]
     );
 }
+
+#[test]
+fn series_follow_the_inventory_order_and_each_family_is_described_once() {
+    let metrics = Metrics::default();
+    let names: Vec<String> = (0..200).rev().map(|i| format!("app-{i}")).collect();
+    for name in &names {
+        reconcile(&metrics, "team", name, None);
+    }
+    let inventory = Inventory {
+        external_secrets: names
+            .iter()
+            .map(|name| status("team", name, Some("True")))
+            .collect(),
+        ..Inventory::default()
+    };
+    let text = metrics.encode(inventory);
+
+    let shown: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("externalsecret_sync_calls_total{name=\""))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(shown == names, "series out of the inventory's order");
+    let mut described: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("# TYPE "))
+        .collect();
+    let all = described.len();
+    described.sort_unstable();
+    described.dedup();
+    assert_eq!(described.len(), all, "a family described twice");
+    assert!(text.ends_with("# EOF\n"));
+    assert_eq!(text.matches("# EOF").count(), 1);
+}

@@ -183,22 +183,22 @@ impl Metrics {
     }
 
     /// Writes the text exposition format to `out` as it is encoded, so that a scrape need not
-    /// hold its whole text: with ESO's per-ExternalSecret series that is about 0.8 KiB per
-    /// ExternalSecret, 8 MiB at 10,000.
+    /// hold its whole text ([`crate::telemetry::scrape`]).
     ///
-    /// The registries' own families are encoded into memory first (they are few and bounded):
-    /// encoding holds their locks, and `out` may wait on a slow reader. The per-object series
-    /// are read from an owned snapshot ([`EsoMetrics::scrape`]), which holds no lock.
+    /// The per-object series come from an owned snapshot ([`EsoMetrics::scrape`], taken first,
+    /// as before the registries' counters are read). The registries' own families are few and
+    /// bounded, and are encoded into memory first: encoding holds their locks, and `out` may
+    /// wait on a slow reader.
     pub fn encode_to(&self, inventory: Inventory, out: &mut impl fmt::Write) -> fmt::Result {
         use prometheus_client::encoding::text::{encode_eof, encode_registry};
+        let mut objects = Registry::default();
+        objects.register_collector(Box::new(self.eso.scrape(inventory)));
         let mut fixed = String::new();
         for registry in [&self.registry, &self.unprefixed] {
             encode_registry(&mut fixed, registry)?;
         }
         out.write_str(&fixed)?;
         drop(fixed);
-        let mut objects = Registry::default();
-        objects.register_collector(Box::new(self.eso.scrape(inventory)));
         encode_registry(out, &objects)?;
         encode_eof(out)
     }

@@ -12,6 +12,7 @@ pub mod probe;
 pub mod process;
 pub mod recorder;
 pub mod rollout_metrics;
+pub mod scrape;
 
 #[cfg(test)]
 mod monitoring_tests;
