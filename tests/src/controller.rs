@@ -113,20 +113,27 @@ impl ControllerProcess {
             .write_all(request.as_bytes())
             .await
             .expect("send request");
-        let mut response = String::new();
+        let mut response = Vec::new();
         stream
-            .read_to_string(&mut response)
+            .read_to_end(&mut response)
             .await
             .expect("read response");
-        let status = response
+        let response = String::from_utf8(response).expect("a UTF-8 response");
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let status = head
             .split_whitespace()
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
+        let chunked = head.lines().any(|line| {
+            line.trim()
+                .eq_ignore_ascii_case("transfer-encoding: chunked")
+        });
+        let body = if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        };
         (status, body)
     }
 
@@ -139,6 +146,27 @@ impl ControllerProcess {
 
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// The body of an HTTP/1.1 response sent with `Transfer-Encoding: chunked` (the controller
+/// streams `/metrics`): each chunk is its size in hex, CRLF, the bytes, CRLF; a chunk of size
+/// 0 ends it. Panics on a body cut off before that end (a scrape the controller cut off).
+fn dechunk(mut body: &str) -> String {
+    let mut text = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or_else(|_| panic!("a chunk size, not {size:?}"));
+        if size == 0 {
+            return text;
+        }
+        assert!(
+            rest.len() >= size + 2,
+            "the response was cut off within a chunk"
+        );
+        text.push_str(&rest[..size]);
+        body = &rest[size + 2..];
     }
 }
 

@@ -7,8 +7,11 @@
 //! - at most [`CONCURRENT_SCRAPES`] encode at once; another scrape gets 503 at once;
 //! - the encoding stops at [`DEADLINE`] (it waits on the reader, never holding a lock) and
 //!   frees its thread and its place;
-//! - a response whose text did not end (deadline, reader error, a panic) is cut off, so the
-//!   reader sees a broken transfer, never a short text that looks whole.
+//! - a response whose text did not end (deadline, reader gone, an encoder error or panic) is
+//!   cut off, so the reader sees a broken transfer, never a short text that looks whole (with
+//!   HTTP/1.1's chunked transfer; OpenMetrics' `# EOF` tells it too);
+//! - a reader that stops reading keeps its connection and what was already queued for it (two
+//!   chunks and hyper's buffer): the server has no write timeout of its own.
 
 use std::fmt;
 use std::pin::Pin;
@@ -22,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// Scrapes encoding at once.
 pub const CONCURRENT_SCRAPES: usize = 4;
@@ -55,8 +58,10 @@ where
             stopped: None,
         };
         if encode(&mut out).and_then(|()| out.finish()).is_err() {
-            let reason = out.stopped.unwrap_or("the encoder failed");
-            debug!(reason, "a /metrics scrape was cut off");
+            match out.stopped {
+                Some(reason) => debug!(reason, "a /metrics scrape was cut off"),
+                None => warn!("a /metrics scrape was cut off: the encoder failed"),
+            }
         }
     });
     let body = Body::from_stream(Chunks {

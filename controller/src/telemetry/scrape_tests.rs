@@ -1,5 +1,5 @@
 use std::fmt::Write as _;
-use std::sync::{Barrier, mpsc as std_mpsc};
+use std::sync::mpsc as std_mpsc;
 
 use futures::StreamExt;
 
@@ -100,33 +100,53 @@ async fn a_reader_that_stops_reading_is_cut_off_at_the_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_encoding_cuts_the_response_off() {
-    let response = respond(&scrapes(), DEADLINE, |out| {
+async fn a_failed_encoding_cuts_the_response_off_and_frees_its_place() {
+    let scrapes = scrapes();
+    let response = respond(&scrapes, DEADLINE, |out| {
         out.write_str("# HELP half\n")?;
         Err(fmt::Error)
     });
     let body = body_of(response).await;
     assert!(matches!(body.last(), Some(Err(_))), "{body:?}");
+    all_places_free(&scrapes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_encoder_cuts_the_response_off_and_frees_its_place() {
+    let scrapes = scrapes();
+    let response = respond(&scrapes, DEADLINE, |out| {
+        (0..20_000).try_for_each(|i| writeln!(out, "line {i}"))?;
+        panic!("an encoder bug");
+    });
+    let body = body_of(response).await;
+    let (last, sent) = body.split_last().expect("a body");
+    assert!(!sent.is_empty() && sent.iter().all(Result::is_ok));
+    assert!(last.is_err());
+    all_places_free(&scrapes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scrape_beyond_the_limit_gets_503_at_once() {
     let scrapes = scrapes();
-    let barrier = Arc::new(Barrier::new(CONCURRENT_SCRAPES + 1));
+    // Each held scrape waits for its release; a failing assert drops the senders, which
+    // releases them all, so the test fails instead of hanging.
+    let mut releases = Vec::new();
     let held: Vec<Response> = (0..CONCURRENT_SCRAPES)
         .map(|_| {
-            let barrier = barrier.clone();
+            let (release, released) = std_mpsc::channel::<()>();
+            releases.push(release);
             respond(&scrapes, DEADLINE, move |out| {
-                barrier.wait();
+                let _ = released.recv_timeout(Duration::from_secs(10));
                 out.write_str("ok\n")
             })
         })
         .collect();
     let refused = respond(&scrapes, DEADLINE, |out| out.write_str("never\n"));
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
-    tokio::task::spawn_blocking(move || barrier.wait())
-        .await
-        .unwrap();
+    assert_eq!(scrapes.available_permits(), 0);
+    for release in releases {
+        release.send(()).expect("the scrape waits");
+    }
     for response in held {
         assert_eq!(body_of(response).await, vec![Ok(Bytes::from("ok\n"))]);
     }
