@@ -262,14 +262,18 @@ impl EsoMetrics {
             .enumerate()
             .map(|(index, es)| ((es.namespace.as_str(), es.name.as_str()), index))
             .collect();
-        let mut reconciled: Vec<(usize, SyncCounts)> = {
-            let mut syncs = self.syncs.lock().expect("eso metrics lock");
-            syncs.retain(|object, _| live.contains_key(&name_key(object)));
-            syncs
-                .iter()
-                .filter_map(|(object, counts)| Some((*live.get(&name_key(object))?, *counts)))
-                .collect()
-        };
+        // One pass under the lock: forgets the gone, keeps the counts of the live.
+        let mut reconciled: Vec<(usize, SyncCounts)> = Vec::with_capacity(live.len());
+        self.syncs
+            .lock()
+            .expect("eso metrics lock")
+            .retain(|object, counts| match live.get(&name_key(object)) {
+                Some(&index) => {
+                    reconciled.push((index, *counts));
+                    true
+                }
+                None => false,
+            });
         // In the inventory's order.
         reconciled.sort_unstable_by_key(|(index, _)| *index);
         let cluster_external_secrets = self
