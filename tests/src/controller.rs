@@ -100,41 +100,30 @@ impl ControllerProcess {
         .await
     }
 
-    /// `GET path` on the probe endpoint: (status code, body).
+    /// `GET path` on the probe endpoint: (status code, body). Panics on a body cut off before
+    /// its end (a scrape the controller cut off).
     pub async fn probe_get(&self, path: &str) -> (u16, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use http_body_util::{BodyExt, Empty};
+        use hyper_util::client::legacy::Client;
+        use hyper_util::rt::TokioExecutor;
         let address = self.probe_address().await;
-        let mut stream = tokio::net::TcpStream::connect(&address)
+        let client: Client<_, Empty<bytes::Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let uri = format!("http://{address}{path}")
+            .parse()
+            .expect("a probe URI");
+        let response = client.get(uri).await.expect("GET on the probe endpoint");
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
             .await
-            .expect("connect to the probe endpoint");
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .expect("send request");
-        let mut response = Vec::new();
-        stream
-            .read_to_end(&mut response)
-            .await
-            .expect("read response");
-        let response = String::from_utf8(response).expect("a UTF-8 response");
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let chunked = head.lines().any(|line| {
-            line.trim()
-                .eq_ignore_ascii_case("transfer-encoding: chunked")
-        });
-        let body = if chunked {
-            dechunk(body)
-        } else {
-            body.to_owned()
-        };
-        (status, body)
+            .expect("the whole response")
+            .to_bytes();
+        (
+            status,
+            String::from_utf8(body.to_vec()).expect("a UTF-8 response"),
+        )
     }
 
     /// Resident memory of the controller process, in KiB (Linux `VmRSS`).
@@ -146,27 +135,6 @@ impl ControllerProcess {
 
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-/// The body of an HTTP/1.1 response sent with `Transfer-Encoding: chunked` (the controller
-/// streams `/metrics`): each chunk is its size in hex, CRLF, the bytes, CRLF; a chunk of size
-/// 0 ends it. Panics on a body cut off before that end (a scrape the controller cut off).
-fn dechunk(mut body: &str) -> String {
-    let mut text = String::new();
-    loop {
-        let (size, rest) = body.split_once("\r\n").expect("a chunk size line");
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or_else(|_| panic!("a chunk size, not {size:?}"));
-        if size == 0 {
-            return text;
-        }
-        assert!(
-            rest.len() >= size + 2,
-            "the response was cut off within a chunk"
-        );
-        text.push_str(&rest[..size]);
-        body = &rest[size + 2..];
     }
 }
 
