@@ -132,6 +132,16 @@ pub fn tolerance(interval: Duration) -> Duration {
 
 type Answer = Result<SecretValue, AwsError>;
 
+/// A map emptied after holding more than this many keeps its room.
+const KEPT_ROOM: usize = 64;
+
+/// Hands back the room of a map that is three-quarters empty.
+fn give_back_room<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > KEPT_ROOM && map.len() * 4 < map.capacity() {
+        map.shrink_to_fit();
+    }
+}
+
 pub struct Coalescer<S> {
     source: S,
     state: Mutex<State>,
@@ -165,6 +175,8 @@ struct State {
     /// Every secret asked for: when it was last read, and last asked for.
     known: HashMap<String, Known>,
     swept: Option<Instant>,
+    /// A sweep is planned for when the last shared read expires (no call may come to sweep).
+    late_sweep: bool,
 }
 
 impl State {
@@ -194,6 +206,17 @@ impl State {
         self.recent.retain(|_, (at, _)| at.elapsed() < SHARED_FOR);
         self.known
             .retain(|_, known| known.asked.elapsed() < KNOWN_FOR);
+        // A cold start of thousands fills these at once; the room they grew to is handed
+        // back once they are mostly empty again.
+        give_back_room(&mut self.recent);
+        give_back_room(&mut self.known);
+        give_back_room(&mut self.waiting);
+        give_back_room(&mut self.under_way);
+        for queue in [&mut self.prompt, &mut self.urgent, &mut self.routine] {
+            if queue.capacity() > KEPT_ROOM && queue.len() * 4 < queue.capacity() {
+                queue.shrink_to_fit();
+            }
+        }
     }
 
     /// Up to `room` known secrets whose resyncs come due next (never read first), other than
@@ -360,6 +383,7 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
                     && (state.routine.is_empty() || state.routine_calls >= state.routine_room())
                 {
                     state.calls -= 1;
+                    self.plan_late_sweep(state);
                     return;
                 }
                 // Events' reads first, in calls of their own (a batch of others' would slow
@@ -446,6 +470,32 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
     /// Starts one more [`Coalescer::drain`] (its place in `calls` is taken already).
     fn spawn_drain(self: &Arc<Self>) {
         tokio::spawn(self.clone().drain());
+    }
+
+    /// Once no call is under way, shared reads (secret values) would stay in memory until
+    /// the next call sweeps them: a sweep is planned for when they expire, and again while
+    /// some remain and no call comes.
+    fn plan_late_sweep(self: &Arc<Self>, state: &mut State) {
+        if state.late_sweep || state.calls > 0 || state.recent.is_empty() {
+            return;
+        }
+        state.late_sweep = true;
+        let coalescer = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SHARED_FOR + SWEEP_EVERY).await;
+                let Some(coalescer) = coalescer.upgrade() else {
+                    return;
+                };
+                let mut state = coalescer.state.lock().expect("coalescer lock");
+                state.swept = None;
+                state.sweep();
+                if state.calls > 0 || state.recent.is_empty() {
+                    state.late_sweep = false;
+                    return;
+                }
+            }
+        });
     }
 
     async fn one_by_one(&self, ids: &[String]) -> Vec<Answer> {

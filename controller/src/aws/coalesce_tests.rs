@@ -561,3 +561,44 @@ async fn an_events_read_takes_a_waiting_first_sync_of_its_secret_along_at_once()
     assert!(held.await.unwrap().is_ok());
     assert_eq!(coalescer.source.calls().len(), 3);
 }
+
+#[tokio::test]
+async fn shared_reads_are_dropped_and_room_handed_back_without_another_call() {
+    let coalescer = Coalescer::new(Arc::new(source(1000)));
+    let ids: Vec<String> = (0..1000).map(|i| format!("app/{i}")).collect();
+    let answers = read_all(&coalescer, &ids, Instant::now()).await;
+    assert!(answers.iter().all(Result::is_ok));
+    // Give the last call's task time to end.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while coalescer.state.lock().unwrap().calls > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("calls end");
+    {
+        let state = coalescer.state.lock().unwrap();
+        assert_eq!(state.recent.len(), 1000);
+        assert!(
+            state.late_sweep,
+            "a sweep is planned for when the reads expire"
+        );
+    }
+    // The reads expire: the planned sweep drops them (what it runs, run now).
+    let mut state = coalescer.state.lock().unwrap();
+    let expired = Instant::now().checked_sub(SHARED_FOR).unwrap();
+    for (at, _) in state.recent.values_mut() {
+        *at = expired;
+    }
+    state.swept = None;
+    state.sweep();
+    assert!(state.recent.is_empty());
+    assert!(state.recent.capacity() <= KEPT_ROOM);
+    assert!(state.waiting.capacity() <= KEPT_ROOM);
+    assert!(state.under_way.capacity() <= KEPT_ROOM);
+    assert_eq!(
+        state.known.len(),
+        1000,
+        "what is known of each secret stays"
+    );
+}

@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
@@ -17,6 +18,7 @@ use crate::api::ExternalSecret;
 use crate::aws::credentials::ClientFactory;
 use crate::cache::{self, Caches};
 use crate::events::triggers::Triggers;
+use crate::external_secret::intake::Intake;
 use crate::external_secret::pacer::Pacer;
 use crate::external_secret::reconcile::{error_policy, reconcile};
 use crate::rollout::Rollouts;
@@ -34,6 +36,8 @@ pub struct Context {
     pub triggers: Arc<Triggers>,
     /// Periodic resyncs.
     pub pacer: Arc<Pacer>,
+    /// New and changed ExternalSecrets.
+    pub intake: Arc<Intake>,
     pub metrics: Arc<Metrics>,
     pub caches: Caches,
     pub settings: Settings,
@@ -75,6 +79,7 @@ impl Context {
             aws,
             triggers: controller.triggers.clone(),
             pacer: controller.pacer.clone(),
+            intake: controller.intake.clone(),
             metrics,
             caches,
             settings,
@@ -179,6 +184,9 @@ pub struct ExternalSecretController {
     controller: Controller<ExternalSecret>,
     triggers: Arc<Triggers>,
     pacer: Arc<Pacer>,
+    intake: Arc<Intake>,
+    /// New and changed ExternalSecrets, for the intake.
+    changes: BoxStream<'static, Arc<ExternalSecret>>,
     reader: Store<ExternalSecret>,
 }
 
@@ -201,10 +209,14 @@ impl ExternalSecretController {
             watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true")),
         )
         .try_filter_map(|event| future::ready(Ok(changed_by_others(event))));
+        // New and changed ExternalSecrets enter through the intake, at most `concurrency`
+        // at a time (see `intake`).
+        let (intake, admitted) = Intake::new(usize::from(concurrency));
         let reader = subscription.reader();
-        let changes = cache::changed(subscription, reader.clone(), sync_inputs);
-        let controller = Controller::for_shared_stream(changes, reader.clone())
+        let changes = cache::changed(subscription, reader.clone(), sync_inputs).boxed();
+        let controller = Controller::for_shared_stream(futures::stream::pending(), reader.clone())
             .owns_stream(owned)
+            .reconcile_on(admitted)
             .reconcile_on(trigger_stream)
             .reconcile_on(resyncs)
             .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
@@ -212,6 +224,8 @@ impl ExternalSecretController {
             controller,
             triggers: Arc::new(triggers),
             pacer: Arc::new(pacer),
+            intake: Arc::new(intake),
+            changes,
             reader,
         }
     }
@@ -227,11 +241,23 @@ impl ExternalSecretController {
         shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     ) {
         info!("controller started");
-        let (pacer, triggers) = (self.pacer.clone(), self.triggers.clone());
+        let (pacer, triggers, intake) = (
+            self.pacer.clone(),
+            self.triggers.clone(),
+            self.intake.clone(),
+        );
         context
             .metrics
             .eso
-            .count_waiting(move || pacer.due_waiting() + triggers.waiting());
+            .count_waiting(move || intake.waiting() + pacer.due_waiting() + triggers.waiting());
+        let intake = self.intake.clone();
+        let reader = self.reader.clone();
+        let changes = self.changes;
+        let taking = tokio::spawn(async move {
+            intake
+                .run(changes, |object| reader.get(object).is_some())
+                .await
+        });
         let pacer = self.pacer.clone();
         let reader = self.reader.clone();
         let waiting = context.clone();
@@ -254,6 +280,7 @@ impl ExternalSecretController {
             })
             .await;
         pacing.abort();
+        taking.abort();
         info!("controller stopped");
     }
 }

@@ -4,6 +4,7 @@
 pub mod controller;
 pub mod fetch;
 pub mod find;
+pub mod intake;
 mod orphans;
 pub mod pacer;
 pub mod plan;

@@ -53,6 +53,7 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
         Ok(Next::OnChange) | Err(_) => ctx.pacer.cancel(&object),
     }
     ctx.pacer.finished(&object);
+    ctx.intake.finished(&object);
     // An event is done when its refresh ran on fresh data, even if the ExternalSecret is
     // broken in a way only a person can fix; only transient failures send it back. Either
     // way the obligation to read AWS stays with the ExternalSecret: a failed sync leaves it
