@@ -16,7 +16,7 @@ use tracing::{debug, info};
 
 use crate::api::ExternalSecret;
 use crate::aws::credentials::ClientFactory;
-use crate::cache::{self, Caches};
+use crate::cache::{self, Caches, Fingerprint};
 use crate::events::triggers::Triggers;
 use crate::external_secret::intake::Intake;
 use crate::external_secret::pacer::Pacer;
@@ -45,7 +45,7 @@ pub struct Context {
     pub rollouts: Rollouts,
     failures: Mutex<HashMap<ObjectRef<ExternalSecret>, u32>>,
     /// ExternalSecrets this process has reconciled at least once.
-    seen: Mutex<HashSet<ObjectRef<ExternalSecret>>>,
+    seen: Mutex<HashSet<Fingerprint>>,
     /// The served CRD has no `status.syncedVersions` (ESO's CRDs): status is written without
     /// it. Learnt from the apiserver's refusal of the first status write.
     pub status_without_synced_versions: std::sync::atomic::AtomicBool,
@@ -99,10 +99,10 @@ impl Context {
     /// reconcile in this process.
     pub fn mark_seen(&self, object: &ObjectRef<ExternalSecret>) -> bool {
         let mut seen = self.seen.lock().expect("seen lock");
-        let first = seen.insert(object.clone());
+        let first = seen.insert(Fingerprint::of(object));
         if first && seen.len() > self.caches.external_secrets.len() {
-            let live = &self.caches.external_secrets;
-            seen.retain(|object| live.get(object).is_some());
+            let live = Fingerprint::all(&self.caches.external_secrets);
+            seen.retain(|fingerprint| live.contains(fingerprint));
         }
         first
     }

@@ -35,6 +35,7 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::api::{ClusterExternalSecret, ExternalSecret};
+use crate::cache::Fingerprint;
 pub use crate::telemetry::inventory::{Inventory, ObjectStatus, Served};
 
 /// ESO's `provider` label value for AWS Secrets Manager.
@@ -115,7 +116,7 @@ pub struct EsoMetrics {
     reconcile_time: Family<ControllerLabels, Histogram>,
     active_workers: Family<ControllerLabels, Gauge>,
     max_concurrent: Family<ControllerLabels, Gauge>,
-    syncs: Mutex<HashMap<ObjectRef<ExternalSecret>, SyncCounts>>,
+    syncs: Mutex<HashMap<Fingerprint, SyncCounts>>,
     /// The ClusterExternalSecret controller's cache, when it runs.
     cluster_external_secrets: OnceLock<Store<ClusterExternalSecret>>,
     /// What else waits to be reconciled (resyncs due, events), read at scrape time.
@@ -228,9 +229,10 @@ impl EsoMetrics {
         self.reconciled(EXTERNAL_SECRET_CONTROLLER, failed, took);
         let mut syncs = self.syncs.lock().expect("eso metrics lock");
         if syncs.len() > 2 * live.len() + 1024 {
-            syncs.retain(|object, _| live.get(object).is_some());
+            let live = Fingerprint::all(live);
+            syncs.retain(|fingerprint, _| live.contains(fingerprint));
         }
-        let counts = syncs.entry(object.clone()).or_default();
+        let counts = syncs.entry(Fingerprint::of(object)).or_default();
         counts.calls += 1;
         counts.errors += u64::from(failed);
         counts.last_duration = took;
@@ -254,20 +256,20 @@ impl EsoMetrics {
     /// The series read at scrape time, for `inventory`, as a collector for a per-scrape
     /// registry. Forgets ExternalSecrets that are gone.
     pub fn scrape(&self, inventory: Inventory) -> ObjectSeries {
-        // Borrowed from the inventory (a scrape copies no name), and built before taking the
-        // lock that reconciles take.
-        let live: HashMap<(&str, &str), usize> = inventory
+        // The inventory's positions by fingerprint (a scrape copies no name), built before
+        // taking the lock that reconciles take.
+        let live: HashMap<Fingerprint, usize> = inventory
             .external_secrets
             .iter()
             .enumerate()
-            .map(|(index, es)| ((es.namespace.as_str(), es.name.as_str()), index))
+            .map(|(index, es)| (Fingerprint::new(&es.namespace, &es.name), index))
             .collect();
         // One pass under the lock: forgets the gone, keeps the counts of the live.
         let mut reconciled: Vec<(usize, SyncCounts)> = Vec::with_capacity(live.len());
         self.syncs
             .lock()
             .expect("eso metrics lock")
-            .retain(|object, counts| match live.get(&name_key(object)) {
+            .retain(|fingerprint, counts| match live.get(fingerprint) {
                 Some(&index) => {
                     reconciled.push((index, *counts));
                     true
@@ -307,14 +309,6 @@ impl EsoMetrics {
             inventory,
         }
     }
-}
-
-/// `(namespace, name)`, as an [`ObjectStatus`] holds them.
-fn name_key(object: &ObjectRef<ExternalSecret>) -> (&str, &str) {
-    (
-        object.namespace.as_deref().unwrap_or(""),
-        object.name.as_str(),
-    )
 }
 
 /// The per-object series of one scrape.
