@@ -2,6 +2,7 @@
 //! and the probe endpoint.
 
 pub mod aws_calls;
+pub mod connections;
 pub mod eso;
 pub mod event_sink;
 pub mod health;

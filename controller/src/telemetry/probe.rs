@@ -15,7 +15,7 @@ use crate::cache::Caches;
 use crate::telemetry::eso::Served;
 use crate::telemetry::health::Health;
 use crate::telemetry::metrics::Metrics;
-use crate::telemetry::scrape;
+use crate::telemetry::{connections, scrape};
 
 #[derive(Clone)]
 struct Probe {
@@ -49,9 +49,7 @@ pub async fn serve(
         });
     let address = listener.local_addr()?;
     tracing::info!(%address, "serving /healthz, /readyz and /metrics");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    connections::serve(listener, app, connections::Limits::default(), shutdown).await
 }
 
 async fn ready(State(probe): State<Probe>) -> impl IntoResponse {
