@@ -62,7 +62,8 @@ struct Args {
     min_refresh_interval: Duration,
 
     /// Reconciles running at once.
-    #[arg(long, env = "CONCURRENCY", default_value_t = 32)]
+    #[arg(long, env = "CONCURRENCY", default_value_t = 32,
+          value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
 
     /// How long an event waits for its reconciles before the message is left for a retry.

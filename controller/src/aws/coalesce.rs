@@ -219,6 +219,25 @@ impl State {
         }
     }
 
+    /// When the newest shared read expires, if any is kept.
+    fn late_sweep_at(&self) -> Option<Instant> {
+        let newest = self.recent.values().map(|(at, _)| *at).max()?;
+        Some(newest + SHARED_FOR + SWEEP_EVERY)
+    }
+
+    /// The planned sweep: sweeps, and says when to come back, while shared reads are kept
+    /// and no call (which sweeps, and plans again when the last one ends) is under way.
+    fn late_sweep(&mut self) -> Option<Instant> {
+        self.swept = None;
+        self.sweep();
+        let later = match self.calls {
+            0 => self.late_sweep_at(),
+            _ => None,
+        };
+        self.late_sweep = later.is_some();
+        later
+    }
+
     /// Up to `room` known secrets whose resyncs come due next (never read first), other than
     /// `taken` and those waiting already: those due within half their resync's tolerance
     /// (a read now is what that resync will accept, resync jitter included), or, when no
@@ -473,26 +492,25 @@ impl<S: SecretsSource + 'static> Coalescer<S> {
     }
 
     /// Once no call is under way, shared reads (secret values) would stay in memory until
-    /// the next call sweeps them: a sweep is planned for when they expire, and again while
-    /// some remain and no call comes.
+    /// the next call sweeps them: a sweep is planned for when the newest of them expires.
     fn plan_late_sweep(self: &Arc<Self>, state: &mut State) {
-        if state.late_sweep || state.calls > 0 || state.recent.is_empty() {
+        if state.late_sweep || state.calls > 0 {
             return;
         }
+        let Some(mut wake) = state.late_sweep_at() else {
+            return;
+        };
         state.late_sweep = true;
         let coalescer = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(SHARED_FOR + SWEEP_EVERY).await;
+                tokio::time::sleep_until(wake.into()).await;
                 let Some(coalescer) = coalescer.upgrade() else {
                     return;
                 };
-                let mut state = coalescer.state.lock().expect("coalescer lock");
-                state.swept = None;
-                state.sweep();
-                if state.calls > 0 || state.recent.is_empty() {
-                    state.late_sweep = false;
-                    return;
+                match coalescer.state.lock().expect("coalescer lock").late_sweep() {
+                    Some(later) => wake = later,
+                    None => return,
                 }
             }
         });

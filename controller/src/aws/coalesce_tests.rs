@@ -584,14 +584,19 @@ async fn shared_reads_are_dropped_and_room_handed_back_without_another_call() {
             "a sweep is planned for when the reads expire"
         );
     }
-    // The reads expire: the planned sweep drops them (what it runs, run now).
+    // Before the reads expire, the planned sweep keeps them and comes back when they do.
     let mut state = coalescer.state.lock().unwrap();
+    let newest = state.recent.values().map(|(at, _)| *at).max().unwrap();
+    assert_eq!(state.late_sweep(), Some(newest + SHARED_FOR + SWEEP_EVERY));
+    assert_eq!(state.recent.len(), 1000);
+    assert!(state.late_sweep);
+    // Once they expired, it drops them, hands the room back, and plans nothing more.
     let expired = Instant::now().checked_sub(SHARED_FOR).unwrap();
     for (at, _) in state.recent.values_mut() {
         *at = expired;
     }
-    state.swept = None;
-    state.sweep();
+    assert_eq!(state.late_sweep(), None);
+    assert!(!state.late_sweep);
     assert!(state.recent.is_empty());
     assert!(state.recent.capacity() <= KEPT_ROOM);
     assert!(state.waiting.capacity() <= KEPT_ROOM);

@@ -269,7 +269,8 @@ impl ExternalSecretController {
                 )
                 .await
         });
-        self.controller
+        let controller = self
+            .controller
             .graceful_shutdown_on(shutdown)
             .run(reconcile, error_policy, context)
             .for_each(|result| async move {
@@ -277,8 +278,23 @@ impl ExternalSecretController {
                     Ok((object, action)) => debug!(externalsecret = %object, ?action, "reconciled"),
                     Err(error) => debug!(%error, "reconcile not completed"),
                 }
-            })
-            .await;
+            });
+        let (mut controller, mut taking) = (std::pin::pin!(controller), std::pin::pin!(taking));
+        tokio::select! {
+            biased;
+            () = &mut controller => {}
+            ended = &mut taking => {
+                // A panic in the intake stops the process: without it no new or changed
+                // ExternalSecret would be reconciled again. Otherwise it ended with the
+                // controller's stream (stopping) or the watch (never).
+                if let Err(error) = ended
+                    && error.is_panic()
+                {
+                    std::panic::resume_unwind(error.into_panic());
+                }
+                controller.await;
+            }
+        }
         pacing.abort();
         taking.abort();
         info!("controller stopped");

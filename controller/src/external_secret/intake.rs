@@ -8,6 +8,10 @@
 //! controller holds at most `limit` of them, and the queue hands its room back once it is
 //! empty. An ExternalSecret the controller already holds passes straight through (a change
 //! during its reconcile must run it again; kube-runtime holds it until that one ends).
+//!
+//! The bound is soft: a place is freed by any reconcile of its ExternalSecret (an event's
+//! that was already running, say) and after [`ADMIT_TIMEOUT`] in any case, so kube-runtime
+//! may hold a few more than `limit` for a while. Nothing waits forever on a place.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -1,9 +1,15 @@
 //! The probe port's connections, bounded: anyone who can reach the port (kubelet,
-//! Prometheus, any pod without a NetworkPolicy) gets at most [`Limits::connections`]
-//! connections served at once, [`Limits::headers`] to send a request's headers, and
-//! [`Limits::lifetime`] per connection, whatever it does. `axum::serve` has none of these:
-//! a client that opened connections and sent nothing, or stopped reading a response, kept
-//! them, and their memory, for as long as it liked.
+//! Prometheus, any pod a NetworkPolicy does not keep out) gets at most
+//! [`Limits::connections`] connections served at once, [`Limits::headers`] to send a
+//! request's headers (also while a kept-alive connection waits for its next request), and
+//! [`Limits::lifetime`] per connection: then the response under way may finish within
+//! [`Limits::grace`], and the connection closes. `axum::serve` has none of these: a client
+//! that opened connections and sent nothing, or stopped reading a response, kept them and
+//! their memory for as long as it liked.
+//!
+//! A client that keeps every place taken (opening silent connections again as the header
+//! timeout closes them) still delays the probes behind it in the listen backlog: only a
+//! NetworkPolicy that admits kubelet and the scraper keeps others off the port.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,28 +25,32 @@ use tracing::warn;
 /// How the probe port bounds its clients.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Connections served at once; further ones wait in the listen backlog.
+    /// Connections served at once; further ones wait in the listen backlog. An idle
+    /// connection holds a few KiB.
     pub connections: usize,
-    /// How long a client has to send a request's headers (also while a kept-alive connection
-    /// waits for its next request).
+    /// How long a client has to send a request's headers.
     pub headers: Duration,
-    /// How long a connection lives: kept-alive scrapes reconnect now and then; a reader that
-    /// stopped reading is cut off. A scrape's own deadline is shorter (30 s).
+    /// How long a connection takes new requests: kept-alive scrapes reconnect now and then.
     pub lifetime: Duration,
+    /// How long the response under way at the end of the lifetime may still take (a
+    /// scrape's own deadline is 30 s); then the connection is dropped, reader or not.
+    pub grace: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            connections: 64,
-            headers: Duration::from_secs(10),
+            connections: 256,
+            headers: Duration::from_secs(5),
             lifetime: Duration::from_secs(60),
+            grace: Duration::from_secs(35),
         }
     }
 }
 
-/// How long accepting pauses after a failed accept (out of file descriptors, say).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long accepting pauses after a failed accept that is not the client's (out of file
+/// descriptors, say).
+const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Serves `app` on `listener` within `limits` until `shutdown` resolves. Connections under
 /// way then end with the process.
@@ -60,8 +70,10 @@ pub async fn serve(
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
+                // One connection's trouble (reset before it was accepted): the next one.
+                Err(error) if is_connection_error(&error) => continue,
                 Err(error) => {
-                    warn!(%error, "probe port: accept failed; retrying");
+                    warn!(%error, "probe port: accept failed; retrying in 1 s");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
@@ -74,10 +86,26 @@ pub async fn serve(
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         tokio::spawn(async move {
             // Errors here are the client's (it went away, it was too slow): nothing to report.
-            let _ = tokio::time::timeout(limits.lifetime, connection).await;
+            let mut connection = std::pin::pin!(connection);
+            if tokio::time::timeout(limits.lifetime, connection.as_mut())
+                .await
+                .is_err()
+            {
+                // No new request; the response under way may finish.
+                connection.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(limits.grace, connection).await;
+            }
             drop(place);
         });
     }
+}
+
+fn is_connection_error(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        error.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
 }
 
 #[cfg(test)]

@@ -14,12 +14,21 @@ use super::{Limits, serve};
 const PATIENCE: Duration = Duration::from_secs(5);
 
 fn app() -> Router {
-    Router::new().route("/", get(|| async { "ok" })).route(
-        "/endless",
-        get(|| async {
-            Body::from_stream(futures::stream::pending::<Result<Vec<u8>, std::io::Error>>())
-        }),
-    )
+    Router::new()
+        .route("/", get(|| async { "ok" }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                "done"
+            }),
+        )
+        .route(
+            "/endless",
+            get(|| async {
+                Body::from_stream(futures::stream::pending::<Result<Vec<u8>, std::io::Error>>())
+            }),
+        )
 }
 
 /// A server with `limits`, its address, and what stops it.
@@ -39,11 +48,12 @@ async fn start(
     (address, stop, server)
 }
 
-fn limits(connections: usize, headers_ms: u64, lifetime_ms: u64) -> Limits {
+fn limits(connections: usize, headers_ms: u64, lifetime_ms: u64, grace_ms: u64) -> Limits {
     Limits {
         connections,
         headers: Duration::from_millis(headers_ms),
         lifetime: Duration::from_millis(lifetime_ms),
+        grace: Duration::from_millis(grace_ms),
     }
 }
 
@@ -70,43 +80,73 @@ async fn request(stream: &mut TcpStream, path: &str) {
 
 #[tokio::test]
 async fn a_client_that_sends_nothing_is_cut_off_after_the_header_timeout() {
-    let (address, _stop, _server) = start(limits(4, 200, 60_000)).await;
-    let mut silent = TcpStream::connect(address).await.unwrap();
+    let (address, _stop, _server) = start(limits(4, 200, 60_000, 60_000)).await;
     let opened = Instant::now();
-    read_to_close(&mut silent).await;
+    let mut silent = TcpStream::connect(address).await.unwrap();
+    assert_eq!(read_to_close(&mut silent).await, "");
     assert!(
-        opened.elapsed() >= Duration::from_millis(150),
+        opened.elapsed() >= Duration::from_millis(200),
         "closed before the timeout"
     );
 }
 
 #[tokio::test]
 async fn a_kept_alive_connection_is_closed_when_idle_for_the_header_timeout() {
-    let (address, _stop, _server) = start(limits(4, 200, 60_000)).await;
+    let (address, _stop, _server) = start(limits(4, 300, 60_000, 60_000)).await;
     let mut client = TcpStream::connect(address).await.unwrap();
+    // Two requests on one connection: it is kept alive between them.
     request(&mut client, "/").await;
+    let mut first = Vec::new();
+    while !first.ends_with(b"ok") {
+        let mut buffer = [0u8; 1024];
+        let n = timeout(PATIENCE, client.read(&mut buffer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed after one request");
+        first.extend_from_slice(&buffer[..n]);
+    }
+    request(&mut client, "/").await;
+    let idle = Instant::now();
     let answer = read_to_close(&mut client).await;
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(answer.ends_with("ok"), "{answer}");
-}
-
-#[tokio::test]
-async fn a_connection_ends_at_its_lifetime_whatever_it_does() {
-    let (address, _stop, _server) = start(limits(4, 60_000, 300)).await;
-    let mut reader = TcpStream::connect(address).await.unwrap();
-    request(&mut reader, "/endless").await;
-    let opened = Instant::now();
-    let answer = read_to_close(&mut reader).await;
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(
-        opened.elapsed() >= Duration::from_millis(250),
-        "closed before its lifetime"
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"),
+        "{answer}"
+    );
+    assert!(
+        idle.elapsed() >= Duration::from_millis(300),
+        "closed before the idle timeout"
     );
 }
 
 #[tokio::test]
+async fn a_response_under_way_at_the_end_of_the_lifetime_gets_its_grace_then_is_cut() {
+    let (address, _stop, _server) = start(limits(4, 60_000, 200, 300)).await;
+    let opened = Instant::now();
+    let mut reader = TcpStream::connect(address).await.unwrap();
+    request(&mut reader, "/endless").await;
+    let answer = read_to_close(&mut reader).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        opened.elapsed() >= Duration::from_millis(500),
+        "cut before its lifetime and grace"
+    );
+}
+
+#[tokio::test]
+async fn a_response_that_ends_within_the_grace_is_whole_and_the_connection_closes() {
+    let (address, _stop, _server) = start(limits(4, 60_000, 200, 5_000)).await;
+    let mut client = TcpStream::connect(address).await.unwrap();
+    request(&mut client, "/slow").await;
+    let answer = read_to_close(&mut client).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("done"), "cut off: {answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+}
+
+#[tokio::test]
 async fn connections_beyond_the_limit_wait_for_a_place() {
-    let (address, _stop, _server) = start(limits(1, 60_000, 60_000)).await;
+    let (address, _stop, _server) = start(limits(1, 60_000, 60_000, 60_000)).await;
     // The only place, held by a client that sends nothing.
     let holder = TcpStream::connect(address).await.unwrap();
     let mut waiting = TcpStream::connect(address).await.unwrap();

@@ -10,8 +10,8 @@
 //! - a response whose text did not end (deadline, reader gone, an encoder error or panic) is
 //!   cut off, so the reader sees a broken transfer, never a short text that looks whole (with
 //!   HTTP/1.1's chunked transfer; OpenMetrics' `# EOF` tells it too);
-//! - a reader that stops reading keeps its connection and what was already queued for it (two
-//!   chunks and hyper's buffer): the server has no write timeout of its own.
+//! - a reader that stops reading keeps what was already queued for it (two chunks and hyper's
+//!   buffer) until its connection's lifetime ends (see `connections`).
 
 use std::fmt;
 use std::pin::Pin;
