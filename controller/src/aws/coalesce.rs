@@ -135,9 +135,14 @@ type Answer = Result<SecretValue, AwsError>;
 /// A map emptied after holding more than this many keeps its room.
 const KEPT_ROOM: usize = 64;
 
-/// Hands back the room of a map that is three-quarters empty.
+/// Whether a map or queue holding `len` in room for `capacity` is three-quarters empty and
+/// should hand its room back.
+fn mostly_empty(len: usize, capacity: usize) -> bool {
+    capacity > KEPT_ROOM && len * 4 < capacity
+}
+
 fn give_back_room<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
-    if map.capacity() > KEPT_ROOM && map.len() * 4 < map.capacity() {
+    if mostly_empty(map.len(), map.capacity()) {
         map.shrink_to_fit();
     }
 }
@@ -213,7 +218,7 @@ impl State {
         give_back_room(&mut self.waiting);
         give_back_room(&mut self.under_way);
         for queue in [&mut self.prompt, &mut self.urgent, &mut self.routine] {
-            if queue.capacity() > KEPT_ROOM && queue.len() * 4 < queue.capacity() {
+            if mostly_empty(queue.len(), queue.capacity()) {
                 queue.shrink_to_fit();
             }
         }
